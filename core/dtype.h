@@ -1,0 +1,54 @@
+// Element types of tensors, with GGML's numeric ids so GGUF files move between
+// engine and llama.cpp both ways.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace engine {
+
+enum class DType : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q8_0 = 8,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  BF16 = 30,
+};
+
+// Q8_0: blocks of 32 values, one fp16 scale d, 32 int8 codes; value = d * q.
+constexpr int kQ8Block = 32;
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[kQ8Block];
+};
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
+
+bool dtype_known(uint32_t id);
+const char* dtype_name(DType t);
+bool dtype_from_name(const std::string& name, DType* out);  // "f32", "f16", "bf16", "q8_0"
+int64_t dtype_block_size(DType t);                          // elements per block (1 for plain types)
+size_t dtype_block_bytes(DType t);                          // bytes per block
+// Bytes of n elements; n must be a multiple of the block size (checked by callers).
+inline size_t dtype_row_bytes(DType t, int64_t n) {
+  return (size_t)(n / dtype_block_size(t)) * dtype_block_bytes(t);
+}
+
+// Scalar conversions (IEEE half with round-to-nearest-even; bf16 rounds to nearest even).
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t f32_to_bf16(float f);
+
+// Row conversions between float and any supported type. n must be a multiple of the block size.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+void quantize_row(DType t, const float* src, void* dst, int64_t n);
+
+}  // namespace engine

@@ -1,0 +1,230 @@
+#include "models/llama.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace engine {
+
+bool llama_arch_supported(const std::string& arch, cpu::RopeLayout* layout) {
+  // Architectures whose blocks are the Llama block (RMSNorm, RoPE, GQA, SwiGLU).
+  struct Arch {
+    const char* name;
+    cpu::RopeLayout rope;
+  };
+  static const Arch archs[] = {
+      {"llama", cpu::RopeLayout::Adjacent},
+      {"mistral", cpu::RopeLayout::Adjacent},
+      {"granite", cpu::RopeLayout::Adjacent},
+      {"qwen2", cpu::RopeLayout::NeoX},
+  };
+  for (auto& a : archs)
+    if (arch == a.name) {
+      if (layout) *layout = a.rope;
+      return true;
+    }
+  return false;
+}
+
+LlamaHParams LlamaHParams::from_gguf(const GGUFFile& f) {
+  LlamaHParams hp;
+  hp.arch = f.get_string("general.architecture");
+  if (hp.arch.empty()) f.fail("no general.architecture: not a model file (a vocab-only file?)");
+  if (!llama_arch_supported(hp.arch, &hp.rope_layout))
+    f.fail("unknown model architecture '" + hp.arch + "' (supported: llama, mistral, granite, qwen2)");
+  const std::string p = hp.arch + ".";
+  hp.n_embd = f.require_int(p + "embedding_length");
+  hp.n_ff = f.require_int(p + "feed_forward_length");
+  hp.n_layer = f.require_int(p + "block_count");
+  hp.n_head = f.require_int(p + "attention.head_count");
+  hp.n_head_kv = f.get_int(p + "attention.head_count_kv", hp.n_head);
+  hp.n_ctx_train = f.get_int(p + "context_length", 2048);
+  hp.rms_eps = (float)f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
+  hp.rope_freq_base = (float)f.get_float(p + "rope.freq_base", 10000.0);
+  auto positive = [&](int64_t v, const char* what, int64_t max) {
+    if (v <= 0 || v > max) f.fail(std::string("bad ") + what + " " + std::to_string(v));
+  };
+  positive(hp.n_embd, "embedding_length", 1 << 20);
+  positive(hp.n_ff, "feed_forward_length", 1 << 22);
+  positive(hp.n_layer, "block_count", 4096);
+  positive(hp.n_head, "attention.head_count", 1 << 14);
+  positive(hp.n_head_kv, "attention.head_count_kv", 1 << 14);
+  positive(hp.n_ctx_train, "context_length", 1 << 24);
+  if (hp.n_embd % hp.n_head) f.fail("embedding_length is not a multiple of head_count");
+  if (hp.n_head % hp.n_head_kv) f.fail("head_count is not a multiple of head_count_kv");
+  hp.head_dim = f.get_int(p + "attention.key_length", hp.n_embd / hp.n_head);
+  positive(hp.head_dim, "attention.key_length", 1 << 14);
+  hp.n_rot = f.get_int(p + "rope.dimension_count", hp.head_dim);
+  if (hp.n_rot <= 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2) f.fail("bad rope.dimension_count");
+  if (!(hp.rms_eps > 0) || !(hp.rope_freq_base > 0)) f.fail("bad rms epsilon or rope.freq_base");
+  // n_vocab comes from the embedding tensor, which is authoritative.
+  if (const GGUFTensorInfo* te = f.find_tensor("token_embd.weight")) hp.n_vocab = te->ne[1];
+  else hp.n_vocab = f.get_int(p + "vocab_size", 0);
+  return hp;
+}
+
+KVCache::KVCache(const LlamaHParams& hp, int64_t first, int64_t last, int64_t ctx)
+    : n_ctx(ctx), first_block(first), n_blocks(last - first), kv_dim(hp.kv_dim()) {
+  if (ctx <= 0) throw Error("context size must be positive");
+  k.assign((size_t)(n_blocks * n_ctx * kv_dim), 0.0f);
+  v.assign((size_t)(n_blocks * n_ctx * kv_dim), 0.0f);
+}
+
+// ---- loading ---------------------------------------------------------------------
+
+cpu::WeightView LlamaModel::weight(const std::string& name, int64_t rows, int64_t cols) const {
+  const GGUFTensorInfo& t = file_->require_tensor(name);
+  if (t.n_dims != 2 || t.ne[0] != cols || t.ne[1] != rows)
+    file_->fail("tensor '" + name + "' has shape [" + std::to_string(t.ne[0]) + ", " + std::to_string(t.ne[1]) +
+                "], expected [" + std::to_string(cols) + ", " + std::to_string(rows) + "]");
+  if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16 && t.type != DType::Q8_0)
+    file_->fail("tensor '" + name + "' has unsupported type " + dtype_name(t.type));
+  return cpu::WeightView{t.type, rows, cols, t.data, dtype_row_bytes(t.type, cols)};
+}
+
+const float* LlamaModel::norm_vector(const std::string& name, int64_t n) {
+  const GGUFTensorInfo& t = file_->require_tensor(name);
+  if (t.n_elements() != n) file_->fail("tensor '" + name + "' should have " + std::to_string(n) + " elements");
+  if (t.type == DType::F32 && ((uintptr_t)t.data % alignof(float)) == 0) return (const float*)t.data;
+  if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16)
+    file_->fail("tensor '" + name + "' has unsupported type " + dtype_name(t.type));
+  owned_.emplace_back((size_t)n);
+  dequantize_row(t.type, t.data, owned_.back().data(), n);
+  return owned_.back().data();
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::load(std::shared_ptr<const GGUFFile> file, const LlamaLoadOptions& opts) {
+  std::unique_ptr<LlamaModel> m(new LlamaModel());
+  m->file_ = std::move(file);
+  const GGUFFile& f = *m->file_;
+  m->hp_ = LlamaHParams::from_gguf(f);
+  const LlamaHParams& hp = m->hp_;
+  m->first_ = opts.first_block;
+  m->last_ = opts.last_block < 0 ? hp.n_layer : opts.last_block;
+  if (m->first_ < 0 || m->first_ > m->last_ || m->last_ > hp.n_layer)
+    throw Error("block span [" + std::to_string(m->first_) + ", " + std::to_string(m->last_) +
+                ") is outside the model's " + std::to_string(hp.n_layer) + " blocks");
+
+  if (opts.embeddings || opts.head) {
+    m->tok_embd_ = &f.require_tensor("token_embd.weight");
+    if (m->tok_embd_->n_dims != 2 || m->tok_embd_->ne[0] != hp.n_embd)
+      f.fail("token_embd.weight should have shape [n_embd, n_vocab]");
+  }
+  if (opts.head) {
+    m->output_norm_ = m->norm_vector("output_norm.weight", hp.n_embd);
+    // Tied embeddings: without output.weight the head reuses the token embedding.
+    const char* out_name = f.find_tensor("output.weight") ? "output.weight" : "token_embd.weight";
+    m->output_ = m->weight(out_name, hp.n_vocab, hp.n_embd);
+  }
+  for (int64_t b = m->first_; b < m->last_; b++) {
+    const std::string p = "blk." + std::to_string(b) + ".";
+    LlamaBlockWeights w;
+    w.attn_norm = m->norm_vector(p + "attn_norm.weight", hp.n_embd);
+    w.ffn_norm = m->norm_vector(p + "ffn_norm.weight", hp.n_embd);
+    w.wq = m->weight(p + "attn_q.weight", hp.q_dim(), hp.n_embd);
+    w.wk = m->weight(p + "attn_k.weight", hp.kv_dim(), hp.n_embd);
+    w.wv = m->weight(p + "attn_v.weight", hp.kv_dim(), hp.n_embd);
+    w.wo = m->weight(p + "attn_output.weight", hp.n_embd, hp.q_dim());
+    w.w_gate = m->weight(p + "ffn_gate.weight", hp.n_ff, hp.n_embd);
+    w.w_up = m->weight(p + "ffn_up.weight", hp.n_ff, hp.n_embd);
+    w.w_down = m->weight(p + "ffn_down.weight", hp.n_embd, hp.n_ff);
+    if (f.find_tensor(p + "attn_q.bias")) {
+      w.bq = m->norm_vector(p + "attn_q.bias", hp.q_dim());
+      w.bk = m->norm_vector(p + "attn_k.bias", hp.kv_dim());
+      w.bv = m->norm_vector(p + "attn_v.bias", hp.kv_dim());
+    }
+    m->blocks_.push_back(w);
+  }
+  return m;
+}
+
+// ---- forward -----------------------------------------------------------------------
+
+void LlamaModel::embed(const int32_t* tokens, int64_t n, float* hidden) const {
+  if (!tok_embd_) throw Error("model was loaded without embeddings");
+  const size_t row_bytes = dtype_row_bytes(tok_embd_->type, hp_.n_embd);
+  for (int64_t t = 0; t < n; t++) {
+    if (tokens[t] < 0 || tokens[t] >= hp_.n_vocab)
+      throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary (" +
+                  std::to_string(hp_.n_vocab) + ")");
+    dequantize_row(tok_embd_->type, tok_embd_->data + (size_t)tokens[t] * row_bytes, hidden + t * hp_.n_embd,
+                   hp_.n_embd);
+  }
+}
+
+static void add_bias(float* x, const float* b, int64_t n, int64_t d) {
+  if (!b) return;
+  for (int64_t t = 0; t < n; t++) cpu::add_inplace(x + t * d, b, d);
+}
+
+// One Llama block on x [n][n_embd], in place:
+//   x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+//   x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+void LlamaModel::block_forward(int64_t b, KVCache& cache, float* x, int64_t n, ThreadPool& pool) const {
+  const LlamaBlockWeights& w = blocks_[b - first_];
+  const LlamaHParams& hp = hp_;
+  const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), pos0 = cache.n_past;
+
+  std::vector<float> h((size_t)(n * d)), q((size_t)(n * qd)), att((size_t)(n * qd)), tmp((size_t)(n * d));
+  std::vector<int32_t> pos((size_t)n);
+  for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
+
+  cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
+  cpu::matmul(w.wq, h.data(), n, q.data(), pool);
+  add_bias(q.data(), w.bq, n, qd);
+  // Keys and values go straight into the cache rows for positions pos0 .. pos0+n-1.
+  float* kc = cache.k_block(b) + pos0 * kvd;
+  float* vc = cache.v_block(b) + pos0 * kvd;
+  cpu::matmul(w.wk, h.data(), n, kc, pool);
+  cpu::matmul(w.wv, h.data(), n, vc, pool);
+  add_bias(kc, w.bk, n, kvd);
+  add_bias(vc, w.bv, n, kvd);
+  cpu::rope(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  cpu::rope(kc, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  cpu::attention(q.data(), cache.k_block(b), cache.v_block(b), att.data(), n, pos0, hp.n_head, hp.n_head_kv,
+                 hp.head_dim, pool);
+  cpu::matmul(w.wo, att.data(), n, tmp.data(), pool);
+  cpu::add_inplace(x, tmp.data(), n * d);
+
+  std::vector<float> g((size_t)(n * hp.n_ff)), u((size_t)(n * hp.n_ff));
+  cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
+  cpu::matmul(w.w_gate, h.data(), n, g.data(), pool);
+  cpu::matmul(w.w_up, h.data(), n, u.data(), pool);
+  cpu::swiglu(g.data(), u.data(), g.data(), n * hp.n_ff);
+  cpu::matmul(w.w_down, g.data(), n, tmp.data(), pool);
+  cpu::add_inplace(x, tmp.data(), n * d);
+}
+
+void LlamaModel::forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n,
+                              ThreadPool& pool) const {
+  if (a < first_ || b > last_ || a > b) throw Error("span outside the loaded blocks");
+  if (a < cache.first_block || b > cache.first_block + cache.n_blocks) throw Error("KV cache does not cover the span");
+  if (n <= 0) return;
+  if (cache.n_past + n > cache.n_ctx)
+    throw Error("context is full: " + std::to_string(cache.n_past + n) + " positions needed, " +
+                std::to_string(cache.n_ctx) + " available (raise -c)");
+  for (int64_t blk = a; blk < b; blk++) block_forward(blk, cache, hidden, n, pool);
+  cache.n_past += n;
+}
+
+void LlamaModel::head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const {
+  if (!output_norm_) throw Error("model was loaded without the output head");
+  std::vector<float> h((size_t)(n * hp_.n_embd));
+  cpu::rmsnorm(hidden, output_norm_, h.data(), n, hp_.n_embd, hp_.rms_eps);
+  cpu::matmul(output_, h.data(), n, logits, pool);
+}
+
+size_t LlamaModel::weight_bytes(int64_t a, int64_t b, bool with_head) const {
+  size_t total = 0;
+  auto bytes = [](const cpu::WeightView& w) { return (size_t)w.rows * w.row_bytes; };
+  for (int64_t blk = a; blk < b; blk++) {
+    const LlamaBlockWeights& w = blocks_[blk - first_];
+    total += bytes(w.wq) + bytes(w.wk) + bytes(w.wv) + bytes(w.wo) + bytes(w.w_gate) + bytes(w.w_up) +
+             bytes(w.w_down) + 2 * hp_.n_embd * sizeof(float);
+  }
+  if (with_head && output_norm_) total += bytes(output_) + hp_.n_embd * sizeof(float);
+  return total;
+}
+
+}  // namespace engine

@@ -1,0 +1,121 @@
+// Llama-family transformer on the CPU, organised around block spans: a server
+// runs blocks [a, b) alone on hidden states; a client runs the embedding and
+// the head. Weights stay in the memory-mapped GGUF; nothing is copied except
+// the (tiny) norm vectors.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/gguf.h"
+#include "core/thread_pool.h"
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+
+namespace engine {
+
+struct LlamaHParams {
+  std::string arch;
+  int64_t n_vocab = 0;
+  int64_t n_embd = 0;
+  int64_t n_ff = 0;
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;
+  int64_t n_rot = 0;
+  int64_t n_ctx_train = 0;
+  float rms_eps = 1e-5f;
+  float rope_freq_base = 10000.0f;
+  cpu::RopeLayout rope_layout = cpu::RopeLayout::Adjacent;
+
+  int64_t q_dim() const { return n_head * head_dim; }
+  int64_t kv_dim() const { return n_head_kv * head_dim; }
+  // Reads and validates the hyper-parameters; an unknown architecture is an Error.
+  static LlamaHParams from_gguf(const GGUFFile& f);
+};
+
+// Architectures we run, and their RoPE layout (GGUF does not store it; llama.cpp
+// derives it from the architecture name, and so do we).
+bool llama_arch_supported(const std::string& arch, cpu::RopeLayout* layout = nullptr);
+
+struct LlamaBlockWeights {
+  const float* attn_norm = nullptr;  // [n_embd]
+  const float* ffn_norm = nullptr;   // [n_embd]
+  cpu::WeightView wq, wk, wv, wo;    // [q_dim][n_embd], [kv_dim][n_embd] ×2, [n_embd][q_dim]
+  cpu::WeightView w_gate, w_up;      // [n_ff][n_embd]
+  cpu::WeightView w_down;            // [n_embd][n_ff]
+  const float* bq = nullptr;         // optional biases (qwen2): [q_dim], [kv_dim], [kv_dim]
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+};
+
+// Keys and values of the blocks of one span, for one sequence, in f32.
+struct KVCache {
+  int64_t n_ctx = 0;       // positions it can hold
+  int64_t first_block = 0;
+  int64_t n_blocks = 0;
+  int64_t kv_dim = 0;
+  int64_t n_past = 0;      // positions already filled
+  std::vector<float> k, v; // [n_blocks][n_ctx][kv_dim]
+
+  KVCache(const LlamaHParams& hp, int64_t first, int64_t last, int64_t n_ctx);
+  float* k_block(int64_t b) { return k.data() + (b - first_block) * n_ctx * kv_dim; }
+  float* v_block(int64_t b) { return v.data() + (b - first_block) * n_ctx * kv_dim; }
+  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
+  void clear() { n_past = 0; }
+};
+
+struct LlamaLoadOptions {
+  int64_t first_block = 0;
+  int64_t last_block = -1;  // exclusive; -1 = all blocks
+  bool embeddings = true;   // token embedding (client side)
+  bool head = true;         // final norm and output projection (client side)
+};
+
+class LlamaModel {
+ public:
+  // The model keeps a reference to `file`: it must outlive the model.
+  static std::unique_ptr<LlamaModel> load(std::shared_ptr<const GGUFFile> file, const LlamaLoadOptions& opts = {});
+
+  const LlamaHParams& hparams() const { return hp_; }
+  const GGUFFile& file() const { return *file_; }
+  int64_t first_block() const { return first_; }
+  int64_t last_block() const { return last_; }
+
+  // hidden[t] = embedding of tokens[t]:  [n][n_embd]. Token ids are checked.
+  void embed(const int32_t* tokens, int64_t n, float* hidden) const;
+
+  // Runs blocks [a, b) (within the loaded span) on hidden [n][n_embd] in place, for the
+  // n tokens at positions cache.n_past .. n_past+n-1, and advances cache.n_past by n.
+  // The cache must cover [a, b).
+  void forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n, ThreadPool& pool) const;
+  // Whole loaded span.
+  void forward(KVCache& cache, float* hidden, int64_t n, ThreadPool& pool) const {
+    forward_span(first_, last_, cache, hidden, n, pool);
+  }
+
+  // logits [n][n_vocab] = output(norm(hidden)). `hidden` is not modified.
+  void head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const;
+
+  // Bytes of weights a decode step reads for blocks [a, b) (+ head when asked): for bandwidth reports.
+  size_t weight_bytes(int64_t a, int64_t b, bool with_head) const;
+
+ private:
+  LlamaModel() = default;
+  void block_forward(int64_t b, KVCache& cache, float* x, int64_t n, ThreadPool& pool) const;
+  const float* norm_vector(const std::string& name, int64_t n);
+  cpu::WeightView weight(const std::string& name, int64_t rows, int64_t cols) const;
+
+  std::shared_ptr<const GGUFFile> file_;
+  LlamaHParams hp_;
+  int64_t first_ = 0, last_ = 0;
+  std::vector<LlamaBlockWeights> blocks_;  // index b - first_
+  const GGUFTensorInfo* tok_embd_ = nullptr;
+  const float* output_norm_ = nullptr;
+  cpu::WeightView output_{};
+  std::vector<std::vector<float>> owned_;  // norm vectors converted to f32
+};
+
+}  // namespace engine
