@@ -10,10 +10,10 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, int64_t d, flo
   for (int64_t t = 0; t < n; t++) {
     const float* xr = x + t * d;
     float* yr = y + t * d;
-    // Accumulate the mean square in double: d can be large and the result feeds every later op.
     double ss = 0;
-    for (int64_t i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-    float scale = (float)(1.0 / std::sqrt(ss / (double)d + (double)eps));
+    for (int64_t i = 0; i < d; i++) ss += (double)(xr[i] * xr[i]);
+    const float mean = (float)(ss / (double)d);
+    const float scale = 1.0f / std::sqrt(mean + eps);
     for (int64_t i = 0; i < d; i++) yr[i] = xr[i] * scale * w[i];
   }
 }
@@ -41,39 +41,60 @@ void rope(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t n_rot,
   }
 }
 
-void attention(const float* q, const float* k, const float* v, float* out, int64_t n, int64_t pos0,
-               int64_t n_head, int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
+namespace {
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+inline float load(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
+inline float round_to(const float*, float x) { return x; }
+inline float round_to(const uint16_t*, float x) { return f16_to_f32(f32_to_f16(x)); }
+
+template <typename KV>
+void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_t n, int64_t pos0, int64_t n_head,
+                    int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
   const int64_t group = n_head / n_head_kv;
   const float scale = 1.0f / std::sqrt((float)hd);
   const int64_t kv_stride = n_head_kv * hd;
   pool.parallel_for(n * n_head, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(hd);
+    std::vector<float> qr(hd), kr(hd), scores(pos0 + n), acc(hd);
     for (int64_t job = begin; job < end; job++) {
       const int64_t t = job / n_head, h = job % n_head, kvh = h / group;
-      const float* qv = q + (t * n_head + h) * hd;
       const int64_t n_keys = pos0 + t + 1;  // causal: keys 0 .. pos0+t
-      float m = -INFINITY, s = 0;
+      // Scores s_j = (q · k_j) / sqrt(hd), with q in the cache's precision.
+      for (int64_t i = 0; i < hd; i++) qr[i] = round_to(k, q[(t * n_head + h) * hd + i]);
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < n_keys; j++) {
+        const KV* kj = k + j * kv_stride + kvh * hd;
+        for (int64_t i = 0; i < hd; i++) kr[i] = load(kj, i);
+        float dot = 0;
+        for (int64_t i = 0; i < hd; i++) dot += qr[i] * kr[i];
+        scores[j] = dot * scale;
+        mx = std::max(mx, scores[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < n_keys; j++) {
+        scores[j] = std::exp(scores[j] - mx);
+        sum += scores[j];
+      }
+      const float inv = (float)(1.0 / sum);
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t j = 0; j < n_keys; j++) {
-        const float* kr = k + j * kv_stride + kvh * hd;
-        float dot = 0;
-        for (int64_t i = 0; i < hd; i++) dot += qv[i] * kr[i];
-        dot *= scale;
-        const float* vr = v + j * kv_stride + kvh * hd;
-        if (dot > m) {  // new maximum: rescale what was accumulated so far
-          float c = std::exp(m - dot);
-          s *= c;
-          for (int64_t i = 0; i < hd; i++) acc[i] *= c;
-          m = dot;
-        }
-        float p = std::exp(dot - m);
-        s += p;
-        for (int64_t i = 0; i < hd; i++) acc[i] += p * vr[i];
+        const float p = round_to(v, scores[j] * inv);
+        const KV* vj = v + j * kv_stride + kvh * hd;
+        for (int64_t i = 0; i < hd; i++) acc[i] += p * load(vj, i);
       }
-      float* o = out + (t * n_head + h) * hd;
-      for (int64_t i = 0; i < hd; i++) o[i] = acc[i] / s;
+      std::copy(acc.begin(), acc.end(), out + (t * n_head + h) * hd);
     }
   });
+}
+
+}  // namespace
+
+void attention(const float* q, const void* k, const void* v, DType kv_type, float* out, int64_t n, int64_t pos0,
+               int64_t n_head, int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
+  if (kv_type == DType::F16)
+    attention_impl(q, (const uint16_t*)k, (const uint16_t*)v, out, n, pos0, n_head, n_head_kv, hd, pool);
+  else
+    attention_impl(q, (const float*)k, (const float*)v, out, n, pos0, n_head, n_head_kv, hd, pool);
 }
 
 void swiglu(const float* g, const float* u, float* a, int64_t n) {

@@ -64,11 +64,12 @@ LlamaHParams LlamaHParams::from_gguf(const GGUFFile& f) {
   return hp;
 }
 
-KVCache::KVCache(const LlamaHParams& hp, int64_t first, int64_t last, int64_t ctx)
-    : n_ctx(ctx), first_block(first), n_blocks(last - first), kv_dim(hp.kv_dim()) {
+KVCache::KVCache(const LlamaHParams& hp, int64_t first, int64_t last, int64_t ctx, DType t)
+    : n_ctx(ctx), first_block(first), n_blocks(last - first), kv_dim(hp.kv_dim()), type(t) {
   if (ctx <= 0) throw Error("context size must be positive");
-  k.assign((size_t)(n_blocks * n_ctx * kv_dim), 0.0f);
-  v.assign((size_t)(n_blocks * n_ctx * kv_dim), 0.0f);
+  if (t != DType::F16 && t != DType::F32) throw Error("the KV cache is F16 or F32");
+  k.assign((size_t)(n_blocks * n_ctx) * row_bytes(), 0);
+  v.assign((size_t)(n_blocks * n_ctx) * row_bytes(), 0);
 }
 
 // ---- loading ---------------------------------------------------------------------
@@ -167,23 +168,25 @@ void LlamaModel::block_forward(int64_t b, KVCache& cache, float* x, int64_t n, T
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), pos0 = cache.n_past;
 
   std::vector<float> h((size_t)(n * d)), q((size_t)(n * qd)), att((size_t)(n * qd)), tmp((size_t)(n * d));
+  std::vector<float> k((size_t)(n * kvd)), v((size_t)(n * kvd));
   std::vector<int32_t> pos((size_t)n);
   for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
 
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
   cpu::matmul(w.wq, h.data(), n, q.data(), pool);
   add_bias(q.data(), w.bq, n, qd);
-  // Keys and values go straight into the cache rows for positions pos0 .. pos0+n-1.
-  float* kc = cache.k_block(b) + pos0 * kvd;
-  float* vc = cache.v_block(b) + pos0 * kvd;
-  cpu::matmul(w.wk, h.data(), n, kc, pool);
-  cpu::matmul(w.wv, h.data(), n, vc, pool);
-  add_bias(kc, w.bk, n, kvd);
-  add_bias(vc, w.bv, n, kvd);
+  cpu::matmul(w.wk, h.data(), n, k.data(), pool);
+  cpu::matmul(w.wv, h.data(), n, v.data(), pool);
+  add_bias(k.data(), w.bk, n, kvd);
+  add_bias(v.data(), w.bv, n, kvd);
   cpu::rope(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
-  cpu::rope(kc, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
-  cpu::attention(q.data(), cache.k_block(b), cache.v_block(b), att.data(), n, pos0, hp.n_head, hp.n_head_kv,
-                 hp.head_dim, pool);
+  cpu::rope(k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  // Keys and values of positions pos0 .. pos0+n-1 join the cache, in its type.
+  const size_t rb = cache.row_bytes();
+  quantize_row(cache.type, k.data(), cache.k_block(b) + pos0 * rb, n * kvd);
+  quantize_row(cache.type, v.data(), cache.v_block(b) + pos0 * rb, n * kvd);
+  cpu::attention(q.data(), cache.k_block(b), cache.v_block(b), cache.type, att.data(), n, pos0, hp.n_head,
+                 hp.n_head_kv, hp.head_dim, pool);
   cpu::matmul(w.wo, att.data(), n, tmp.data(), pool);
   cpu::add_inplace(x, tmp.data(), n * d);
 

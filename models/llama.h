@@ -51,19 +51,22 @@ struct LlamaBlockWeights {
   const float* bv = nullptr;
 };
 
-// Keys and values of the blocks of one span, for one sequence, in f32.
+// Keys and values of the blocks of one span, for one sequence. F16 by default,
+// as llama.cpp: half the memory, and logits that agree with llama.cpp's.
 struct KVCache {
-  int64_t n_ctx = 0;       // positions it can hold
+  int64_t n_ctx = 0;  // positions it can hold
   int64_t first_block = 0;
   int64_t n_blocks = 0;
   int64_t kv_dim = 0;
-  int64_t n_past = 0;      // positions already filled
-  std::vector<float> k, v; // [n_blocks][n_ctx][kv_dim]
+  int64_t n_past = 0;  // positions already filled
+  DType type = DType::F16;
+  std::vector<uint8_t> k, v;  // [n_blocks][n_ctx][kv_dim] of `type`
 
-  KVCache(const LlamaHParams& hp, int64_t first, int64_t last, int64_t n_ctx);
-  float* k_block(int64_t b) { return k.data() + (b - first_block) * n_ctx * kv_dim; }
-  float* v_block(int64_t b) { return v.data() + (b - first_block) * n_ctx * kv_dim; }
-  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
+  KVCache(const LlamaHParams& hp, int64_t first, int64_t last, int64_t n_ctx, DType type = DType::F16);
+  size_t row_bytes() const { return (size_t)kv_dim * dtype_block_bytes(type); }
+  uint8_t* k_block(int64_t b) { return k.data() + (size_t)((b - first_block) * n_ctx) * row_bytes(); }
+  uint8_t* v_block(int64_t b) { return v.data() + (size_t)((b - first_block) * n_ctx) * row_bytes(); }
+  size_t bytes() const { return k.size() + v.size(); }
   void clear() { n_past = 0; }
 };
 

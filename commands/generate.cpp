@@ -1,0 +1,84 @@
+// engine generate: text from a prompt, streamed; --ids prints token ids instead.
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "commands/model_flags.h"
+#include "core/cli.h"
+#include "core/error.h"
+#include "models/loaded_model.h"
+#include "models/sampling.h"
+
+using namespace engine;
+
+static int cmd_generate(int argc, char** argv) {
+  ModelFlags mf;
+  SamplingFlags sf;
+  std::string prompt;
+  int n_predict = 128;
+  bool ids = false;
+  ArgParser p("generate", "Generate text from a prompt with a local model, streaming it to stdout.");
+  mf.add_to(p);
+  p.add("-p,--prompt", "TEXT", "prompt (default: start from BOS alone)", &prompt);
+  p.add("-n,--n-predict", "N", "number of tokens to generate", &n_predict);
+  sf.add_to(p);
+  p.flag("--ids", "print the generated token ids on one line instead of text", &ids);
+  if (!p.parse(argc, argv)) return p.exit_code();
+  return run_command([&] {
+    if (n_predict < 0) throw Error("-n must be >= 0");
+    LoadedModel m = load_model(mf.model);
+    ThreadPool pool(mf.threads);
+    const LlamaHParams& hp = m.model->hparams();
+    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool);
+    Sampler sampler(sf.params());
+
+    std::vector<int32_t> tokens = m.tokenizer->encode(prompt, true);
+    if (tokens.empty()) tokens.push_back(m.tokenizer->bos());
+    if ((int64_t)tokens.size() >= runner.n_ctx())
+      throw Error("prompt is " + std::to_string(tokens.size()) + " tokens, context is " +
+                  std::to_string(runner.n_ctx()) + " (raise -c)");
+    for (int32_t t : tokens) sampler.accept(t);
+
+    StreamDecoder dec(*m.tokenizer);
+    if (!ids) {
+      for (int32_t t : tokens) std::fputs(dec.push(t).c_str(), stdout);
+      std::fflush(stdout);
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    const std::vector<float>* logits = &runner.eval(tokens);
+    auto t1 = std::chrono::steady_clock::now();
+    std::vector<int32_t> generated;
+    for (int i = 0; i < n_predict; i++) {
+      int32_t next = sampler.sample(logits->data(), hp.n_vocab);
+      if (m.tokenizer->is_eog(next)) break;
+      generated.push_back(next);
+      sampler.accept(next);
+      if (!ids) {
+        std::fputs(dec.push(next).c_str(), stdout);
+        std::fflush(stdout);
+      }
+      if (i + 1 == n_predict) break;
+      if (runner.n_past() >= runner.n_ctx()) {
+        std::fprintf(stderr, "\ngenerate: context of %lld tokens is full, stopping\n", (long long)runner.n_ctx());
+        break;
+      }
+      logits = &runner.eval({next});
+    }
+    auto t2 = std::chrono::steady_clock::now();
+    if (ids) {
+      for (size_t i = 0; i < generated.size(); i++) std::printf("%s%d", i ? " " : "", generated[i]);
+      std::printf("\n");
+    } else {
+      std::fputs(dec.flush().c_str(), stdout);
+      std::printf("\n");
+    }
+    double pre = std::chrono::duration<double>(t1 - t0).count();
+    double gen = std::chrono::duration<double>(t2 - t1).count();
+    std::fprintf(stderr, "generate: prompt %zu tokens in %.3f s (%.1f tok/s), generated %zu tokens in %.3f s (%.1f tok/s), seed %llu\n",
+                 tokens.size(), pre, tokens.size() / std::max(pre, 1e-9), generated.size(), gen,
+                 generated.size() / std::max(gen, 1e-9), (unsigned long long)sampler.seed());
+    return 0;
+  });
+}
+
+ENGINE_COMMAND("generate", "generate text from a prompt", cmd_generate);

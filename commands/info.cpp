@@ -1,0 +1,100 @@
+// engine info: what a GGUF file holds — architecture, hyper-parameters, metadata, tensors.
+#include <cstdio>
+#include <map>
+
+#include "core/cli.h"
+#include "core/gguf.h"
+#include "models/llama.h"
+
+using namespace engine;
+
+static std::string json_escape(const std::string& s) {
+  std::string o;
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') o += '\\', o += (char)c;
+    else if (c == '\n') o += "\\n";
+    else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      o += buf;
+    } else o += (char)c;
+  }
+  return o;
+}
+
+static int cmd_info(int argc, char** argv) {
+  std::string model;
+  bool json = false, all_meta = false;
+  ArgParser p("info", "Print a GGUF model's architecture, hyper-parameters, metadata and tensors.");
+  p.add("-m,--model", "FILE", "GGUF file", &model, true);
+  p.flag("--json", "machine-readable output", &json);
+  p.flag("--all", "print long metadata arrays in full length summaries too", &all_meta);
+  if (!p.parse(argc, argv)) return p.exit_code();
+  return run_command([&] {
+    auto f = GGUFFile::open(model);
+    size_t total_bytes = 0;
+    int64_t total_params = 0;
+    std::map<std::string, int64_t> params_by_type;
+    for (auto& t : f->tensors()) {
+      total_bytes += t.nbytes;
+      total_params += t.n_elements();
+      params_by_type[dtype_name(t.type)] += t.n_elements();
+    }
+    std::string arch = f->get_string("general.architecture");
+    bool runnable = !arch.empty() && llama_arch_supported(arch);
+    if (json) {
+      std::printf("{\"file\":\"%s\",\"version\":%u,\"alignment\":%zu,\"architecture\":\"%s\",\"supported\":%s,",
+                  json_escape(model).c_str(), f->version(), f->alignment(), json_escape(arch).c_str(),
+                  runnable ? "true" : "false");
+      std::printf("\"n_params\":%lld,\"tensor_bytes\":%zu,", (long long)total_params, total_bytes);
+      std::printf("\"bits_per_param\":%.4f,", total_params ? 8.0 * (double)total_bytes / (double)total_params : 0.0);
+      std::printf("\"metadata\":{");
+      bool first = true;
+      for (auto& kv : f->metadata()) {
+        std::printf("%s\"%s\":\"%s\"", first ? "" : ",", json_escape(kv.first).c_str(),
+                    json_escape(kv.second.to_string(all_meta ? 64 : 8)).c_str());
+        first = false;
+      }
+      std::printf("},\"tensors\":[");
+      first = true;
+      for (auto& t : f->tensors()) {
+        std::printf("%s{\"name\":\"%s\",\"type\":\"%s\",\"shape\":[", first ? "" : ",", json_escape(t.name).c_str(),
+                    dtype_name(t.type));
+        for (uint32_t d = 0; d < t.n_dims; d++) std::printf("%s%lld", d ? "," : "", (long long)t.ne[d]);
+        std::printf("],\"bytes\":%zu,\"offset\":%llu}", t.nbytes, (unsigned long long)t.offset);
+        first = false;
+      }
+      std::printf("]}\n");
+      return 0;
+    }
+    std::printf("file:          %s (GGUF v%u, alignment %zu, %.2f MiB)\n", model.c_str(), f->version(), f->alignment(),
+                (double)f->file_size() / (1 << 20));
+    std::printf("architecture:  %s%s\n", arch.empty() ? "(none)" : arch.c_str(),
+                arch.empty() ? " (vocab-only file?)" : runnable ? "" : " (not supported by engine)");
+    if (runnable) {
+      LlamaHParams hp = LlamaHParams::from_gguf(*f);
+      std::printf("hparams:       vocab %lld, dim %lld, ffn %lld, layers %lld, heads %lld, kv heads %lld, head dim %lld,\n"
+                  "               rope dims %lld, rope base %g, rope %s, rms eps %g, context %lld\n",
+                  (long long)hp.n_vocab, (long long)hp.n_embd, (long long)hp.n_ff, (long long)hp.n_layer,
+                  (long long)hp.n_head, (long long)hp.n_head_kv, (long long)hp.head_dim, (long long)hp.n_rot,
+                  hp.rope_freq_base, hp.rope_layout == cpu::RopeLayout::NeoX ? "neox" : "adjacent", hp.rms_eps,
+                  (long long)hp.n_ctx_train);
+    }
+    std::printf("parameters:    %lld (%.2f M), %.2f MiB of tensors, %.3f bits per parameter\n",
+                (long long)total_params, total_params / 1e6, (double)total_bytes / (1 << 20),
+                total_params ? 8.0 * (double)total_bytes / (double)total_params : 0.0);
+    for (auto& [type, n] : params_by_type) std::printf("               %-5s %lld parameters\n", type.c_str(), (long long)n);
+    std::printf("\nmetadata (%zu keys):\n", f->metadata().size());
+    for (auto& kv : f->metadata())
+      std::printf("  %-40s %s\n", kv.first.c_str(), kv.second.to_string(all_meta ? 64 : 8).c_str());
+    std::printf("\ntensors (%zu):\n", f->tensors().size());
+    for (auto& t : f->tensors()) {
+      std::string shape;
+      for (uint32_t d = 0; d < t.n_dims; d++) shape += (d ? " x " : "") + std::to_string(t.ne[d]);
+      std::printf("  %-32s %-5s [%s] %zu bytes\n", t.name.c_str(), dtype_name(t.type), shape.c_str(), t.nbytes);
+    }
+    return 0;
+  });
+}
+
+ENGINE_COMMAND("info", "print a model's architecture, metadata and tensors", cmd_info);

@@ -1,0 +1,164 @@
+// The Llama forward pass against oracles no one here wrote: llama.cpp's logits
+// for three prompts, llama2.c's 255 greedy tokens, llama.cpp's perplexity.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/io.h"
+#include "models/loaded_model.h"
+#include "models/perplexity.h"
+#include "models/sampling.h"
+
+using namespace engine;
+
+namespace {
+
+const std::string kShared = ENGINE_SHARED_DIR;
+const std::string kModel = kShared + "/models/stories260K.gguf";
+
+bool have_shared() { return access(kModel.c_str(), R_OK) == 0; }
+
+std::vector<int32_t> parse_ids(const std::string& s, char sep) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, sep))
+    if (!item.empty()) ids.push_back(std::stoi(item));
+  return ids;
+}
+
+struct OracleCase {
+  std::string file;
+  std::vector<int32_t> tokens;
+  int64_t n_vocab;
+};
+
+std::vector<OracleCase> read_index() {
+  std::vector<OracleCase> cases;
+  std::ifstream in(kShared + "/oracle/stories260K/index.tsv");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cols;
+    std::stringstream ss(line);
+    std::string c;
+    while (std::getline(ss, c, '\t')) cols.push_back(c);
+    if (cols.size() < 3) continue;
+    OracleCase oc;
+    oc.file = cols[0];
+    std::stringstream meta(cols[2]);
+    std::string kv;
+    while (meta >> kv) {
+      auto eq = kv.find('=');
+      std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+      if (k == "n_vocab") oc.n_vocab = std::stoll(v);
+      if (k == "tokens") oc.tokens = parse_ids(v, ',');
+    }
+    cases.push_back(oc);
+  }
+  return cases;
+}
+
+}  // namespace
+
+TEST(LlamaOracle, LogitsMatchLlamaCpp) {
+  if (!have_shared()) GTEST_SKIP() << "shared test data not found: " << kModel;
+  LoadedModel m = load_model(kModel, {}, false);
+  ThreadPool pool(2);
+  auto cases = read_index();
+  ASSERT_EQ(cases.size(), 3u);
+  for (auto& oc : cases) {
+    std::string raw = read_file_bytes(kShared + "/oracle/stories260K/" + oc.file);
+    const int64_t n = (int64_t)oc.tokens.size();
+    ASSERT_EQ(raw.size(), (size_t)(n * oc.n_vocab * 4)) << oc.file;
+    const float* want = (const float*)raw.data();
+    LocalRunner runner(*m.model, 512, pool);
+    std::vector<float> got = runner.eval_all(oc.tokens);
+    float max_diff = 0;
+    for (int64_t t = 0; t < n; t++) {
+      const float* g = got.data() + t * oc.n_vocab;
+      const float* w = want + t * oc.n_vocab;
+      int64_t ag = std::max_element(g, g + oc.n_vocab) - g, aw = std::max_element(w, w + oc.n_vocab) - w;
+      EXPECT_EQ(ag, aw) << oc.file << " row " << t;
+      for (int64_t i = 0; i < oc.n_vocab; i++) max_diff = std::max(max_diff, std::fabs(g[i] - w[i]));
+    }
+    EXPECT_LE(max_diff, 1e-3f) << oc.file;
+    std::printf("%s: %lld positions, max |diff| = %.2e\n", oc.file.c_str(), (long long)n, max_diff);
+  }
+}
+
+TEST(LlamaOracle, SpanByBlocksEqualsWholeModel) {
+  if (!have_shared()) GTEST_SKIP() << "shared test data not found: " << kModel;
+  // A server runs [a, b) alone: chaining spans with their own caches must equal one pass.
+  auto file = std::shared_ptr<const GGUFFile>(GGUFFile::open(kModel));
+  auto whole = LlamaModel::load(file);
+  auto client = LlamaModel::load(file, {0, 0, true, true});
+  auto s1 = LlamaModel::load(file, {0, 2, false, false});
+  auto s2 = LlamaModel::load(file, {2, 5, false, false});
+  ThreadPool pool(2);
+  const int64_t d = whole->hparams().n_embd, V = whole->hparams().n_vocab;
+  std::vector<int32_t> toks = {1, 403, 407, 261, 378};
+  KVCache cw(whole->hparams(), 0, 5, 64), c1(s1->hparams(), 0, 2, 64), c2(s2->hparams(), 2, 5, 64);
+  std::vector<float> a(toks.size() * d), b(toks.size() * d);
+  whole->embed(toks.data(), (int64_t)toks.size(), a.data());
+  client->embed(toks.data(), (int64_t)toks.size(), b.data());
+  whole->forward(cw, a.data(), (int64_t)toks.size(), pool);
+  s1->forward(c1, b.data(), 3, pool);  // prefill of three tokens, then two single steps
+  s2->forward(c2, b.data(), 3, pool);
+  for (int64_t t = 3; t < 5; t++) {
+    s1->forward(c1, b.data() + t * d, 1, pool);
+    s2->forward(c2, b.data() + t * d, 1, pool);
+  }
+  std::vector<float> la(toks.size() * V), lb(toks.size() * V);
+  whole->head(a.data(), (int64_t)toks.size(), la.data(), pool);
+  client->head(b.data(), (int64_t)toks.size(), lb.data(), pool);
+  for (size_t i = 0; i < la.size(); i++) ASSERT_NEAR(la[i], lb[i], 1e-4) << i;
+  EXPECT_THROW(s1->embed(toks.data(), 1, b.data()), Error);
+  EXPECT_THROW(s1->forward_span(2, 3, c1, b.data(), 1, pool), Error);
+}
+
+TEST(LlamaOracle, Greedy255TokensFromBos) {
+  if (!have_shared()) GTEST_SKIP() << "shared test data not found: " << kModel;
+  // From ../shared/models/SOURCES.md (llama2.c run.c, also llama.cpp): greedy from BOS.
+  const std::vector<int32_t> want = parse_ids(
+      "403 407 261 378 432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 411 322 265 "
+      "282 295 433 426 385 328 432 358 394 261 370 432 352 266 268 388 426 338 391 266 267 337 335 312 432 398 312 "
+      "286 267 414 270 333 415 426 13 438 310 439 419 357 336 432 313 438 310 432 278 316 439 419 298 414 267 265 282 "
+      "295 433 426 436 317 286 296 418 269 279 292 416 439 413 409 416 327 263 415 294 267 400 426 338 336 432 313 442 "
+      "391 267 337 335 364 420 268 388 432 398 359 280 303 439 413 272 417 264 312 426 436 13 438 310 286 296 418 269 "
+      "279 292 416 439 413 409 416 327 263 415 294 267 400 426 338 336 432 313 442 439 423 262 304 420 422 432 317 426 "
+      "359 279 292 416 439 413 409 416 327 263 415 294 267 400 426 436 13 438 310 279 292 416 439 413 391 267 281 421 "
+      "427 311 357 432 384 358 336 432 313 442 439 423 262 304 420 422 432 357 426 359 279 292 416 439 413 409 416 327 "
+      "263 415 294 267 400 426 436 320 285 357 336 432 313 455 289 439 413 263 304 420 422 432 317 426 410 448 411 280 "
+      "303 281 421 427 364",
+      ' ');
+  ASSERT_EQ(want.size(), 255u);
+  LoadedModel m = load_model(kModel, {}, false);
+  ThreadPool pool(2);
+  LocalRunner runner(*m.model, 512, pool);
+  SamplingParams sp;
+  sp.temperature = 0;
+  Sampler greedy(sp);
+  std::vector<int32_t> got;
+  const std::vector<float>* logits = &runner.eval({1});
+  for (size_t i = 0; i < want.size(); i++) {
+    got.push_back(greedy.sample(logits->data(), m.model->hparams().n_vocab));
+    logits = &runner.eval({got.back()});
+  }
+  EXPECT_EQ(got, want);
+}
+
+TEST(LlamaOracle, PerplexityMatchesLlamaCpp) {
+  if (!have_shared()) GTEST_SKIP() << "shared test data not found: " << kModel;
+  LoadedModel m = load_model(kModel);
+  std::string text = read_file_bytes(kShared + "/data/stories260K-eval.txt");
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  ThreadPool pool(2);
+  PerplexityResult r = perplexity(*m.model, m.tokenizer->encode(text, true), 128, m.tokenizer->add_bos(),
+                                  m.tokenizer->bos(), pool);
+  std::printf("PPL = %.4f +/- %.5f over %lld chunks\n", r.ppl, r.ppl_error, (long long)r.chunks);
+  EXPECT_NEAR(r.ppl, 4.6059, 0.002);
+  EXPECT_NEAR(r.ppl_error, 0.10218, 0.002);
+}
