@@ -84,6 +84,17 @@ cpu::WeightView LlamaModel::weight(const std::string& name, int64_t rows, int64_
   return cpu::WeightView{t.type, rows, cols, t.data, dtype_row_bytes(t.type, cols)};
 }
 
+cpu::Linear LlamaModel::linear(const std::string& base, int64_t rows, int64_t cols) {
+  cpu::Linear l;
+  if (SpqrLayer::present(*file_, base)) {
+    spqr_.push_back(std::make_unique<SpqrLayer>(SpqrLayer::from_gguf(*file_, base, rows, cols)));
+    l.spqr = spqr_.back().get();
+  } else {
+    l.dense = weight(base + ".weight", rows, cols);
+  }
+  return l;
+}
+
 const float* LlamaModel::norm_vector(const std::string& name, int64_t n) {
   const GGUFTensorInfo& t = file_->require_tensor(name);
   if (t.n_elements() != n) file_->fail("tensor '" + name + "' should have " + std::to_string(n) + " elements");
@@ -123,13 +134,13 @@ std::unique_ptr<LlamaModel> LlamaModel::load(std::shared_ptr<const GGUFFile> fil
     LlamaBlockWeights w;
     w.attn_norm = m->norm_vector(p + "attn_norm.weight", hp.n_embd);
     w.ffn_norm = m->norm_vector(p + "ffn_norm.weight", hp.n_embd);
-    w.wq = m->weight(p + "attn_q.weight", hp.q_dim(), hp.n_embd);
-    w.wk = m->weight(p + "attn_k.weight", hp.kv_dim(), hp.n_embd);
-    w.wv = m->weight(p + "attn_v.weight", hp.kv_dim(), hp.n_embd);
-    w.wo = m->weight(p + "attn_output.weight", hp.n_embd, hp.q_dim());
-    w.w_gate = m->weight(p + "ffn_gate.weight", hp.n_ff, hp.n_embd);
-    w.w_up = m->weight(p + "ffn_up.weight", hp.n_ff, hp.n_embd);
-    w.w_down = m->weight(p + "ffn_down.weight", hp.n_embd, hp.n_ff);
+    w.wq = m->linear(p + "attn_q", hp.q_dim(), hp.n_embd);
+    w.wk = m->linear(p + "attn_k", hp.kv_dim(), hp.n_embd);
+    w.wv = m->linear(p + "attn_v", hp.kv_dim(), hp.n_embd);
+    w.wo = m->linear(p + "attn_output", hp.n_embd, hp.q_dim());
+    w.w_gate = m->linear(p + "ffn_gate", hp.n_ff, hp.n_embd);
+    w.w_up = m->linear(p + "ffn_up", hp.n_ff, hp.n_embd);
+    w.w_down = m->linear(p + "ffn_down", hp.n_embd, hp.n_ff);
     if (f.find_tensor(p + "attn_q.bias")) {
       w.bq = m->norm_vector(p + "attn_q.bias", hp.q_dim());
       w.bk = m->norm_vector(p + "attn_k.bias", hp.kv_dim());
@@ -162,9 +173,8 @@ static void add_bias(float* x, const float* b, int64_t n, int64_t d) {
 // One Llama block on x [n][n_embd], in place:
 //   x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
 //   x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
-void LlamaModel::block_forward(int64_t b, KVCache& cache, float* x, int64_t n, ThreadPool& pool) const {
-  const LlamaBlockWeights& w = blocks_[b - first_];
-  const LlamaHParams& hp = hp_;
+void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVCache& cache, int64_t b, float* x,
+                         int64_t n, ThreadPool& pool, const BlockTapFn& tap) {
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), pos0 = cache.n_past;
 
   std::vector<float> h((size_t)(n * d)), q((size_t)(n * qd)), att((size_t)(n * qd)), tmp((size_t)(n * d));
@@ -173,10 +183,11 @@ void LlamaModel::block_forward(int64_t b, KVCache& cache, float* x, int64_t n, T
   for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
 
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
-  cpu::matmul(w.wq, h.data(), n, q.data(), pool);
+  if (tap) tap(BlockTap::AttnIn, h.data(), n, d);
+  cpu::linear(w.wq, h.data(), n, q.data(), pool);
   add_bias(q.data(), w.bq, n, qd);
-  cpu::matmul(w.wk, h.data(), n, k.data(), pool);
-  cpu::matmul(w.wv, h.data(), n, v.data(), pool);
+  cpu::linear(w.wk, h.data(), n, k.data(), pool);
+  cpu::linear(w.wv, h.data(), n, v.data(), pool);
   add_bias(k.data(), w.bk, n, kvd);
   add_bias(v.data(), w.bv, n, kvd);
   cpu::rope(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
@@ -187,15 +198,18 @@ void LlamaModel::block_forward(int64_t b, KVCache& cache, float* x, int64_t n, T
   quantize_row(cache.type, v.data(), cache.v_block(b) + pos0 * rb, n * kvd);
   cpu::attention(q.data(), cache.k_block(b), cache.v_block(b), cache.type, att.data(), n, pos0, hp.n_head,
                  hp.n_head_kv, hp.head_dim, pool);
-  cpu::matmul(w.wo, att.data(), n, tmp.data(), pool);
+  if (tap) tap(BlockTap::AttnOut, att.data(), n, qd);
+  cpu::linear(w.wo, att.data(), n, tmp.data(), pool);
   cpu::add_inplace(x, tmp.data(), n * d);
 
   std::vector<float> g((size_t)(n * hp.n_ff)), u((size_t)(n * hp.n_ff));
   cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
-  cpu::matmul(w.w_gate, h.data(), n, g.data(), pool);
-  cpu::matmul(w.w_up, h.data(), n, u.data(), pool);
+  if (tap) tap(BlockTap::FfnIn, h.data(), n, d);
+  cpu::linear(w.w_gate, h.data(), n, g.data(), pool);
+  cpu::linear(w.w_up, h.data(), n, u.data(), pool);
   cpu::swiglu(g.data(), u.data(), g.data(), n * hp.n_ff);
-  cpu::matmul(w.w_down, g.data(), n, tmp.data(), pool);
+  if (tap) tap(BlockTap::FfnAct, g.data(), n, hp.n_ff);
+  cpu::linear(w.w_down, g.data(), n, tmp.data(), pool);
   cpu::add_inplace(x, tmp.data(), n * d);
 }
 
@@ -207,7 +221,7 @@ void LlamaModel::forward_span(int64_t a, int64_t b, KVCache& cache, float* hidde
   if (cache.n_past + n > cache.n_ctx)
     throw Error("context is full: " + std::to_string(cache.n_past + n) + " positions needed, " +
                 std::to_string(cache.n_ctx) + " available (raise -c)");
-  for (int64_t blk = a; blk < b; blk++) block_forward(blk, cache, hidden, n, pool);
+  for (int64_t blk = a; blk < b; blk++) llama_block_forward(hp_, blocks_[blk - first_], cache, blk, hidden, n, pool);
   cache.n_past += n;
 }
 
@@ -220,13 +234,13 @@ void LlamaModel::head(const float* hidden, int64_t n, float* logits, ThreadPool&
 
 size_t LlamaModel::weight_bytes(int64_t a, int64_t b, bool with_head) const {
   size_t total = 0;
-  auto bytes = [](const cpu::WeightView& w) { return (size_t)w.rows * w.row_bytes; };
+  auto bytes = [](const cpu::Linear& w) { return w.bytes(); };
   for (int64_t blk = a; blk < b; blk++) {
     const LlamaBlockWeights& w = blocks_[blk - first_];
     total += bytes(w.wq) + bytes(w.wk) + bytes(w.wv) + bytes(w.wo) + bytes(w.w_gate) + bytes(w.w_up) +
              bytes(w.w_down) + 2 * hp_.n_embd * sizeof(float);
   }
-  if (with_head && output_norm_) total += bytes(output_) + hp_.n_embd * sizeof(float);
+  if (with_head && output_norm_) total += (size_t)output_.rows * output_.row_bytes + hp_.n_embd * sizeof(float);
   return total;
 }
 

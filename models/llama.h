@@ -4,13 +4,15 @@
 // the (tiny) norm vectors.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/gguf.h"
 #include "core/thread_pool.h"
-#include "cpu/matmul.h"
+#include "core/spqr.h"
+#include "cpu/linear.h"
 #include "cpu/ops.h"
 
 namespace engine {
@@ -43,9 +45,9 @@ bool llama_arch_supported(const std::string& arch, cpu::RopeLayout* layout = nul
 struct LlamaBlockWeights {
   const float* attn_norm = nullptr;  // [n_embd]
   const float* ffn_norm = nullptr;   // [n_embd]
-  cpu::WeightView wq, wk, wv, wo;    // [q_dim][n_embd], [kv_dim][n_embd] ×2, [n_embd][q_dim]
-  cpu::WeightView w_gate, w_up;      // [n_ff][n_embd]
-  cpu::WeightView w_down;            // [n_embd][n_ff]
+  cpu::Linear wq, wk, wv, wo;        // [q_dim][n_embd], [kv_dim][n_embd] ×2, [n_embd][q_dim]
+  cpu::Linear w_gate, w_up;          // [n_ff][n_embd]
+  cpu::Linear w_down;                // [n_embd][n_ff]
   const float* bq = nullptr;         // optional biases (qwen2): [q_dim], [kv_dim], [kv_dim]
   const float* bk = nullptr;
   const float* bv = nullptr;
@@ -69,6 +71,20 @@ struct KVCache {
   size_t bytes() const { return k.size() + v.size(); }
   void clear() { n_past = 0; }
 };
+
+// Where the quantizer listens inside a block: the inputs of its linear layers.
+enum class BlockTap {
+  AttnIn,   // attn_norm(x): input of q, k, v   [n][n_embd]
+  AttnOut,  // attention output: input of o     [n][q_dim]
+  FfnIn,    // ffn_norm(x): input of gate, up   [n][n_embd]
+  FfnAct,   // silu(gate)·up: input of down     [n][n_ff]
+};
+using BlockTapFn = std::function<void(BlockTap, const float* x, int64_t n, int64_t width)>;
+
+// One Llama block on x [n][n_embd] in place, for tokens at positions cache.n_past ..
+// n_past+n-1 (the cache is not advanced; `block` selects its slot).
+void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVCache& cache, int64_t block, float* x,
+                         int64_t n, ThreadPool& pool, const BlockTapFn& tap = nullptr);
 
 struct LlamaLoadOptions {
   int64_t first_block = 0;
@@ -102,14 +118,17 @@ class LlamaModel {
   // logits [n][n_vocab] = output(norm(hidden)). `hidden` is not modified.
   void head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const;
 
+  const LlamaBlockWeights& block(int64_t b) const { return blocks_[b - first_]; }
+
   // Bytes of weights a decode step reads for blocks [a, b) (+ head when asked): for bandwidth reports.
   size_t weight_bytes(int64_t a, int64_t b, bool with_head) const;
 
  private:
   LlamaModel() = default;
-  void block_forward(int64_t b, KVCache& cache, float* x, int64_t n, ThreadPool& pool) const;
   const float* norm_vector(const std::string& name, int64_t n);
   cpu::WeightView weight(const std::string& name, int64_t rows, int64_t cols) const;
+  // A block's linear layer "<base>.weight", or its SpQR form when the file has one.
+  cpu::Linear linear(const std::string& base, int64_t rows, int64_t cols);
 
   std::shared_ptr<const GGUFFile> file_;
   LlamaHParams hp_;
@@ -119,6 +138,7 @@ class LlamaModel {
   const float* output_norm_ = nullptr;
   cpu::WeightView output_{};
   std::vector<std::vector<float>> owned_;  // norm vectors converted to f32
+  std::vector<std::unique_ptr<SpqrLayer>> spqr_;  // views into the mapping
 };
 
 }  // namespace engine

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 
 check "engine --help lists commands" bash -c "'$ENGINE' --help | grep -q generate"
-for c in generate chat tokenize logits perplexity bench init-model info; do
+for c in generate chat tokenize logits perplexity bench init-model info convert; do
   check "$c --help" bash -c "'$ENGINE' $c --help | grep -q 'usage: engine $c'"
 done
 expect_fail "unknown command" "unknown command" "$ENGINE" frobnicate
@@ -35,6 +35,14 @@ done
 "$ENGINE" init-model --dim 64 --layers 1 --heads 4 --vocab 320 --seed 5 -t 1 -o "$TMP/b.gguf" 2>/dev/null
 check "init-model is deterministic" cmp -s "$TMP/a.gguf" "$TMP/b.gguf"
 check "no temp file left" test ! -e "$TMP/a.gguf.tmp"
+# A model written by init-model reloads identically: rewriting it through the
+# reader and writer (convert to its own type) gives the same bytes.
+"$ENGINE" init-model --dim 64 --layers 2 --heads 4 --vocab 320 --type f32 -o "$TMP/f32.gguf" 2>/dev/null
+"$ENGINE" convert -m "$TMP/f32.gguf" --type f32 -o "$TMP/f32-again.gguf" 2>/dev/null
+check "write -> read -> write is byte-identical" cmp -s "$TMP/f32.gguf" "$TMP/f32-again.gguf"
+"$ENGINE" convert -m "$TMP/f32.gguf" --type q8_0 -o "$TMP/q8.gguf" 2>/dev/null
+check "convert to q8_0" bash -c "'$ENGINE' info -m '$TMP/q8.gguf' | grep -q 'Q8_0'"
+expect_fail "convert bad type" "unknown --type" "$ENGINE" convert -m "$TMP/f32.gguf" --type q3 -o "$TMP/x.gguf"
 expect_fail "init-model bad type" "unknown --type" "$ENGINE" init-model --type q4 -o "$TMP/x.gguf"
 expect_fail "init-model bad heads" "multiple of --heads" "$ENGINE" init-model --dim 100 --heads 3 -o "$TMP/x.gguf"
 # A vocab-only file is not a model.

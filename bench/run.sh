@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks of record. Each prints ratios measured in one run
+# (decode bandwidth against the machine's read bandwidth measured in the same
+# process). Models are made with init-model under build/bench/ and reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENGINE=./engine
+THREADS=${THREADS:-2}
+dir=build/bench
+mkdir -p "$dir"
+
+# The 7B-like layer shapes at 1/2 width, 8 blocks, Llama-2 vocab (issue 2's benchmark model).
+shape="--dim 2048 --ffn 5632 --layers 8 --heads 32 --kv-heads 4 --vocab 32000"
+for t in f16 q8_0; do
+  m="$dir/bench-2048-$t.gguf"
+  [ -f "$m" ] || $ENGINE init-model $shape --type $t --seed 1 -o "$m"
+done
+
+echo "== decode and prefill, $THREADS threads"
+printf '%-6s %12s %12s %14s %14s %10s\n' type prefill_t/s decode_t/s decode_GB/s measured_GB/s ratio
+for t in f16 q8_0; do
+  j=$($ENGINE bench -m "$dir/bench-2048-$t.gguf" -t "$THREADS" -p 64 -n 32 -r 3 --json 2>/dev/null)
+  python3 - "$t" "$j" <<'PY'
+import json, sys
+r = json.loads(sys.argv[2])
+print('%-6s %12.1f %12.2f %14.2f %14.2f %9.1f%%' % (sys.argv[1], r['prefill_tok_s'], r['decode_tok_s'],
+      r['decode_bandwidth_gb_s'], r['measured_bandwidth_gb_s'], 100 * r['bandwidth_fraction']))
+PY
+done
+
+if [ -x build/bench_kernels ]; then
+  echo
+  echo "== CPU kernels"
+  build/bench_kernels
+fi

@@ -1,0 +1,65 @@
+// engine convert: rewrite a model's weight matrices in another type
+// (F32, F16, BF16, Q8_0). Norms and other vectors stay F32, as in llama.cpp.
+#include <cstdio>
+#include <memory>
+
+#include "core/cli.h"
+#include "core/error.h"
+#include "core/gguf.h"
+
+using namespace engine;
+
+static int cmd_convert(int argc, char** argv) {
+  std::string in, out, type_name;
+  ArgParser p("convert", "Convert a GGUF model's weight matrices to another type (metadata is kept).");
+  p.add("-m,--model", "IN", "input GGUF", &in, true);
+  p.add("-o,--output", "OUT", "output GGUF", &out, true);
+  p.add("--type", "T", "f32, f16, bf16 or q8_0", &type_name, true);
+  if (!p.parse(argc, argv)) return p.exit_code();
+  return run_command([&] {
+    DType type;
+    if (!dtype_from_name(type_name, &type)) throw Error("unknown --type '" + type_name + "' (f32, f16, bf16, q8_0)");
+    if (in == out) throw Error("input and output are the same file");
+    auto f = GGUFFile::open(in);
+    GGUFWriter w(f->alignment());
+    w.copy_metadata(*f);
+    int converted = 0, kept = 0, fallback = 0;
+    std::vector<float> row;
+    for (auto& t : f->tensors()) {
+      DType target = t.type;
+      // Matrices convert; vectors (norms, biases) stay as they are.
+      if (t.n_dims >= 2) {
+        target = type;
+        if (t.ne[0] % dtype_block_size(type)) {
+          target = DType::F16;  // the row does not split into blocks of this type
+          fallback++;
+        }
+      }
+      if (target == t.type) {
+        w.add_tensor(t.name, t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+        kept++;
+        continue;
+      }
+      const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
+      const size_t in_rb = dtype_row_bytes(t.type, cols), out_rb = dtype_row_bytes(target, cols);
+      std::vector<uint8_t> buf(out_rb * (size_t)rows);
+      row.resize((size_t)cols);
+      for (int64_t r = 0; r < rows; r++) {
+        dequantize_row(t.type, t.data + (size_t)r * in_rb, row.data(), cols);
+        quantize_row(target, row.data(), buf.data() + (size_t)r * out_rb, cols);
+      }
+      w.add_tensor_copy(t.name, target, std::vector<int64_t>(t.ne, t.ne + t.n_dims), buf.data(), buf.size());
+      converted++;
+    }
+    int ftype = type == DType::F32 ? 0 : type == DType::F16 ? 1 : type == DType::Q8_0 ? 7 : 32;
+    w.set_u32("general.file_type", (uint32_t)ftype);
+    w.write(out);
+    std::fprintf(stderr, "convert: %d tensors converted to %s, %d kept%s -> %s\n", converted, dtype_name(type), kept,
+                 fallback ? (", " + std::to_string(fallback) + " stored as F16 (rows not a multiple of the block)").c_str()
+                          : "",
+                 out.c_str());
+    return 0;
+  });
+}
+
+ENGINE_COMMAND("convert", "convert a model's weights to F32, F16, BF16 or Q8_0", cmd_convert);

@@ -1,0 +1,33 @@
+// A linear layer in any weight format: dense rows (F32/F16/BF16/Q8_0) or SpQR.
+// The model code calls linear() and never needs to know which.
+#pragma once
+#include <cstdint>
+
+#include "core/spqr.h"
+#include "cpu/matmul.h"
+#include "cpu/spqr_matmul.h"
+
+namespace engine::cpu {
+
+struct Linear {
+  WeightView dense{};              // used when spqr is null
+  const SpqrLayer* spqr = nullptr;
+  int64_t rows() const { return spqr ? spqr->rows : dense.rows; }
+  int64_t cols() const { return spqr ? spqr->cols : dense.cols; }
+  // Bytes a matrix-vector product reads.
+  size_t bytes() const { return spqr ? spqr->storage_bytes() : (size_t)dense.rows * dense.row_bytes; }
+};
+
+// Y [n][rows] = X [n][cols] · Wᵀ
+inline void linear(const Linear& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  if (w.spqr) spqr_matmul(*w.spqr, x, n, y, pool);
+  else matmul(w.dense, x, n, y, pool);
+}
+
+// dX [n][cols] = dY [n][rows] · W
+inline void linear_backward_input(const Linear& w, const float* dy, int64_t n, float* dx, ThreadPool& pool) {
+  if (w.spqr) spqr_matmul_transposed(*w.spqr, dy, n, dx, pool);
+  else matmul_transposed(w.dense, dy, n, dx, pool);
+}
+
+}  // namespace engine::cpu
