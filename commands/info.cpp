@@ -4,6 +4,7 @@
 
 #include "core/cli.h"
 #include "core/gguf.h"
+#include "core/spqr.h"
 #include "models/llama.h"
 
 using namespace engine;
@@ -40,6 +41,42 @@ static int cmd_info(int argc, char** argv) {
       total_params += t.n_elements();
       params_by_type[dtype_name(t.type)] += t.n_elements();
     }
+    // SpQR layers: parameters and bits counted as the paper does, not by bytes.
+    struct SpqrInfo {
+      std::string base;
+      int64_t rows, cols, outliers;
+      double bits;
+    };
+    std::vector<SpqrInfo> spqr;
+    double spqr_bits = 0;
+    int64_t spqr_params = 0;
+    size_t spqr_bytes = 0;
+    for (auto& t : f->tensors()) {
+      const std::string suffix = ".spqr_codes";
+      if (t.name.size() <= suffix.size() || t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix)) continue;
+      const std::string base = t.name.substr(0, t.name.size() - suffix.size());
+      const int64_t rows = t.ne[1], cols = f->require_tensor(base + ".spqr_perm").ne[0];
+      SpqrLayer L = SpqrLayer::from_gguf(*f, base, rows, cols);
+      spqr.push_back({base, rows, cols, L.n_outliers, L.bits_per_param()});
+      spqr_bits += L.bits_per_param() * (double)(rows * cols);
+      spqr_params += rows * cols;
+      for (const char* sfx : {".spqr_codes", ".spqr_stats", ".spqr_stats2", ".spqr_perm", ".spqr_outlier_rowptr", ".spqr_outliers"})
+        spqr_bytes += f->require_tensor(base + sfx).nbytes;
+    }
+    if (!spqr.empty()) {
+      // Count each SpQR layer as its weight's parameters, not as the parts' elements.
+      total_params = total_params - [&] {
+        int64_t parts = 0;
+        for (auto& l : spqr)
+          for (const char* sfx : {".spqr_codes", ".spqr_stats", ".spqr_stats2", ".spqr_perm", ".spqr_outlier_rowptr", ".spqr_outliers"})
+            parts += f->require_tensor(l.base + sfx).n_elements();
+        return parts;
+      }() + spqr_params;
+      params_by_type.erase("I8");
+      params_by_type.erase("I32");
+      params_by_type["SpQR"] = spqr_params;
+    }
+    const double model_bits = total_params ? (8.0 * (double)(total_bytes - spqr_bytes) + spqr_bits) / (double)total_params : 0;
     std::string arch = f->get_string("general.architecture");
     bool runnable = !arch.empty() && llama_arch_supported(arch);
     if (json) {
@@ -47,7 +84,15 @@ static int cmd_info(int argc, char** argv) {
                   json_escape(model).c_str(), f->version(), f->alignment(), json_escape(arch).c_str(),
                   runnable ? "true" : "false");
       std::printf("\"n_params\":%lld,\"tensor_bytes\":%zu,", (long long)total_params, total_bytes);
-      std::printf("\"bits_per_param\":%.4f,", total_params ? 8.0 * (double)total_bytes / (double)total_params : 0.0);
+      std::printf("\"bits_per_param\":%.4f,", model_bits);
+      if (!spqr.empty()) {
+        std::printf("\"spqr_bits_per_param\":%.4f,\"spqr_layers\":[", spqr_bits / (double)spqr_params);
+        for (size_t i = 0; i < spqr.size(); i++)
+          std::printf("%s{\"name\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"bits\":%.4f,\"outliers\":%lld}", i ? "," : "",
+                      spqr[i].base.c_str(), (long long)spqr[i].rows, (long long)spqr[i].cols, spqr[i].bits,
+                      (long long)spqr[i].outliers);
+        std::printf("],");
+      }
       std::printf("\"metadata\":{");
       bool first = true;
       for (auto& kv : f->metadata()) {
@@ -81,8 +126,14 @@ static int cmd_info(int argc, char** argv) {
                   (long long)hp.n_ctx_train);
     }
     std::printf("parameters:    %lld (%.2f M), %.2f MiB of tensors, %.3f bits per parameter\n",
-                (long long)total_params, total_params / 1e6, (double)total_bytes / (1 << 20),
-                total_params ? 8.0 * (double)total_bytes / (double)total_params : 0.0);
+                (long long)total_params, total_params / 1e6, (double)total_bytes / (1 << 20), model_bits);
+    if (!spqr.empty()) {
+      std::printf("SpQR layers:   %zu, %.3f bits per parameter on average (codes, statistics, outliers, permutation)\n",
+                  spqr.size(), spqr_bits / (double)spqr_params);
+      for (auto& l : spqr)
+        std::printf("               %-24s %6lld x %-6lld %.3f bits, %lld outliers\n", l.base.c_str(), (long long)l.rows,
+                    (long long)l.cols, l.bits, (long long)l.outliers);
+    }
     for (auto& [type, n] : params_by_type) std::printf("               %-5s %lld parameters\n", type.c_str(), (long long)n);
     std::printf("\nmetadata (%zu keys):\n", f->metadata().size());
     for (auto& kv : f->metadata())

@@ -15,13 +15,14 @@ using namespace engine;
 static int cmd_perplexity(int argc, char** argv) {
   ModelFlags mf;
   mf.ctx = 512;
-  std::string file;
+  std::string file, kl_base;
   bool json = false;
   int64_t max_chunks = 0;
   ArgParser p("perplexity", "Perplexity of a model on a text file (llama.cpp's llama-perplexity protocol).");
   mf.add_to(p);
   p.add("-f,--file", "FILE", "text to evaluate", &file, true);
   p.add("--chunks", "N", "evaluate at most N chunks (0 = all)", &max_chunks);
+  p.add("--kl-base", "MODEL", "also report the mean KL divergence from this (higher-precision) model", &kl_base);
   p.flag("--json", "print the result as JSON on stdout", &json);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
@@ -31,6 +32,8 @@ static int cmd_perplexity(int argc, char** argv) {
     if (!text.empty() && text.back() == '\n') text.pop_back();
     std::vector<int32_t> tokens = m.tokenizer->encode(text, true);
     ThreadPool pool(mf.threads);
+    LoadedModel base;
+    if (!kl_base.empty()) base = load_model(kl_base, {}, false);
     auto t0 = std::chrono::steady_clock::now();
     std::fprintf(stderr, "perplexity: %zu tokens, context %lld\n", tokens.size(), (long long)mf.ctx);
     PerplexityResult r = perplexity(*m.model, tokens, mf.ctx, m.tokenizer->add_bos(), m.tokenizer->bos(), pool,
@@ -38,13 +41,15 @@ static int cmd_perplexity(int argc, char** argv) {
       double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::fprintf(stderr, "\rperplexity: chunk %lld/%lld, running PPL %.4f, %.1f s, ETA %.1f s   ", (long long)done,
                    (long long)total, ppl, el, el / done * (total - done));
-    });
+    }, base.model.get());
     std::fprintf(stderr, "\n");
     if (json)
-      std::printf("{\"ppl\":%.6f,\"ppl_error\":%.6f,\"n_ctx\":%lld,\"chunks\":%lld,\"tokens_scored\":%lld}\n", r.ppl,
-                  r.ppl_error, (long long)mf.ctx, (long long)r.chunks, (long long)r.tokens_scored);
-    else
+      std::printf("{\"ppl\":%.6f,\"ppl_error\":%.6f,\"n_ctx\":%lld,\"chunks\":%lld,\"tokens_scored\":%lld,\"kl_mean\":%.6g}\n",
+                  r.ppl, r.ppl_error, (long long)mf.ctx, (long long)r.chunks, (long long)r.tokens_scored, r.kl_mean);
+    else {
       std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_error);
+      if (r.kl_mean >= 0) std::printf("Mean KL divergence from %s: %.6f\n", kl_base.c_str(), r.kl_mean);
+    }
     return 0;
   });
 }

@@ -1,5 +1,7 @@
 #include "cpu/spqr_matmul.h"
 
+#include "core/cpu_features.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -34,8 +36,7 @@ static detail::SpqrGroupDot pick_group_dot() {
   static const detail::SpqrGroupDot fn = [] {
     const char* force = std::getenv("ENGINE_CPU");
     if (force && std::string(force) == "scalar") return &detail::spqr_group_dot_scalar;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &detail::spqr_group_dot_avx2;
+    if (cpu_features().avx2) return &detail::spqr_group_dot_avx2;
     return &detail::spqr_group_dot_scalar;
   }();
   return fn;
