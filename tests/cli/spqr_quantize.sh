@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# engine quantize end to end on stories260K: a SpQR model that every command
+# reads, close to F32 in perplexity, and clear errors on bad input.
+source "$(dirname "$0")/lib.sh"
+need_shared
+M="$SHARED/models/stories260K.gguf"
+CAL="$SHARED/data/stories260K-calib.txt"
+EVAL="$SHARED/data/stories260K-eval.txt"
+Q="$TMP/spqr-w3.gguf"
+
+check "quantize spqr w3" "$ENGINE" quantize -m "$M" -o "$Q" --calib "$CAL" --nsamples 32 --seqlen 256 --json
+check "no temp file left" test ! -e "$Q.tmp"
+check "info shows SpQR bits" bash -c "'$ENGINE' info -m '$Q' | grep -q 'SpQR layers:   35'"
+bits=$("$ENGINE" info -m "$Q" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['spqr_bits_per_param'])")
+echo "SpQR bits per parameter: $bits"
+check "about 3.6-4.5 bits" python3 -c "import sys; b=float(sys.argv[1]); sys.exit(0 if 3.6 <= b <= 4.5 else 1)" "$bits"
+
+out=$("$ENGINE" generate -m "$Q" -p "Once upon a time" -n 20 --temp 0 2>/dev/null)
+check "generate on SpQR" grep -q "^Once upon a time" <<<"$out"
+"$ENGINE" logits -m "$Q" -p "Once upon a time" -o "$TMP/q.f32" 2>/dev/null
+check "logits on SpQR" test "$(stat -c %s "$TMP/q.f32")" -eq $((5 * 512 * 4))
+j=$("$ENGINE" perplexity -m "$Q" -f "$EVAL" -c 128 --kl-base "$M" --json 2>/dev/null)
+echo "SpQR w3 perplexity: $j (F32: 4.6059)"
+check "SpQR w3 perplexity within 5% of F32" python3 -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r['ppl'] < 4.6059*1.05 and 0 <= r['kl_mean'] < 0.05 else 1)" "$j"
+check "bench on SpQR" bash -c "'$ENGINE' bench -m '$Q' -p 8 -n 4 -r 1 --json | grep -q decode_tok_s"
+printf 'Once upon a time\n' | "$ENGINE" chat -m "$Q" --temp 0 -n 8 >/dev/null 2>&1
+check "chat on SpQR" test $? -eq 0
+
+# Baselines use the same format.
+check "quantize rtn w4" "$ENGINE" quantize -m "$M" -o "$TMP/rtn.gguf" --calib "$CAL" --method rtn --wbits 4 --nsamples 4 --seqlen 64
+check "quantize gptq w3" "$ENGINE" quantize -m "$M" -o "$TMP/gptq.gguf" --calib "$CAL" --method gptq --nsamples 8 --seqlen 128
+check "q8_0 head" "$ENGINE" quantize -m "$M" -o "$TMP/h.gguf" --calib "$CAL" --nsamples 4 --seqlen 64 --head-type q8_0
+check "q8_0 head stored" bash -c "'$ENGINE' info -m '$TMP/h.gguf' | grep 'output.weight' | grep -q Q8_0"
+
+# Bad input: clear errors, exit 1, nothing written.
+printf 'tiny' >"$TMP/short.txt"
+expect_fail "calibration too short" "calibration text has" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$TMP/short.txt"
+expect_fail "impossible group size" "--groupsize must be" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --groupsize 0
+expect_fail "impossible bits" "--wbits must be" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --wbits 12
+expect_fail "already quantized" "already quantized" "$ENGINE" quantize -m "$Q" -o "$TMP/x.gguf" --calib "$CAL"
+expect_fail "not a model" "not a model file" "$ENGINE" quantize -m "$SHARED/models/vocab/ggml-vocab-gpt-2.gguf" -o "$TMP/x.gguf" --calib "$CAL"
+expect_fail "missing calibration" "cannot open" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$TMP/none.txt"
+check "nothing written on failure" test ! -e "$TMP/x.gguf" -a ! -e "$TMP/x.gguf.tmp"
+# A corrupted SpQR file is refused at load.
+python3 - "$Q" "$TMP/bad.gguf" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+# The u32 value of spqr.format_version sits after its key and its 4-byte type.
+j = b.find(b'spqr.format_version')
+b[j + len(b'spqr.format_version') + 4] = 7
+open(sys.argv[2], 'wb').write(b)
+PY
+expect_fail "bad format version" "spqr.format_version is 7" "$ENGINE" generate -m "$TMP/bad.gguf" -n 1
+finish
