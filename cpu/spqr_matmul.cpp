@@ -1,43 +1,62 @@
 #include "cpu/spqr_matmul.h"
 
-#include "core/cpu_features.h"
-
 #include <algorithm>
 #include <cstdlib>
 #include <string>
-#include <cstring>
 #include <vector>
+
+#include "core/cpu_features.h"
 
 namespace engine::cpu {
 
 namespace detail {
 
-float spqr_group_dot_scalar(const uint8_t* group, const float* xp, int wbits, int groupsize, int group_bytes) {
-  // Stream the group's bits through a 64-bit window, a byte at a time.
-  uint64_t window = 0;
-  int have = 0, next = 0;
-  const uint32_t mask = (1u << wbits) - 1;
-  float acc = 0;
-  for (int j = 0; j < groupsize; j++) {
-    while (have < wbits && next < group_bytes) {
-      window |= (uint64_t)group[next++] << have;
-      have += 8;
+void spqr_rows_scalar(const SpqrRowsJob& job) {
+  const SpqrLayer& w = *job.w;
+  const int64_t gs = w.p.groupsize, padded = w.n_groups * gs;
+  const uint32_t mask = (1u << w.p.wbits) - 1;
+  std::vector<float> sc((size_t)w.n_groups), ze((size_t)w.n_groups);
+  for (int64_t r = job.r0; r < job.r1; r++) {
+    for (int64_t g = 0; g < w.n_groups; g++) {
+      sc[g] = w.scale(r, g);
+      ze[g] = w.zero(r, g);
     }
-    acc += (float)(window & mask) * xp[j];
-    window >>= wbits;
-    have -= wbits;
+    const uint8_t* codes = w.codes + (size_t)r * w.n_groups * w.group_bytes;
+    for (int64_t t = 0; t < job.n_tok; t++) {
+      const float* xt = job.xp + t * padded;
+      float acc = 0;
+      for (int64_t g = 0; g < w.n_groups; g++) {
+        // Stream the group's bits through a 64-bit window, a byte at a time.
+        const uint8_t* grp = codes + g * w.group_bytes;
+        uint64_t window = 0;
+        int have = 0, next = 0;
+        float dot = 0;
+        for (int64_t j = 0; j < gs; j++) {
+          while (have < w.p.wbits && next < w.group_bytes) {
+            window |= (uint64_t)grp[next++] << have;
+            have += 8;
+          }
+          dot += (float)(window & mask) * xt[g * gs + j];
+          window >>= w.p.wbits;
+          have -= w.p.wbits;
+        }
+        acc += sc[g] * (dot - ze[g] * job.gsum[t * w.n_groups + g]);
+      }
+      job.y[t * w.rows + r] = acc;
+    }
   }
-  return acc;
 }
 
 }  // namespace detail
 
-static detail::SpqrGroupDot pick_group_dot() {
-  static const detail::SpqrGroupDot fn = [] {
+using RowsKernel = void (*)(const detail::SpqrRowsJob&);
+
+static RowsKernel pick_rows_kernel() {
+  static const RowsKernel fn = [] {
     const char* force = std::getenv("ENGINE_CPU");
-    if (force && std::string(force) == "scalar") return &detail::spqr_group_dot_scalar;
-    if (cpu_features().avx2) return &detail::spqr_group_dot_avx2;
-    return &detail::spqr_group_dot_scalar;
+    if (force && std::string(force) == "scalar") return &detail::spqr_rows_scalar;
+    if (cpu_features().avx2) return &detail::spqr_rows_avx2;
+    return &detail::spqr_rows_scalar;
   }();
   return fn;
 }
@@ -63,38 +82,38 @@ static void gather(const SpqrLayer& w, const float* x, int64_t n_tok, std::vecto
 void spqr_matmul(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   std::vector<float> xp, gsum;
   gather(w, x, n_tok, xp, gsum);
-  const detail::SpqrGroupDot dot = pick_group_dot();
-  const int64_t gs = w.p.groupsize, padded = w.n_groups * gs;
-  pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
-    std::vector<float> sc((size_t)w.n_groups), ze((size_t)w.n_groups);
-    for (int64_t r = r0; r < r1; r++) {
+  const RowsKernel kernel = pick_rows_kernel();
+  const int64_t gs = w.p.groupsize, padded = w.n_groups * gs, rg_rows = w.p.stat_groupsize;
+  // Work is split by row groups, which share their second-level statistics.
+  pool.parallel_for(w.n_row_groups, 1, [&](int64_t q0, int64_t q1) {
+    std::vector<float> s2((size_t)(4 * w.n_groups));
+    for (int64_t q = q0; q < q1; q++) {
+      const SpqrStats2* st = w.stats2 + q * w.n_groups;
+      float *ss = s2.data(), *sz = ss + w.n_groups, *zs = sz + w.n_groups, *zz = zs + w.n_groups;
       for (int64_t g = 0; g < w.n_groups; g++) {
-        sc[g] = w.scale(r, g);
-        ze[g] = w.zero(r, g);
+        ss[g] = f16_to_f32(st[g].scale_scale);
+        sz[g] = f16_to_f32(st[g].scale_zero);
+        zs[g] = f16_to_f32(st[g].zero_scale);
+        zz[g] = f16_to_f32(st[g].zero_zero);
       }
-      const uint8_t* codes = w.codes + (size_t)r * w.n_groups * w.group_bytes;
-      for (int64_t t = 0; t < n_tok; t++) {
-        const float* xt = xp.data() + t * padded;
-        const float* st = gsum.data() + t * w.n_groups;
-        float acc = 0;
-        for (int64_t g = 0; g < w.n_groups; g++)
-          acc += sc[g] * (dot(codes + g * w.group_bytes, xt + g * gs, w.p.wbits, (int)gs, (int)w.group_bytes) -
-                          ze[g] * st[g]);
-        // Outliers: replace the quantized value by the stored one.
+      detail::SpqrRowsJob job{&w, q * rg_rows, std::min(w.rows, (q + 1) * rg_rows), ss, sz, zs, zz,
+                              xp.data(), gsum.data(), n_tok, y};
+      kernel(job);
+      // Outliers: replace the quantized value by the stored one.
+      for (int64_t r = job.r0; r < job.r1; r++)
         for (int32_t k = w.outlier_rowptr[r]; k < w.outlier_rowptr[r + 1]; k++) {
           const int64_t c = w.outliers[k] >> 16, g = c / gs;
-          const float deq = sc[g] * ((float)w.code(r, c) - ze[g]);
-          acc += (f16_to_f32((uint16_t)(w.outliers[k] & 0xffff)) - deq) * xt[c];
+          const float delta =
+              f16_to_f32((uint16_t)(w.outliers[k] & 0xffff)) - w.scale(r, g) * ((float)w.code(r, c) - w.zero(r, g));
+          for (int64_t t = 0; t < n_tok; t++) y[t * w.rows + r] += delta * xp[t * padded + c];
         }
-        y[t * w.rows + r] = acc;
-      }
     }
   });
 }
 
 void spqr_matmul_transposed(const SpqrLayer& w, const float* dy, int64_t n_tok, float* dx, ThreadPool& pool) {
-  // dxp[t][c'] = Σ_r dy[t][r] W[r][perm c']; each thread owns a slice of columns (groups),
-  // so no two threads write the same output, then the permutation is undone.
+  // dxp[t][c'] = Σ_r dy[t][r] W[r][perm c']; each thread owns a slice of column groups,
+  // so no two threads write the same output; then the permutation is undone.
   const int64_t gs = w.p.groupsize, padded = w.n_groups * gs;
   std::vector<float> dxp((size_t)(n_tok * padded), 0.0f);
   pool.parallel_for(w.n_groups, 4, [&](int64_t g0, int64_t g1) {
@@ -111,8 +130,8 @@ void spqr_matmul_transposed(const SpqrLayer& w, const float* dy, int64_t n_tok, 
       for (int32_t k = w.outlier_rowptr[r]; k < w.outlier_rowptr[r + 1]; k++) {
         const int64_t c = w.outliers[k] >> 16, g = c / gs;
         if (g < g0 || g >= g1) continue;
-        const float deq = w.scale(r, g) * ((float)w.code(r, c) - w.zero(r, g));
-        const float delta = f16_to_f32((uint16_t)(w.outliers[k] & 0xffff)) - deq;
+        const float delta =
+            f16_to_f32((uint16_t)(w.outliers[k] & 0xffff)) - w.scale(r, g) * ((float)w.code(r, c) - w.zero(r, g));
         for (int64_t t = 0; t < n_tok; t++) dxp[t * padded + c] += dy[t * w.rows + r] * delta;
       }
   });
