@@ -28,8 +28,12 @@ print('%-6s %12.1f %12.2f %14.2f %14.2f %9.1f%%' % (sys.argv[1], r['prefill_tok_
 PY
 done
 
-if [ -x build/bench_kernels ]; then
+if [ -x build/kernels ]; then
   echo
   echo "== CPU kernels"
-  build/bench_kernels
+  build/kernels
 fi
+
+echo
+echo "== network"
+bench/net_bench.sh build

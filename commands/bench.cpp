@@ -47,7 +47,7 @@ static int cmd_bench(int argc, char** argv) {
 
     double best_pp = 0, best_tg = 0;
     for (int r = 0; r < reps; r++) {
-      LocalRunner runner(*m.model, ctx, pool);
+      LocalRunner runner(*m.model, ctx, pool, mf.kv_type());
       double t0 = now_s();
       runner.eval(prompt);
       double t1 = now_s();

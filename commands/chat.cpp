@@ -33,7 +33,7 @@ static int cmd_chat(int argc, char** argv) {
     LoadedModel m = load_model(mf.model);
     ThreadPool pool(mf.threads);
     const LlamaHParams& hp = m.model->hparams();
-    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool);
+    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool, mf.kv_type());
     Sampler sampler(sf.params());
     const Tokenizer& tok = *m.tokenizer;
     std::string tmpl = no_template ? "" : tok.chat_template();

@@ -29,7 +29,7 @@ static int cmd_generate(int argc, char** argv) {
     LoadedModel m = load_model(mf.model);
     ThreadPool pool(mf.threads);
     const LlamaHParams& hp = m.model->hparams();
-    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool);
+    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool, mf.kv_type());
     Sampler sampler(sf.params());
 
     std::vector<int32_t> tokens = m.tokenizer->encode(prompt, true);

@@ -24,7 +24,7 @@ static int cmd_logits(int argc, char** argv) {
     std::vector<int32_t> tokens = m.tokenizer->encode(prompt, true);
     if (tokens.empty()) throw Error("the prompt gives no tokens");
     int64_t ctx = std::max<int64_t>(choose_context(m.model->hparams(), mf.ctx), (int64_t)tokens.size());
-    LocalRunner runner(*m.model, ctx, pool);
+    LocalRunner runner(*m.model, ctx, pool, mf.kv_type());
     std::vector<float> logits = runner.eval_all(tokens);
     write_file_atomic(out, logits.data(), logits.size() * sizeof(float));
     std::fprintf(stderr, "logits: %zu positions x %lld vocab written to %s\n", tokens.size(),

@@ -3,6 +3,8 @@
 #include <string>
 
 #include "core/cli.h"
+#include "core/dtype.h"
+#include "core/error.h"
 #include "models/sampling.h"
 
 namespace engine {
@@ -11,7 +13,14 @@ struct ModelFlags {
   std::string model;
   int threads = 0;
   int64_t ctx = 0;
+  std::string kv_type_name = "f16";
+  DType kv_type() const {
+    if (kv_type_name == "f16") return DType::F16;
+    if (kv_type_name == "f32") return DType::F32;
+    throw Error("--kv-type is f16 or f32");
+  }
   void add_to(ArgParser& p) {
+    p.add("--kv-type", "T", "KV cache type: f16 (as llama.cpp) or f32", &kv_type_name);
     p.add("-m,--model", "FILE", "model GGUF", &model, true);
     p.add("-t,--threads", "N", "threads (default: all cores)", &threads);
     p.add("-c,--ctx-size", "N", "context size (default: the model's, at most 4096)", &ctx);

@@ -55,6 +55,7 @@ static int cmd_quantize(int argc, char** argv) {
     auto tok = Tokenizer::from_gguf(*f);
     std::string text = read_file_bytes(calib);
     std::vector<int32_t> tokens = tok->encode(text, true);
+    if (tok->add_bos()) opt.bos = tok->bos();
     f.reset();
     ThreadPool pool(threads);
     std::fprintf(stderr, "quantize: %s, w%d g%d s%d/%d, %d x %d calibration tokens from %s (%zu tokens)\n",

@@ -28,7 +28,7 @@ static int cmd_tokenize(int argc, char** argv) {
     auto tok = Tokenizer::from_gguf(*f);
     std::vector<int32_t> ids = tok->encode(text, !no_bos);
     if (pieces) {
-      for (int32_t id : ids) std::printf("%6d -> '%s'\n", id, tok->token_to_piece(id).c_str());
+      for (int32_t id : ids) std::printf("%6d -> '%s'\n", id, tok->token_to_piece(id, true).c_str());
       return 0;
     }
     for (size_t i = 0; i < ids.size(); i++) std::printf("%s%d", i ? " " : "", ids[i]);

@@ -29,6 +29,7 @@ bool llama_arch_supported(const std::string& arch, cpu::RopeLayout* layout) {
 
 LlamaHParams LlamaHParams::from_gguf(const GGUFFile& f) {
   LlamaHParams hp;
+  if (f.tensors().empty()) f.fail("has no tensors: not a model file (a vocab-only file?)");
   hp.arch = f.get_string("general.architecture");
   if (hp.arch.empty()) f.fail("no general.architecture: not a model file (a vocab-only file?)");
   if (!llama_arch_supported(hp.arch, &hp.rope_layout))

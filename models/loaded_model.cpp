@@ -24,8 +24,8 @@ int64_t choose_context(const LlamaHParams& hp, int64_t requested, int64_t cap) {
   return std::min(hp.n_ctx_train, cap);
 }
 
-LocalRunner::LocalRunner(const LlamaModel& model, int64_t n_ctx, ThreadPool& pool)
-    : model_(model), pool_(pool), cache_(model.hparams(), 0, model.hparams().n_layer, n_ctx) {}
+LocalRunner::LocalRunner(const LlamaModel& model, int64_t n_ctx, ThreadPool& pool, DType kv_type)
+    : model_(model), pool_(pool), cache_(model.hparams(), 0, model.hparams().n_layer, n_ctx, kv_type) {}
 
 std::vector<float> LocalRunner::eval_all(const std::vector<int32_t>& tokens) {
   const LlamaHParams& hp = model_.hparams();

@@ -26,7 +26,8 @@ LoadedModel load_model(const std::string& path, const LlamaLoadOptions& opts = {
 // returns the logits of the last one (or of all of them).
 class LocalRunner {
  public:
-  LocalRunner(const LlamaModel& model, int64_t n_ctx, ThreadPool& pool);
+  // kv_type: F16 (llama.cpp's default, half the memory) or F32.
+  LocalRunner(const LlamaModel& model, int64_t n_ctx, ThreadPool& pool, DType kv_type = DType::F16);
   // Feeds tokens at the next positions; returns logits [n_vocab] of the last token.
   const std::vector<float>& eval(const std::vector<int32_t>& tokens);
   // Same, but logits for every token: [n][n_vocab].

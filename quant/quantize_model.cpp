@@ -70,14 +70,18 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
     throw Error("the calibration text has " + std::to_string(calib_tokens.size()) + " tokens; --seqlen " +
                 std::to_string(opt.seqlen) + " needs at least " + std::to_string(opt.seqlen + 1));
 
-  // Calibration sequences: random windows of seqlen tokens, as GPTQ samples them.
+  // Calibration sequences: random windows of the text, as GPTQ samples them, each
+  // starting with BOS as every sequence does at inference (position 0 of a Llama is
+  // an attention sink whose activations differ from those of ordinary tokens).
   std::mt19937_64 rng(opt.seed);
-  std::uniform_int_distribution<int64_t> start(0, (int64_t)calib_tokens.size() - opt.seqlen);
   const int64_t S = opt.seqlen, d = hp.n_embd, N = opt.nsamples;
+  std::uniform_int_distribution<int64_t> start(0, (int64_t)calib_tokens.size() - S);
   std::vector<float> X((size_t)(N * S * d));  // the current block's inputs, sample after sample
   for (int64_t s = 0; s < N; s++) {
     const int64_t at = start(rng);
-    model->embed(calib_tokens.data() + at, S, X.data() + s * S * d);
+    std::vector<int32_t> seq(calib_tokens.begin() + at, calib_tokens.begin() + at + S);
+    if (opt.bos >= 0) seq[0] = opt.bos;
+    model->embed(seq.data(), S, X.data() + s * S * d);
   }
 
   GGUFWriter w(f.alignment());

@@ -19,6 +19,7 @@ struct QuantizeModelOptions {
   uint64_t seed = 0;
   DType head_type = DType::F32;  // F32 means: keep the output head's own type
   bool head_type_given = false;
+  int32_t bos = -1;  // put at the start of every calibration sequence when >= 0
 };
 
 struct QuantizeModelReport {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.h"
 #include "core/io.h"
 #include "models/loaded_model.h"
 #include "models/perplexity.h"
@@ -77,16 +78,59 @@ TEST(LlamaOracle, LogitsMatchLlamaCpp) {
     LocalRunner runner(*m.model, 512, pool);
     std::vector<float> got = runner.eval_all(oc.tokens);
     float max_diff = 0;
+    double sum_diff = 0;
+    int64_t rows_within = 0;
     for (int64_t t = 0; t < n; t++) {
+      float row_max = 0;
       const float* g = got.data() + t * oc.n_vocab;
       const float* w = want + t * oc.n_vocab;
       int64_t ag = std::max_element(g, g + oc.n_vocab) - g, aw = std::max_element(w, w + oc.n_vocab) - w;
       EXPECT_EQ(ag, aw) << oc.file << " row " << t;
-      for (int64_t i = 0; i < oc.n_vocab; i++) max_diff = std::max(max_diff, std::fabs(g[i] - w[i]));
+      for (int64_t i = 0; i < oc.n_vocab; i++) {
+        row_max = std::max(row_max, std::fabs(g[i] - w[i]));
+        sum_diff += std::fabs(g[i] - w[i]);
+      }
+      max_diff = std::max(max_diff, row_max);
+      rows_within += row_max <= 1e-3f;
     }
-    EXPECT_LE(max_diff, 1e-3f) << oc.file;
-    std::printf("%s: %lld positions, max |diff| = %.2e\n", oc.file.c_str(), (long long)n, max_diff);
+    const double mean_diff = sum_diff / (double)(n * oc.n_vocab);
+    std::printf("%s: %lld positions, max |diff| = %.2e, mean |diff| = %.2e, %lld/%lld rows within 1e-3\n",
+                oc.file.c_str(), (long long)n, max_diff, mean_diff, (long long)rows_within, (long long)n);
+    // llama.cpp keeps K, V, q and the softmax weights in f16 for its attention products, and so
+    // do we (the default F16 KV cache). A value within an ulp of an f16 rounding boundary can
+    // round the other way under a different, equally valid f32 summation order; the flipped key
+    // or value then stays in the cache, so later positions differ by up to a few 1e-3. Before
+    // the first such flip rows agree to ~1e-5 (see bench/NOTES.md); against exact arithmetic
+    // our F32 cache is within 2e-4 (F32CacheMatchesTheFp64Reference).
+    EXPECT_LE(mean_diff, 5e-4) << oc.file;
+    EXPECT_LE(max_diff, 5e-3f) << oc.file;
   }
+}
+
+// With an f32 KV cache our logits are those of exact arithmetic to ~1e-4: the fp64
+// reference values of ../shared/models/SOURCES.md (llama2.c in fp64).
+TEST(LlamaOracle, F32CacheMatchesTheFp64Reference) {
+  if (!have_shared()) GTEST_SKIP() << "shared test data not found: " << kModel;
+  LoadedModel m = load_model(kModel, {}, false);
+  ThreadPool pool(2);
+  LocalRunner runner(*m.model, 64, pool, DType::F32);
+  std::vector<float> l = runner.eval_all({1, 403});
+  const float* p0 = l.data();
+  const float* p1 = l.data() + 512;
+  EXPECT_NEAR(p0[403], 17.0235, 2e-4);
+  EXPECT_NEAR(p0[385], 15.4062, 2e-4);
+  EXPECT_NEAR(p0[410], 13.1083, 2e-4);
+  EXPECT_NEAR(p0[317], 12.7692, 2e-4);
+  EXPECT_NEAR(p0[407], 12.4181, 2e-4);
+  EXPECT_NEAR(*std::min_element(p0, p0 + 512), -8.0274, 2e-4);
+  double sum = 0;
+  for (int i = 0; i < 512; i++) sum += p0[i];
+  EXPECT_NEAR(sum, -1070.17, 0.01);
+  EXPECT_NEAR(p1[407], 18.4600, 2e-4);
+  EXPECT_NEAR(p1[383], 14.2911, 2e-4);
+  EXPECT_NEAR(p1[261], 10.8980, 2e-4);
+  EXPECT_NEAR(p1[403], 10.6621, 2e-4);
+  EXPECT_NEAR(p1[432], 10.3138, 2e-4);
 }
 
 TEST(LlamaOracle, SpanByBlocksEqualsWholeModel) {

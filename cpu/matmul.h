@@ -1,0 +1,55 @@
+// Matrix products with weights in any storage format (F32, F16, BF16, Q8_0).
+//
+//   matmul:            Y[t][r]  = Σ_c W[r][c] · X[t][c]     X [n_tok][cols], Y [n_tok][rows]
+//   matmul_add:        Y[t][r] += Σ_c W[r][c] · X[t][c]     (residual add fused into the product)
+//   matmul_transposed: dX[t][c] = Σ_r dY[t][r] · W[r][c]    dY [n_tok][rows], dX [n_tok][cols]
+//
+// All activations are f32, row-major. n_tok == 1 (decode) is a matrix-vector
+// product bound by memory bandwidth: weights are streamed once, converted in
+// registers. n_tok >= a small threshold (prefill) is compute-bound: panels of
+// weights are converted to f32 once into a cache-resident buffer and a
+// register-blocked FMA micro-kernel runs over all tokens.
+//
+// Numerics: F32/F16/BF16 accumulate in f32 (float FMA chains, several partial
+// sums), so results match a double-precision reference to ~1e-6 relative of
+// Σ|w·x|. Q8_0 matrix-vector products (n_tok below the GEMM threshold) quantize
+// each 32-value block of x to int8 with an f32 scale (d = max|x|/127, as
+// llama.cpp does for its Q8_0 dot products) and use exact integer dot products:
+// the only extra error is x's rounding, |Δy| ≤ Σ_blocks (d_x/2)·Σ|w|, typically
+// ~0.3% of Σ|w·x|. Q8_0 GEMM (prefill) dequantizes weights to f32 instead and
+// has no activation rounding.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace engine::cpu {
+
+// A weight matrix [rows = out features][cols = in features], row-major, each row
+// stored in `type`; cols is a multiple of the type's block size; row r starts at
+// (const char*)data + r * row_bytes (row_bytes >= dtype_row_bytes(type, cols)).
+struct WeightView {
+  DType type;
+  int64_t rows;
+  int64_t cols;
+  const void* data;
+  size_t row_bytes;
+};
+
+void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+void matmul_add(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+void matmul_transposed(const WeightView& w, const float* dy, int64_t n_tok, float* dx, ThreadPool& pool);
+
+// The kernel family in use: "avx512", "avx2" or "scalar" — the best the CPU
+// supports, or a lower one forced with the environment variable
+// ENGINE_CPU=scalar|avx2 (read once, at first use).
+const char* kernel_name();
+
+// Tests and benchmarks: force a family ("scalar", "avx2", "avx512"); returns false
+// (and changes nothing) if the CPU cannot run it or the name is unknown. Not
+// thread-safe with concurrent matmuls.
+bool set_kernel_family(const char* name);
+
+}  // namespace engine::cpu

@@ -1,0 +1,130 @@
+// Portable kernels: the reference family and the fallback on CPUs without AVX2.
+// Plain C++; the compiler may auto-vectorise with the baseline ISA (SSE2).
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/matmul_internal.h"
+
+namespace engine::cpu::detail {
+namespace {
+
+// f16 → f32 through a 64k-entry table: the bit-twiddling conversion per element
+// would dominate these loops.
+const float* f16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t i = 0; i < 65536; i++) t[i] = f16_to_f32((uint16_t)i);
+    return t;
+  }();
+  return table.data();
+}
+
+inline float bf16(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+const char* row_ptr(const WeightView& w, int64_t r) { return (const char*)w.data + (size_t)r * w.row_bytes; }
+
+void row_to_f32(const WeightView& w, int64_t r, int64_t c0, int64_t n, float* dst) {
+  const char* row = row_ptr(w, r);
+  switch (w.type) {
+    case DType::F32:
+      std::memcpy(dst, (const float*)row + c0, sizeof(float) * n);
+      break;
+    case DType::F16: {
+      const float* tab = f16_table();
+      const uint16_t* s = (const uint16_t*)row + c0;
+      for (int64_t i = 0; i < n; i++) dst[i] = tab[s[i]];
+      break;
+    }
+    case DType::BF16: {
+      const uint16_t* s = (const uint16_t*)row + c0;
+      for (int64_t i = 0; i < n; i++) dst[i] = bf16(s[i]);
+      break;
+    }
+    case DType::Q8_0: {
+      const float* tab = f16_table();
+      const BlockQ8_0* b = (const BlockQ8_0*)row + c0 / kQ8Block;
+      for (int64_t j = 0; j < n / kQ8Block; j++) {
+        uint16_t dh;
+        std::memcpy(&dh, &b[j].d, 2);
+        const float d = tab[dh];
+        for (int i = 0; i < kQ8Block; i++) dst[j * kQ8Block + i] = d * (float)b[j].qs[i];
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// Dot product with 8 independent partial sums (summed pairwise at the end), so the
+// float rounding error grows like n/8 additions rather than n.
+float dot(const float* a, const float* b, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+  for (; i < n; i++) s[i & 7] += a[i] * b[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+void gemv(const WeightView& w, int64_t r0, int64_t r1, const float* x, const QuantAct* xq, int64_t n_tok,
+          float* y, bool add) {
+  const int64_t K = w.cols, N = w.rows;
+  if (w.type == DType::Q8_0) {
+    // Exact integer dot products per block against the quantized activations.
+    const float* tab = f16_table();
+    const int64_t nb = K / kQ8Block;
+    for (int64_t r = r0; r < r1; r++) {
+      const BlockQ8_0* b = (const BlockQ8_0*)row_ptr(w, r);
+      for (int64_t t = 0; t < n_tok; t++) {
+        const int8_t* q = xq->q + t * K;
+        const float* d = xq->d + t * nb;
+        float acc = 0;
+        for (int64_t j = 0; j < nb; j++) {
+          int32_t s = 0;
+          for (int i = 0; i < kQ8Block; i++) s += (int32_t)b[j].qs[i] * (int32_t)q[j * kQ8Block + i];
+          uint16_t dh;
+          std::memcpy(&dh, &b[j].d, 2);
+          acc += tab[dh] * d[j] * (float)s;
+        }
+        y[t * N + r] = add ? y[t * N + r] + acc : acc;
+      }
+    }
+    return;
+  }
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < K) buf.resize(K);
+  for (int64_t r = r0; r < r1; r++) {
+    const float* wr;
+    if (w.type == DType::F32) {
+      wr = (const float*)row_ptr(w, r);
+    } else {
+      row_to_f32(w, r, 0, K, buf.data());
+      wr = buf.data();
+    }
+    for (int64_t t = 0; t < n_tok; t++) {
+      const float v = dot(wr, x + t * K, K);
+      y[t * N + r] = add ? y[t * N + r] + v : v;
+    }
+  }
+}
+
+void axpy_rows(const float* a, const float* rows, int64_t m, int64_t ld, int64_t n, float* y) {
+  for (int64_t i = 0; i < m; i++) {
+    const float ai = a[i];
+    const float* ri = rows + i * ld;
+    for (int64_t j = 0; j < n; j++) y[j] += ai * ri[j];
+  }
+}
+
+}  // namespace
+
+const Kernels kScalarKernels = {"scalar", gemv, nullptr, 1, 1, row_to_f32, axpy_rows};
+
+}  // namespace engine::cpu::detail

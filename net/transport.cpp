@@ -1,0 +1,237 @@
+#include "net/transport.h"
+
+#include <cstring>
+
+namespace engine::net {
+
+static uint64_t g_next_conn_id = 1;
+
+struct Connection::Write {
+  uv_write_t req;
+  uint8_t header[kFrameHeaderSize];
+  std::string prefix, payload;
+  std::string_view tail;
+  std::shared_ptr<const void> keep;
+  Connection* conn;
+  size_t size() const { return kFrameHeaderSize + prefix.size() + payload.size() + tail.size(); }
+};
+
+Connection::Connection(uv_loop_t* loop, ConnectionOwner* owner, size_t max_frame, bool outgoing)
+    : owner_(owner), id_(g_next_conn_id++), outgoing_(outgoing), reader_(max_frame) {
+  uv_tcp_init(loop, &tcp_);
+  tcp_.data = this;
+  created_ms_ = last_read_ms_ = uv_now(loop);
+}
+
+Connection::~Connection() {
+  for (Write* w : held_) delete w;
+}
+
+Connection* Connection::accept(uv_stream_t* server, ConnectionOwner* owner, size_t max_frame, std::string* err) {
+  auto* c = new Connection(server->loop, owner, max_frame, false);
+  int rc = uv_accept(server, (uv_stream_t*)&c->tcp_);
+  if (rc == 0) {
+    sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp_, (sockaddr*)&ss, &len) == 0) c->remote_ = Address::from_sockaddr((sockaddr*)&ss);
+    else rc = UV_ENOTCONN;
+  }
+  if (rc != 0) {
+    *err = uv_strerror(rc);
+    c->state_ = kClosed;
+    uv_close((uv_handle_t*)&c->tcp_, close_cb);
+    return nullptr;
+  }
+  uv_tcp_nodelay(&c->tcp_, 1);
+  c->state_ = kOpen;
+  c->start_reading();
+  return c;
+}
+
+Connection* Connection::connect(uv_loop_t* loop, const Address& to, ConnectionOwner* owner, size_t max_frame) {
+  auto* c = new Connection(loop, owner, max_frame, true);
+  c->remote_ = to;
+  c->connect_req_.data = c;
+  int rc = uv_tcp_connect(&c->connect_req_, &c->tcp_, to.sa(), connect_cb);
+  if (rc != 0) {
+    // Reported from close_cb, like any other connect error, so the owner
+    // never sees a callback from inside connect().
+    c->state_ = kClosed;
+    c->early_error_ = "connect to " + to.to_string() + ": " + uv_strerror(rc);
+    uv_close((uv_handle_t*)&c->tcp_, close_cb);
+  }
+  return c;
+}
+
+void Connection::connect_cb(uv_connect_t* req, int status) {
+  auto* c = (Connection*)req->data;
+  if (c->state_ != kConnecting) return;  // closed while connecting
+  if (status < 0) {
+    c->close(std::string("connect to ") + c->remote_.to_string() + ": " + uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp_, 1);
+  c->state_ = kOpen;
+  c->start_reading();
+  c->owner_->on_connected(*c);
+  while (c->state_ == kOpen && !c->held_.empty()) {
+    Write* w = c->held_.front();
+    c->held_.pop_front();
+    c->write_now(w);
+  }
+}
+
+void Connection::start_reading() {
+  if (reading_ || paused_ || state_ != kOpen) return;
+  reading_ = uv_read_start((uv_stream_t*)&tcp_, alloc_cb, read_cb) == 0;
+}
+
+void Connection::pause_reading() {
+  paused_ = true;
+  if (reading_) uv_read_stop((uv_stream_t*)&tcp_);
+  reading_ = false;
+}
+
+void Connection::resume_reading() {
+  if (!paused_) return;
+  paused_ = false;
+  start_reading();
+  // Frames that arrived before the pause are already buffered.
+  if (state_ == kOpen) deliver_frames();
+}
+
+void Connection::alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+  auto* c = (Connection*)h->data;
+  size_t got;
+  char* p = c->reader_.write_space(suggested, &got);
+  *buf = uv_buf_init(p, (unsigned)std::min<size_t>(got, 1u << 30));
+}
+
+void Connection::read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  ((Connection*)s->data)->on_read(nread);
+}
+
+void Connection::on_read(ssize_t nread) {
+  if (state_ != kOpen) return;
+  if (nread == 0) return;  // EAGAIN
+  if (nread < 0) {
+    close(nread == UV_EOF ? "peer closed the connection" : std::string("read: ") + uv_strerror((int)nread));
+    return;
+  }
+  reader_.commit((size_t)nread);
+  bytes_in_ += (uint64_t)nread;
+  last_read_ms_ = uv_now(tcp_.loop);
+  deliver_frames();
+}
+
+void Connection::deliver_frames() {
+  std::string_view body;
+  for (;;) {
+    FrameReader::Result r = reader_.next(&body);
+    if (r == FrameReader::kNeedMore) break;
+    if (r == FrameReader::kError) {
+      std::string why = std::string("bad frame: ") + frame_error_name(reader_.error());
+      owner_->on_bad_frame(*this, why);
+      close(why);
+      return;
+    }
+    owner_->on_frame(*this, body);
+    if (state_ != kOpen || paused_) break;
+  }
+}
+
+void Connection::send(std::string prefix, std::string payload) {
+  if (state_ == kClosing || state_ == kClosed) return;
+  auto* w = new Write;
+  w->conn = this;
+  w->prefix = std::move(prefix);
+  w->payload = std::move(payload);
+  queue(w);
+}
+
+void Connection::send_ref(std::string prefix, std::string_view tail, std::shared_ptr<const void> keep) {
+  if (state_ == kClosing || state_ == kClosed) return;
+  auto* w = new Write;
+  w->conn = this;
+  w->prefix = std::move(prefix);
+  w->tail = tail;
+  w->keep = std::move(keep);
+  queue(w);
+}
+
+void Connection::queue(Write* w) {
+  write_frame_header(w->header, w->prefix, w->payload, w->tail);
+  queued_ += w->size();
+  if (state_ == kConnecting) held_.push_back(w);
+  else write_now(w);
+}
+
+void Connection::write_now(Write* w) {
+  uv_buf_t bufs[4];
+  int n = 0;
+  bufs[n++] = uv_buf_init((char*)w->header, kFrameHeaderSize);
+  if (!w->prefix.empty()) bufs[n++] = uv_buf_init(w->prefix.data(), (unsigned)w->prefix.size());
+  if (!w->payload.empty()) bufs[n++] = uv_buf_init(w->payload.data(), (unsigned)w->payload.size());
+  if (!w->tail.empty()) bufs[n++] = uv_buf_init((char*)w->tail.data(), (unsigned)w->tail.size());
+  w->req.data = w;
+  int rc = uv_write(&w->req, (uv_stream_t*)&tcp_, bufs, n, write_cb);
+  if (rc != 0) {
+    queued_ -= w->size();
+    delete w;
+    close(std::string("write: ") + uv_strerror(rc));
+  }
+}
+
+void Connection::write_cb(uv_write_t* req, int status) {
+  auto* w = (Write*)req->data;
+  Connection* c = w->conn;
+  c->queued_ -= w->size();
+  if (status == 0) c->bytes_out_ += w->size();
+  delete w;
+  if (status < 0) {
+    c->close(std::string("write: ") + uv_strerror(status));
+    return;
+  }
+  if (c->state_ == kOpen && c->queued_ <= c->drain_mark_) {
+    c->drain_mark_ = SIZE_MAX;
+    c->owner_->on_drain(*c);
+  }
+}
+
+void Connection::close(const std::string& why, bool flush) {
+  if (state_ == kClosing || state_ == kClosed) return;
+  bool was_open = state_ == kOpen;
+  state_ = kClosing;
+  if (reading_) uv_read_stop((uv_stream_t*)&tcp_);
+  reading_ = false;
+  notified_ = true;
+  owner_->on_closed(*this, why);
+  shutdown_req_.data = this;
+  if (flush && was_open && queued_ > 0 &&
+      uv_shutdown(&shutdown_req_, (uv_stream_t*)&tcp_, shutdown_cb) == 0)
+    return;  // shutdown_cb closes the handle once the queue is written
+  force_close();
+}
+
+void Connection::shutdown_cb(uv_shutdown_t* req, int) { ((Connection*)req->data)->force_close(); }
+
+void Connection::force_close() {
+  if (state_ == kClosed) return;
+  if (state_ != kClosing) {
+    close("closed");
+    if (state_ == kClosed) return;
+  }
+  state_ = kClosed;
+  uv_close((uv_handle_t*)&tcp_, close_cb);
+}
+
+void Connection::close_cb(uv_handle_t* h) {
+  auto* c = (Connection*)h->data;
+  ConnectionOwner* owner = c->owner_;
+  uint64_t id = c->id_;
+  if (!c->notified_) owner->on_closed(*c, c->early_error_);
+  delete c;
+  owner->on_freed(id);
+}
+
+}  // namespace engine::net
