@@ -1,5 +1,7 @@
 // engine perplexity: llama.cpp's protocol (see models/perplexity.h), so the
 // numbers compare with llama-perplexity.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 
@@ -35,14 +37,18 @@ static int cmd_perplexity(int argc, char** argv) {
     LoadedModel base;
     if (!kl_base.empty()) base = load_model(kl_base, {}, false);
     auto t0 = std::chrono::steady_clock::now();
+    const bool tty = isatty(STDERR_FILENO);
     std::fprintf(stderr, "perplexity: %zu tokens, context %lld\n", tokens.size(), (long long)mf.ctx);
     PerplexityResult r = perplexity(*m.model, tokens, mf.ctx, m.tokenizer->add_bos(), m.tokenizer->bos(), pool,
                                     max_chunks, [&](int64_t done, int64_t total, double ppl) {
+      // A live line on a terminal; in a log, one line per tenth of the run.
+      if (!tty && done % std::max<int64_t>(1, total / 10) != 0 && done != total) return;
       double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "\rperplexity: chunk %lld/%lld, running PPL %.4f, %.1f s, ETA %.1f s   ", (long long)done,
+      std::fprintf(stderr, "%sperplexity: chunk %lld/%lld, running PPL %.4f, %.1f s, ETA %.1f s   ", tty ? "\r" : "", (long long)done,
                    (long long)total, ppl, el, el / done * (total - done));
+      if (!tty) std::fputc('\n', stderr);
     }, base.model.get());
-    std::fprintf(stderr, "\n");
+    if (tty) std::fprintf(stderr, "\n");
     if (json)
       std::printf("{\"ppl\":%.6f,\"ppl_error\":%.6f,\"n_ctx\":%lld,\"chunks\":%lld,\"tokens_scored\":%lld,\"kl_mean\":%.6g}\n",
                   r.ppl, r.ppl_error, (long long)mf.ctx, (long long)r.chunks, (long long)r.tokens_scored, r.kl_mean);
