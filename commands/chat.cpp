@@ -8,6 +8,7 @@
 #include <string>
 
 #include "commands/model_flags.h"
+#include "commands/swarm_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "models/chat_template.h"
@@ -16,24 +17,48 @@
 
 using namespace engine;
 
+template <class Runner>
+static int chat_with(Runner& runner, LoadedModel& m, const SamplingFlags& sf, const std::string& system_prompt,
+                     int n_predict, bool no_template);
+
 static int cmd_chat(int argc, char** argv) {
   ModelFlags mf;
   SamplingFlags sf;
+  SwarmFlags swf;
   std::string system_prompt;
   int n_predict = 256;
   bool no_template = false;
-  ArgParser p("chat", "Chat with a local model on stdin/stdout (one message per line; Ctrl-D ends).");
+  ArgParser p("chat", "Chat with a model on stdin/stdout (one message per line; Ctrl-D ends): local, or with "
+                      "--initial-peers through the servers of a swarm.");
   mf.add_to(p);
   sf.add_to(p);
   p.add("-n,--n-predict", "N", "most tokens per reply", &n_predict);
   p.add("--system", "TEXT", "system message (templated models)", &system_prompt);
   p.flag("--no-template", "ignore the model's chat template: plain continuation", &no_template);
+  swf.add_to(p, true);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
-    LoadedModel m = load_model(mf.model);
+    if (!swf.enabled()) {
+      LoadedModel m = load_model(mf.model);
+      ThreadPool pool(mf.threads);
+      LocalRunner runner(*m.model, choose_context(m.model->hparams(), mf.ctx), pool, mf.kv_type());
+      return chat_with(runner, m, sf, system_prompt, n_predict, no_template);
+    }
+    LoadedModel m = load_model(mf.model, SwarmFlags::client_load_options());
     ThreadPool pool(mf.threads);
+    auto client = swf.connect(*m.model, mf.model);
+    net::SwarmRunner runner(*m.model, *client, choose_context(m.model->hparams(), mf.ctx), pool);
+    int rc = chat_with(runner, m, sf, system_prompt, n_predict, no_template);
+    swf.report(*client);
+    return rc;
+  });
+}
+
+template <class Runner>
+static int chat_with(Runner& runner, LoadedModel& m, const SamplingFlags& sf, const std::string& system_prompt,
+                     int n_predict, bool no_template) {
+  {
     const LlamaHParams& hp = m.model->hparams();
-    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool, mf.kv_type());
     Sampler sampler(sf.params());
     const Tokenizer& tok = *m.tokenizer;
     std::string tmpl = no_template ? "" : tok.chat_template();
@@ -98,7 +123,7 @@ static int cmd_chat(int argc, char** argv) {
       }
     }
     return 0;
-  });
+  }
 }
 
 ENGINE_COMMAND("chat", "chat with a model interactively", cmd_chat);

@@ -4,12 +4,19 @@
 #include <string>
 
 #include "commands/model_flags.h"
+#include "commands/swarm_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "models/loaded_model.h"
 #include "models/sampling.h"
+#include "net/address.h"
+#include "net/swarm_runner.h"
 
 using namespace engine;
+
+template <class Runner>
+static int generate_with(Runner& runner, LoadedModel& m, const SamplingFlags& sf, const std::string& prompt,
+                         int n_predict, bool ids);
 
 static int cmd_generate(int argc, char** argv) {
   ModelFlags mf;
@@ -17,19 +24,44 @@ static int cmd_generate(int argc, char** argv) {
   std::string prompt;
   int n_predict = 128;
   bool ids = false;
-  ArgParser p("generate", "Generate text from a prompt with a local model, streaming it to stdout.");
+  SwarmFlags swf;
+  ArgParser p("generate", "Generate text from a prompt with a local model (or, with --swarm, through servers "
+                          "that hold its blocks), streaming it to stdout.");
   mf.add_to(p);
   p.add("-p,--prompt", "TEXT", "prompt (default: start from BOS alone)", &prompt);
   p.add("-n,--n-predict", "N", "number of tokens to generate", &n_predict);
   sf.add_to(p);
   p.flag("--ids", "print the generated token ids on one line instead of text", &ids);
+  swf.add_to(p, true);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
     if (n_predict < 0) throw Error("-n must be >= 0");
-    LoadedModel m = load_model(mf.model);
+    if (!swf.enabled()) {
+      LoadedModel m = load_model(mf.model);
+      ThreadPool pool(mf.threads);
+      LocalRunner runner(*m.model, choose_context(m.model->hparams(), mf.ctx), pool, mf.kv_type());
+      return generate_with(runner, m, sf, prompt, n_predict, ids);
+    }
+    // Swarm: only the embeddings, the head and the tokenizer are loaded here.
+    LoadedModel m = load_model(mf.model, swf.client_load_options());
     ThreadPool pool(mf.threads);
+    auto client = swf.connect(*m.model, mf.model);
+    // The session holds the prompt and every generated token.
+    std::vector<int32_t> probe = m.tokenizer->encode(prompt, true);
+    int64_t need = std::max<int64_t>(1, (int64_t)probe.size()) + n_predict;
+    int64_t n_ctx = std::min<int64_t>(choose_context(m.model->hparams(), mf.ctx), need);
+    net::SwarmRunner runner(*m.model, *client, n_ctx, pool);
+    int rc = generate_with(runner, m, sf, prompt, n_predict, ids);
+    swf.report(*client);
+    return rc;
+  });
+}
+
+template <class Runner>
+static int generate_with(Runner& runner, LoadedModel& m, const SamplingFlags& sf, const std::string& prompt,
+                         int n_predict, bool ids) {
+  {
     const LlamaHParams& hp = m.model->hparams();
-    LocalRunner runner(*m.model, choose_context(hp, mf.ctx), pool, mf.kv_type());
     Sampler sampler(sf.params());
 
     std::vector<int32_t> tokens = m.tokenizer->encode(prompt, true);
@@ -78,7 +110,7 @@ static int cmd_generate(int argc, char** argv) {
                  tokens.size(), pre, tokens.size() / std::max(pre, 1e-9), generated.size(), gen,
                  generated.size() / std::max(gen, 1e-9), (unsigned long long)sampler.seed());
     return 0;
-  });
+  }
 }
 
 ENGINE_COMMAND("generate", "generate text from a prompt", cmd_generate);

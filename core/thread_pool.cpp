@@ -40,44 +40,48 @@ ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = (int)std::max(1u, std::thread::hardware_concurrency());
   n_threads_ = n_threads;
   workers_.reserve(n_threads - 1);
-  for (int i = 1; i < n_threads; i++) workers_.emplace_back([this, i] { worker_main(i); });
+  for (int i = 1; i < n_threads; i++) workers_.emplace_back([this] { worker_main(); });
 }
 
 ThreadPool::~ThreadPool() {
-  stop_.store(true, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
+  stop_.store(true, std::memory_order_seq_cst);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
   generation_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_job(int ith) {
+void ThreadPool::work_parts() {
   const bool was = tl_in_pool;
   tl_in_pool = true;
-  try {
-    (*job_fn_)(ith, job_nth_);
-  } catch (...) {
-    std::lock_guard<std::mutex> lk(err_mu_);
-    if (!error_) error_ = std::current_exception();
+  for (int p; (p = next_part_.fetch_add(1, std::memory_order_relaxed)) < job_nth_;) {
+    try {
+      (*job_fn_)(p, job_nth_);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(err_mu_);
+      if (!error_) error_ = std::current_exception();
+    }
   }
   tl_in_pool = was;
 }
 
-void ThreadPool::worker_main(int ith) {
+void ThreadPool::worker_main() {
   uint32_t seen = 0;
   for (;;) {
     // Wait for a new generation: spin first, then sleep on the futex.
     spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
-    uint32_t g = generation_.load(std::memory_order_acquire);
-    while (g == seen) {
+    while (generation_.load(std::memory_order_acquire) == seen) {
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       generation_.wait(seen, std::memory_order_seq_cst);
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
-      g = generation_.load(std::memory_order_acquire);
     }
-    seen = g;
-    if (stop_.load(std::memory_order_relaxed)) return;
-    run_job(ith);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_seq_cst)) return;
+    // Join the job only if it is still open (see the comment on job_fn_). Joining a
+    // later job than the one that woke us, or the same job twice, is harmless:
+    // parts are claimed atomically.
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    if (open_.load(std::memory_order_seq_cst)) work_parts();
+    active_.fetch_sub(1, std::memory_order_release);
   }
 }
 
@@ -91,16 +95,18 @@ void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
   job_fn_ = &fn;
   job_nth_ = nth;
   error_ = nullptr;
-  pending_.store(nth - 1, std::memory_order_relaxed);
+  next_part_.store(0, std::memory_order_relaxed);
+  open_.store(true, std::memory_order_seq_cst);
   generation_.fetch_add(1, std::memory_order_seq_cst);
   // The futex syscall is only needed when some worker has gone to sleep.
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
 
-  run_job(0);
+  work_parts();
 
-  // Wait for the workers: spin, then yield the core (another process may need it).
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
-    while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  // Every part is claimed; close the job and wait for the workers still running one.
+  open_.store(false, std::memory_order_seq_cst);
+  if (!spin_until([&] { return active_.load(std::memory_order_acquire) == 0; })) {
+    while (active_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   }
   job_fn_ = nullptr;
   if (error_) {
@@ -114,17 +120,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t begin, int64_t end)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  const int64_t chunks = std::clamp<int64_t>(n / grain, 1, n_threads_);
-  if (chunks == 1) {
+  // Up to kChunksPerThread contiguous chunks per thread, handed out in order from an
+  // atomic counter. On an idle machine this behaves like one long range per thread
+  // (what streaming kernels want); when another process takes a core for a while,
+  // the other threads pick up its chunks instead of all waiting for it.
+  constexpr int64_t kChunksPerThread = 4;
+  const int64_t chunks = std::clamp<int64_t>(n / grain, 1, (int64_t)n_threads_ * kChunksPerThread);
+  if (chunks == 1 || n_threads_ == 1 || tl_in_pool) {
     fn(0, n);
     return;
   }
-  // Static, equal, contiguous chunks: the kernels stream weights, and one long
-  // sequential range per thread is what the hardware prefetchers like best.
-  run([&](int ith, int) {
-    if (ith >= chunks) return;
-    const int64_t b = n * ith / chunks, e = n * (ith + 1) / chunks;
-    if (b < e) fn(b, e);
+  std::atomic<int64_t> next{0};
+  run([&](int, int) {
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+      if (b < e) fn(b, e);
+    }
   });
 }
 

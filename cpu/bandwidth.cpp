@@ -9,6 +9,9 @@
 #include <vector>
 
 #if defined(__x86_64__)
+// GCC 12's _mm512_reduce_add_epi64 trips -Wuninitialized inside the header (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #endif
 

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -70,30 +72,28 @@ void check(const WeightView& w) {
     throw Error("matmul: malformed weight view");
 }
 
-// x [n][cols] → Q8 blocks: d = max|x|/127 per 32 values, q = round(x/d).
-void quantize_act(const float* x, int64_t n, int64_t cols, int8_t* q, float* d) {
-  const int64_t nb = cols / kQ8Block;
-  for (int64_t t = 0; t < n; t++) {
-    for (int64_t b = 0; b < nb; b++) {
-      const float* xb = x + t * cols + b * kQ8Block;
-      float amax = 0;
-      for (int i = 0; i < kQ8Block; i++) amax = std::max(amax, std::fabs(xb[i]));
-      const float dd = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-      d[t * nb + b] = dd;
-      int8_t* qb = q + t * cols + b * kQ8Block;
-      for (int i = 0; i < kQ8Block; i++) {
-        const float v = std::clamp(std::nearbyint(xb[i] * id), -127.0f, 127.0f);
-        qb[i] = (int8_t)v;
-      }
+// Scratch that lives as long as the thread (pool workers and callers alike), grown
+// on demand, 64-byte aligned: the GEMM loads whole cache lines of X^T, and a
+// malloc'd block (16-byte aligned) would split every one of those loads in two.
+class Scratch {
+ public:
+  float* get(size_t n) {
+    if (n > cap_) {
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      p_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!p_) throw std::bad_alloc();
+      cap_ = bytes / sizeof(float);
     }
+    return p_.get();
   }
-}
 
-// Scratch that lives as long as the thread (pool workers and callers alike), grown on demand.
-float* scratch_f32(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> p_;
+  size_t cap_ = 0;
+};
 
 void matmul_impl(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, bool add) {
   check(w);
@@ -107,8 +107,8 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n_tok, float* y, T
   if (ks.gemm && n_tok >= kGemmMinTokens) {
     // xt = X^T zero-padded: [kpad][tpad]; built once, shared read-only by all threads.
     const int64_t kpad = round_up(w.cols, kKC), tpad = round_up(n_tok, ks.tv);
-    thread_local std::vector<float> xt_buf;
-    float* xt = scratch_f32(xt_buf, (size_t)(kpad * tpad));
+    thread_local Scratch xt_buf;
+    float* xt = xt_buf.get((size_t)(kpad * tpad));
     pool.parallel_for(kpad / 16, 16, [&](int64_t b0, int64_t b1) {
       for (int64_t k0 = b0 * 16; k0 < b1 * 16; k0 += 16) {
         float* dst = xt + k0 * tpad;
@@ -120,8 +120,8 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n_tok, float* y, T
     });
     const int64_t mr = ks.mr, n_panels = (w.rows + mr - 1) / mr;
     pool.parallel_for(n_panels, 1, [&](int64_t p0, int64_t p1) {
-      thread_local std::vector<float> panel_buf;
-      float* panel = scratch_f32(panel_buf, (size_t)(mr * kpad));
+      thread_local Scratch panel_buf;
+      float* panel = panel_buf.get((size_t)(mr * kpad));
       ks.gemm(w, p0 * mr, std::min(p1 * mr, w.rows), xt, tpad, n_tok, y, add, panel);
     });
     return;
@@ -131,14 +131,15 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n_tok, float* y, T
   const detail::QuantAct* xq = nullptr;
   if (w.type == DType::Q8_0) {
     thread_local std::vector<int8_t> q_buf;
-    thread_local std::vector<float> d_buf;
+    thread_local Scratch d_buf;
     if (q_buf.size() < (size_t)(n_tok * w.cols)) q_buf.resize(n_tok * w.cols);
-    float* d = scratch_f32(d_buf, (size_t)(n_tok * (w.cols / kQ8Block)));
-    quantize_act(x, n_tok, w.cols, q_buf.data(), d);
+    float* d = d_buf.get((size_t)(n_tok * (w.cols / kQ8Block)));
+    for (int64_t t = 0; t < n_tok; t++)
+      ks.quantize_q8(x + t * w.cols, w.cols, q_buf.data() + t * w.cols, d + t * (w.cols / kQ8Block));
     qa = {q_buf.data(), d};
     xq = &qa;
   }
-  // Rows in contiguous ranges, at least 16 per thread (small matrices stay on one thread).
+  // Rows in contiguous chunks of at least 16 (small matrices stay on one thread).
   pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) { ks.gemv(w, r0, r1, x, xq, n_tok, y, add); });
 }
 
@@ -162,8 +163,8 @@ void matmul_transposed(const WeightView& w, const float* dy, int64_t n_tok, floa
   constexpr int64_t kUnit = 32, kCW = 256, kRB = 64;
   const int64_t units = (w.cols + kUnit - 1) / kUnit;
   pool.parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
-    thread_local std::vector<float> tile_buf;
-    float* tile = scratch_f32(tile_buf, (size_t)(kRB * kCW));
+    thread_local Scratch tile_buf;
+    float* tile = tile_buf.get((size_t)(kRB * kCW));
     const int64_t c_end = std::min(u1 * kUnit, w.cols);
     for (int64_t c0 = u0 * kUnit; c0 < c_end; c0 += kCW) {
       const int64_t cn = std::min(kCW, c_end - c0);

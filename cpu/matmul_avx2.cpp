@@ -316,8 +316,35 @@ void axpy_rows(const float* a, const float* rows, int64_t m, int64_t ld, int64_t
   }
 }
 
+// ---------------------------------------------------------------- activations to Q8 blocks
+void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < n / kQ8Block; b++) {
+    const float* xb = x + b * kQ8Block;
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int u = 0; u < 4; u++) {
+      v[u] = _mm256_loadu_ps(xb + 8 * u);
+      m = _mm256_max_ps(m, _mm256_and_ps(v[u], abs_mask));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    d[b] = amax / 127.0f;
+    // Round to nearest even, then pack 32 → 16 → 8 bits with saturation (|x·id| ≤ 127).
+    __m256i i[4];
+    for (int u = 0; u < 4; u++) i[u] = _mm256_cvtps_epi32(_mm256_mul_ps(v[u], id));
+    const __m256i p16a = _mm256_packs_epi32(i[0], i[1]), p16b = _mm256_packs_epi32(i[2], i[3]);
+    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    // The in-lane packs leave the 4-byte groups in order 0,2,4,6,1,3,5,7 (as dwords).
+    p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i*)(q + b * kQ8Block), p8);
+  }
+}
+
 }  // namespace
 
-const Kernels kAvx2Kernels = {"avx2", gemv, gemm, kMR, 8, row_to_f32, axpy_rows};
+const Kernels kAvx2Kernels = {"avx2", gemv, gemm, kMR, 8, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail

@@ -383,8 +383,23 @@ void axpy_rows(const float* a, const float* rows, int64_t m, int64_t ld, int64_t
   }
 }
 
+// ---------------------------------------------------------------- activations to Q8 blocks
+void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
+  const __m512 sign_off = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < n / kQ8Block; b++) {
+    const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block), x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(x0, sign_off), _mm512_and_ps(x1, sign_off)));
+    const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    d[b] = amax / 127.0f;
+    // Round to nearest even (the MXCSR default), then narrow with saturation; |x·id| ≤ 127 already.
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
+    _mm_storeu_si128((__m128i*)(q + b * kQ8Block), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128((__m128i*)(q + b * kQ8Block + 16), _mm512_cvtsepi32_epi8(q1));
+  }
+}
+
 }  // namespace
 
-const Kernels kAvx512Kernels = {"avx512", gemv, gemm, kMR, 16, row_to_f32, axpy_rows};
+const Kernels kAvx512Kernels = {"avx512", gemv, gemm, kMR, 16, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail

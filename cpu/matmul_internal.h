@@ -42,6 +42,9 @@ struct Kernels {
   void (*row_to_f32)(const WeightView& w, int64_t r, int64_t c0, int64_t n, float* dst);
   // y[0, n) += Σ_{i<m} a[i] · rows[i·ld + (0, n)]   (transposed product's inner loop)
   void (*axpy_rows)(const float* a, const float* rows, int64_t m, int64_t ld, int64_t n, float* y);
+  // Activations to Q8 blocks, n a multiple of 32: per block d = max|x|/127,
+  // q = round-to-nearest(x/d) (q = 0 where d = 0).
+  void (*quantize_q8)(const float* x, int64_t n, int8_t* q, float* d);
 };
 
 extern const Kernels kScalarKernels;

@@ -1,6 +1,7 @@
 // Portable kernels: the reference family and the fallback on CPUs without AVX2.
 // Plain C++; the compiler may auto-vectorise with the baseline ISA (SSE2).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -62,15 +63,19 @@ void row_to_f32(const WeightView& w, int64_t r, int64_t c0, int64_t n, float* ds
   }
 }
 
-// Dot product with 8 independent partial sums (summed pairwise at the end), so the
-// float rounding error grows like n/8 additions rather than n.
+// Dot product of float products summed in double, as ggml's scalar fallback does:
+// the fallback is then as close to exact arithmetic as it can cheaply be, and
+// f16-rounded intermediates downstream (the KV cache) flip less often against
+// other implementations. Speed is not this family's job.
 float dot(const float* a, const float* b, int64_t n) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double s0 = 0, s1 = 0;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
-  for (; i < n; i++) s[i & 7] += a[i] * b[i];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i + 2 <= n; i += 2) {
+    s0 += (double)(a[i] * b[i]);
+    s1 += (double)(a[i + 1] * b[i + 1]);
+  }
+  if (i < n) s0 += (double)(a[i] * b[i]);
+  return (float)(s0 + s1);
 }
 
 void gemv(const WeightView& w, int64_t r0, int64_t r1, const float* x, const QuantAct* xq, int64_t n_tok,
@@ -123,8 +128,19 @@ void axpy_rows(const float* a, const float* rows, int64_t m, int64_t ld, int64_t
   }
 }
 
+void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
+  for (int64_t b = 0; b < n / kQ8Block; b++) {
+    const float* xb = x + b * kQ8Block;
+    float amax = 0;
+    for (int i = 0; i < kQ8Block; i++) amax = std::max(amax, std::fabs(xb[i]));
+    const float id = amax > 0 ? 127.0f / amax : 0.0f;
+    d[b] = amax / 127.0f;
+    for (int i = 0; i < kQ8Block; i++) q[b * kQ8Block + i] = (int8_t)std::clamp(std::nearbyint(xb[i] * id), -127.0f, 127.0f);
+  }
+}
+
 }  // namespace
 
-const Kernels kScalarKernels = {"scalar", gemv, nullptr, 1, 1, row_to_f32, axpy_rows};
+const Kernels kScalarKernels = {"scalar", gemv, nullptr, 1, 1, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail

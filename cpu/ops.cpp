@@ -1,5 +1,7 @@
 #include "cpu/ops.h"
 
+#include "cpu/convert.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -43,8 +45,9 @@ void rope(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t n_rot,
 
 namespace {
 
-inline float load(const float* p, int64_t i) { return p[i]; }
-inline float load(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
+// A cache row as f32: copied, or converted from f16 with F16C.
+inline void load_row(const float* p, float* out, int64_t n) { std::copy(p, p + n, out); }
+inline void load_row(const uint16_t* p, float* out, int64_t n) { f16_to_f32_row(p, out, n); }
 inline float round_to(const float*, float x) { return x; }
 inline float round_to(const uint16_t*, float x) { return f16_to_f32(f32_to_f16(x)); }
 
@@ -55,7 +58,7 @@ void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_
   const float scale = 1.0f / std::sqrt((float)hd);
   const int64_t kv_stride = n_head_kv * hd;
   pool.parallel_for(n * n_head, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qr(hd), kr(hd), scores(pos0 + n), acc(hd);
+    std::vector<float> qr(hd), kr(hd), vr(hd), scores(pos0 + n), acc(hd);
     for (int64_t job = begin; job < end; job++) {
       const int64_t t = job / n_head, h = job % n_head, kvh = h / group;
       const int64_t n_keys = pos0 + t + 1;  // causal: keys 0 .. pos0+t
@@ -63,8 +66,7 @@ void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_
       for (int64_t i = 0; i < hd; i++) qr[i] = round_to(k, q[(t * n_head + h) * hd + i]);
       float mx = -INFINITY;
       for (int64_t j = 0; j < n_keys; j++) {
-        const KV* kj = k + j * kv_stride + kvh * hd;
-        for (int64_t i = 0; i < hd; i++) kr[i] = load(kj, i);
+        load_row(k + j * kv_stride + kvh * hd, kr.data(), hd);
         float dot = 0;
         for (int64_t i = 0; i < hd; i++) dot += qr[i] * kr[i];
         scores[j] = dot * scale;
@@ -79,8 +81,8 @@ void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t j = 0; j < n_keys; j++) {
         const float p = round_to(v, scores[j] * inv);
-        const KV* vj = v + j * kv_stride + kvh * hd;
-        for (int64_t i = 0; i < hd; i++) acc[i] += p * load(vj, i);
+        load_row(v + j * kv_stride + kvh * hd, vr.data(), hd);
+        for (int64_t i = 0; i < hd; i++) acc[i] += p * vr[i];
       }
       std::copy(acc.begin(), acc.end(), out + (t * n_head + h) * hd);
     }

@@ -1,0 +1,412 @@
+#include "net/swarm_client.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "net/hidden_wire.h"
+
+namespace engine::net {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string reply_error(const Reply& r) { return std::string(error_code_name(r.code)) + ": " + r.message; }
+
+}  // namespace
+
+SwarmClient::SwarmClient(SwarmClientOptions opts) : opts_(std::move(opts)) {
+  if (opts_.initial_peers.empty()) throw Error("--initial-peers is required to use the swarm");
+  if (opts_.n_blocks <= 0 || opts_.n_embd <= 0) throw Error("swarm client: model shape unknown");
+  if (!wire_dtype_ok(opts_.wire_dtype)) throw Error("hidden states travel as f32, f16 or bf16");
+  uv_loop_init(&loop_);
+  RpcOptions ro;
+  ro.swarm = opts_.swarm;
+  rpc_ = std::make_unique<Rpc>(&loop_, ro);
+  DhtOptions dopts;
+  dopts.rpc_timeout_ms = opts_.rpc_timeout_ms;
+  dht_ = std::make_unique<DhtNode>(*rpc_, dopts);
+  bool done = false;
+  size_t known = 0;
+  std::string err;
+  dht_->bootstrap(opts_.initial_peers, [&](size_t k, const std::string& e) {
+    done = true, known = k, err = e;
+  });
+  run_until([&] { return done; }, opts_.rpc_timeout_ms * 4 + 1000);
+  if (!known) {
+    std::string why = err.empty() ? "no answer" : err;
+    dht_->stop();
+    rpc_->close();
+    run_until([] { return false; }, 50);
+    throw Error("could not join the swarm through " + opts_.initial_peers[0] + ": " + why);
+  }
+}
+
+SwarmClient::~SwarmClient() {
+  dht_->stop();
+  rpc_->close();
+  for (int i = 0; i < 1000 && uv_loop_alive(&loop_); i++) uv_run(&loop_, UV_RUN_NOWAIT);
+  dht_.reset();
+  rpc_.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+bool SwarmClient::run_until(const std::function<bool()>& done, uint32_t timeout_ms) {
+  // A timer guarantees uv_run(ONCE) returns even when nothing else is pending.
+  uv_timer_t tick;
+  uv_timer_init(&loop_, &tick);
+  uv_timer_start(&tick, [](uv_timer_t*) {}, 20, 20);
+  uint64_t until = uv_now(&loop_) + timeout_ms;
+  bool ok = false;
+  for (;;) {
+    if (done()) {
+      ok = true;
+      break;
+    }
+    uv_update_time(&loop_);
+    if (uv_now(&loop_) >= until) break;
+    uv_run(&loop_, UV_RUN_ONCE);
+  }
+  uv_close((uv_handle_t*)&tick, nullptr);
+  uv_run(&loop_, UV_RUN_NOWAIT);  // lets the timer's close callback run before `tick` goes away
+  return ok;
+}
+
+void SwarmClient::sleep_ms(uint32_t ms) { run_until([] { return false; }, ms); }
+
+Reply SwarmClient::call(const std::string& addr, const std::string& method, std::string args, uint32_t timeout_ms,
+                        std::string* result) {
+  bool done = false;
+  Reply out;
+  rpc_->call(addr, method, std::move(args), timeout_ms, [&](const Reply& r) {
+    done = true;
+    out.code = r.code;
+    out.message = r.message;
+    out.peer = r.peer;
+    if (r.ok() && result && r.result) *result = pack_object(*r.result);
+  });
+  if (!run_until([&] { return done; }, timeout_ms + 5000)) {
+    out.code = ErrorCode::kDeadlineExceeded;  // the Rpc deadline should have fired first; belt and braces
+    out.message = "no reply";
+  }
+  out.result = nullptr;
+  return out;
+}
+
+const ServerMap& SwarmClient::refresh() {
+  stats_.refreshes++;
+  bool done = false;
+  ServerMap found;
+  fetch_servers(*dht_, opts_.model, opts_.n_blocks, [&](ServerMap m) {
+    found = std::move(m);
+    done = true;
+  });
+  run_until([&] { return done; }, opts_.rpc_timeout_ms * 4 + 1000);
+  servers_ = std::move(found);
+  // Measure the round trip to every online server (and find dead ones before routing through them).
+  int pending = 0;
+  for (auto& [id, s] : servers_) {
+    if (s.state != ServerState::kOnline || banned(id)) continue;
+    pending++;
+    auto t0 = std::make_shared<double>(now_s());
+    std::string sid = id;
+    rpc_->call(s.address, "dht.ping", empty_map(), opts_.rpc_timeout_ms, [this, &pending, t0, sid](const Reply& r) {
+      pending--;
+      if (r.ok()) rtt_[sid] = now_s() - *t0;
+      else ban(sid, "ping failed: " + reply_error(r));
+    });
+  }
+  run_until([&] { return pending == 0; }, opts_.rpc_timeout_ms + 1000);
+  return servers_;
+}
+
+Route SwarmClient::route(int64_t from, int64_t to, RouteMode mode, int64_t cache_tokens_needed) {
+  RouteOptions ro;
+  ro.mode = mode;
+  ro.rtt_s = rtt_;
+  ro.cache_tokens_needed = cache_tokens_needed;
+  for (auto& [id, s] : servers_)
+    if (banned(id)) ro.banned.insert(id);
+  return find_route(servers_, from, to, ro);
+}
+
+void SwarmClient::ban(const std::string& id, const std::string& why) {
+  Ban& b = bans_[id];
+  b.failures++;
+  uint64_t ms = opts_.ban_base_ms;
+  for (int i = 1; i < b.failures && ms < opts_.ban_max_ms; i++) ms *= 2;
+  ms = std::min<uint64_t>(ms, opts_.ban_max_ms);
+  b.until_ms = uv_now(&loop_) + ms;
+  stats_.failures++;
+  log("server " + id.substr(0, 8) + " failed (" + why + "); banned for " + std::to_string(ms / 1000.0).substr(0, 4) + " s");
+}
+
+bool SwarmClient::banned(const std::string& id) const {
+  auto it = bans_.find(id);
+  return it != bans_.end() && it->second.until_ms > uv_now(&loop_);
+}
+
+void SwarmClient::forward(float* hidden, int64_t n, int64_t first, int64_t last) {
+  if (servers_.empty()) refresh();
+  const int64_t E = opts_.n_embd;
+  const size_t per_pos = (size_t)E * dtype_block_bytes(opts_.wire_dtype);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t)(opts_.max_request_bytes / per_pos));
+  double deadline = now_s() + opts_.give_up_s;
+  int64_t at = first;
+  while (at < last) {
+    Route r = route(at, last, RouteMode::kMaxThroughput);
+    if (r.empty()) {
+      if (now_s() > deadline)
+        throw Error("no server for blocks " + std::to_string(at) + ":" + std::to_string(last) + " of " + opts_.model);
+      sleep_ms(500);
+      refresh();
+      continue;
+    }
+    const RouteHop& h = r.front();
+    std::vector<float> out((size_t)(n * E));
+    bool ok = true;
+    std::string err;
+    for (int64_t off = 0; off < n && ok; off += chunk) {
+      int64_t m = std::min(chunk, n - off);
+      Buf b;
+      Packer pk(b);
+      pk.pack_map(4);
+      pack_str(pk, "model"), pack_str(pk, opts_.model);
+      pack_str(pk, "first"), pk.pack_int64(h.first);
+      pack_str(pk, "last"), pk.pack_int64(h.last);
+      pack_str(pk, "hidden"), pack_hidden(pk, opts_.wire_dtype, hidden + off * E, m, E);
+      std::string res;
+      Reply rep = call(h.address, "blocks.forward", b.s, opts_.step_timeout_ms, &res);
+      if (!rep.ok()) {
+        ok = false, err = reply_error(rep);
+        break;
+      }
+      try {
+        auto oh = unpack_untrusted(res.data(), res.size());
+        std::vector<float> o;
+        int64_t got = 0;
+        unpack_hidden(unpack_tensor(need_field(oh.get(), "hidden")), E, m, o, &got);
+        if (got != m) throw BadMessage("wrong number of positions");
+        std::memcpy(out.data() + off * E, o.data(), o.size() * sizeof(float));
+      } catch (const BadMessage& e) {
+        ok = false, err = std::string("bad reply: ") + e.what();
+      }
+    }
+    if (!ok) {
+      ban(h.id, err);
+      continue;  // inputs of this hop are still in `hidden`: route it again
+    }
+    std::memcpy(hidden, out.data(), out.size() * sizeof(float));
+    at = h.last;
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+InferenceSession::InferenceSession(SwarmClient& client, int64_t max_length) : c_(client), max_length_(max_length) {
+  if (max_length < 1) throw Error("inference session: max_length must be positive");
+  if (c_.servers().empty()) c_.refresh();
+  spans_ = open_chain(0, c_.options().n_blocks, {}, {});
+}
+
+InferenceSession::~InferenceSession() { close(); }
+
+Route InferenceSession::route() const {
+  Route r;
+  for (auto& s : spans_) r.push_back(s.hop);
+  return r;
+}
+
+void InferenceSession::close() {
+  int pending = 0;
+  for (auto& s : spans_) {
+    if (!s.session) continue;
+    Buf b;
+    Packer pk(b);
+    pk.pack_map(1);
+    pack_str(pk, "session"), pk.pack_uint64(s.session);
+    pending++;
+    c_.rpc().call(s.hop.address, "blocks.close", b.s, c_.options().rpc_timeout_ms, [&pending](const Reply&) { pending--; });
+    s.session = 0;
+  }
+  spans_.clear();
+  if (pending) c_.run_until([&] { return pending == 0; }, 1000);
+  // Calls still open after that fail with the Rpc's close; their callbacks only touch `pending`
+  // while we wait, so forget them now.
+  if (pending) c_.run_until([] { return false; }, 0);
+}
+
+void InferenceSession::close_span(Span& s) {
+  if (!s.session) return;
+  Buf b;
+  Packer pk(b);
+  pk.pack_map(1);
+  pack_str(pk, "session"), pk.pack_uint64(s.session);
+  c_.rpc().call(s.hop.address, "blocks.close", b.s, c_.options().rpc_timeout_ms, nullptr);  // best effort
+  s.session = 0;
+}
+
+bool InferenceSession::open_span(Span& s, std::string* err) {
+  const auto& o = c_.options();
+  Buf b;
+  Packer pk(b);
+  pk.pack_map(5);
+  pack_str(pk, "model"), pack_str(pk, o.model);
+  pack_str(pk, "first"), pk.pack_int64(s.hop.first);
+  pack_str(pk, "last"), pk.pack_int64(s.hop.last);
+  pack_str(pk, "max_length"), pk.pack_int64(max_length_);
+  pack_str(pk, "wait_ms"), pk.pack_uint64(o.cache_wait_ms);
+  std::string res;
+  Reply r = c_.call(s.hop.address, "blocks.open", b.s, o.rpc_timeout_ms + o.cache_wait_ms, &res);
+  if (!r.ok()) {
+    *err = reply_error(r);
+    return false;
+  }
+  try {
+    auto oh = unpack_untrusted(res.data(), res.size());
+    s.session = as_uint(need_field(oh.get(), "session"), "session");
+  } catch (const BadMessage& e) {
+    *err = std::string("bad reply: ") + e.what();
+    return false;
+  }
+  return true;
+}
+
+bool InferenceSession::send_step(Span& s, float* hidden, int64_t n, int64_t position, std::string* err) {
+  const auto& o = c_.options();
+  const int64_t E = o.n_embd;
+  Buf b;
+  Packer pk(b);
+  pk.pack_map(3);
+  pack_str(pk, "session"), pk.pack_uint64(s.session);
+  pack_str(pk, "position"), pk.pack_int64(position);
+  pack_str(pk, "hidden"), pack_hidden(pk, o.wire_dtype, hidden, n, E);
+  std::string res;
+  Reply r = c_.call(s.hop.address, "blocks.step", std::move(b.s), o.step_timeout_ms, &res);
+  if (!r.ok()) {
+    *err = reply_error(r);
+    return false;
+  }
+  try {
+    auto oh = unpack_untrusted(res.data(), res.size());
+    std::vector<float> out;
+    int64_t got = 0;
+    unpack_hidden(unpack_tensor(need_field(oh.get(), "hidden")), E, n, out, &got);
+    if (got != n) throw BadMessage("wrong number of positions");
+    std::memcpy(hidden, out.data(), out.size() * sizeof(float));
+  } catch (const BadMessage& e) {
+    *err = std::string("bad reply: ") + e.what();
+    return false;
+  }
+  return true;
+}
+
+std::vector<InferenceSession::Span> InferenceSession::open_chain(int64_t from, int64_t to,
+                                                                 const std::vector<float>& inputs,
+                                                                 const std::vector<int64_t>& steps) {
+  const auto& o = c_.options();
+  const int64_t E = o.n_embd;
+  const size_t per_pos = (size_t)E * dtype_block_bytes(o.wire_dtype);
+  const int64_t max_chunk = std::max<int64_t>(1, (int64_t)(o.max_request_bytes / per_pos));
+  // Replay groups: the original step sizes, or (merge_replay) as few requests as fit.
+  std::vector<int64_t> groups;
+  for (int64_t st : steps) {
+    if (o.merge_replay && !groups.empty() && groups.back() + st <= max_chunk) groups.back() += st;
+    else groups.push_back(st);
+  }
+  double deadline = now_s() + o.give_up_s;
+  for (;;) {
+    Route route = c_.route(from, to, RouteMode::kMinLatency, max_length_);
+    if (route.empty()) {
+      if (now_s() > deadline)
+        throw Error("no server for blocks " + std::to_string(from) + ":" + std::to_string(to) + " of model " +
+                    o.model + " (waited " + std::to_string((int)o.give_up_s) + " s)");
+      c_.sleep_ms(500);
+      c_.refresh();
+      continue;
+    }
+    std::vector<Span> out;
+    std::vector<float> cur = inputs;
+    bool ok = true;
+    for (auto& hop : route) {
+      Span s;
+      s.hop = hop;
+      std::string err;
+      if (!open_span(s, &err)) {
+        c_.ban(hop.id, "open: " + err);
+        ok = false;
+        break;
+      }
+      std::vector<float> next = cur;
+      int64_t pos = 0;
+      for (int64_t g : groups) {
+        if (!send_step(s, next.data() + pos * E, g, pos, &err)) {
+          c_.ban(hop.id, "replay: " + err);
+          ok = false;
+          break;
+        }
+        pos += g;
+      }
+      if (!ok) {
+        close_span(s);
+        break;
+      }
+      c_.stats().replayed_steps += (int)groups.size();
+      s.inputs = std::move(cur);
+      s.steps = steps;
+      out.push_back(std::move(s));
+      cur = std::move(next);
+    }
+    if (ok) {
+      c_.log("route for blocks " + std::to_string(from) + ":" + std::to_string(to) + ": " + route_to_string(route) +
+             (steps.empty() ? "" : " (replayed " + std::to_string(inputs.size() / (size_t)E) + " positions)"));
+      return out;
+    }
+    for (auto& s : out) close_span(s);
+  }
+}
+
+void InferenceSession::step(float* hidden, int64_t n) {
+  if (n < 1) return;
+  if (position_ + n > max_length_)
+    throw Error("inference session is full: " + std::to_string(position_) + " + " + std::to_string(n) + " > " +
+                std::to_string(max_length_) + " positions");
+  const auto& o = c_.options();
+  const size_t per_pos = (size_t)o.n_embd * dtype_block_bytes(o.wire_dtype);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t)(o.max_request_bytes / per_pos));
+  for (int64_t off = 0; off < n; off += chunk) step_chunk(hidden + off * o.n_embd, std::min(chunk, n - off));
+}
+
+void InferenceSession::step_chunk(float* hidden, int64_t n) {
+  const int64_t E = c_.options().n_embd;
+  if (spans_.empty()) spans_ = open_chain(0, c_.options().n_blocks, {}, {});
+  std::vector<float> x(hidden, hidden + n * E);
+  for (size_t i = 0; i < spans_.size();) {
+    std::vector<float> in = x;
+    std::string err;
+    if (send_step(spans_[i], x.data(), n, position_, &err)) {
+      spans_[i].inputs.insert(spans_[i].inputs.end(), in.begin(), in.end());
+      spans_[i].steps.push_back(n);
+      i++;
+      continue;
+    }
+    double t0 = now_s();
+    c_.ban(spans_[i].hop.id, err);
+    Span old = std::move(spans_[i]);
+    close_span(old);
+    x = std::move(in);
+    std::vector<Span> repl = open_chain(old.hop.first, old.hop.last, old.inputs, old.steps);
+    spans_.erase(spans_.begin() + (ptrdiff_t)i);
+    spans_.insert(spans_.begin() + (ptrdiff_t)i, std::make_move_iterator(repl.begin()), std::make_move_iterator(repl.end()));
+    c_.stats().reroutes++;
+    c_.stats().last_recovery_s = now_s() - t0;
+    c_.log("recovered in " + std::to_string(now_s() - t0).substr(0, 5) + " s; route now " + route_to_string(route()));
+  }
+  std::memcpy(hidden, x.data(), x.size() * sizeof(float));
+  position_ += n;
+}
+
+}  // namespace engine::net

@@ -1,0 +1,41 @@
+// The swarm counterpart of LocalRunner (models/loaded_model.h): the client
+// keeps the embeddings and the head; the blocks run on the swarm through an
+// InferenceSession. Same eval() contract, so generate and chat use either.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "models/llama.h"
+#include "net/hidden_wire.h"
+#include "net/swarm_client.h"
+
+namespace engine::net {
+
+class SwarmRunner {
+ public:
+  // `model` needs embeddings and head (blocks may be absent); n_ctx bounds the session.
+  SwarmRunner(const LlamaModel& model, SwarmClient& client, int64_t n_ctx, ThreadPool& pool);
+  // Feeds tokens at the next positions; returns logits [n_vocab] of the last one.
+  const std::vector<float>& eval(const std::vector<int32_t>& tokens);
+  int64_t n_past() const { return session_ ? session_->position() : 0; }
+  int64_t n_ctx() const { return n_ctx_; }
+  // Ends the session; the next eval() opens a fresh one.
+  void reset() { session_.reset(); }
+  InferenceSession* session() { return session_.get(); }
+
+ private:
+  const LlamaModel& model_;
+  SwarmClient& client_;
+  int64_t n_ctx_;
+  ThreadPool& pool_;
+  std::unique_ptr<InferenceSession> session_;
+  std::vector<float> hidden_, logits_;
+};
+
+// Options for a client of `model` (its shape), named `name` in the DHT.
+SwarmClientOptions swarm_options_for(const LlamaModel& model, const std::string& name);
+
+// The DHT name of a model file: its file name without directories and ".gguf".
+std::string model_dht_name(const std::string& path);
+
+}  // namespace engine::net
