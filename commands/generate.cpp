@@ -11,6 +11,7 @@
 #include "models/sampling.h"
 #include "net/address.h"
 #include "net/swarm_runner.h"
+#include "train/prompt_tuning.h"
 
 using namespace engine;
 
@@ -25,6 +26,7 @@ static int cmd_generate(int argc, char** argv) {
   int n_predict = 128;
   bool ids = false;
   SwarmFlags swf;
+  std::string adapter;
   ArgParser p("generate", "Generate text from a prompt with a local model (or, with --swarm, through servers "
                           "that hold its blocks), streaming it to stdout.");
   mf.add_to(p);
@@ -32,6 +34,7 @@ static int cmd_generate(int argc, char** argv) {
   p.add("-n,--n-predict", "N", "number of tokens to generate", &n_predict);
   sf.add_to(p);
   p.flag("--ids", "print the generated token ids on one line instead of text", &ids);
+  p.add("--adapter", "FILE", "prompt-tuning adapter written by engine finetune (local runs)", &adapter);
   swf.add_to(p, true);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
@@ -39,9 +42,17 @@ static int cmd_generate(int argc, char** argv) {
     if (!swf.enabled()) {
       LoadedModel m = load_model(mf.model);
       ThreadPool pool(mf.threads);
+      if (!adapter.empty()) {
+        // The adapter's prefix sits in the cache ahead of the prompt: the context grows by it.
+        train::PromptAdapter ad = train::PromptAdapter::load(adapter, m.model->hparams());
+        train::PromptRunner runner(*m.model, ad, choose_context(m.model->hparams(), mf.ctx) + ad.n_prefix, pool,
+                                   mf.kv_type());
+        return generate_with(runner, m, sf, prompt, n_predict, ids);
+      }
       LocalRunner runner(*m.model, choose_context(m.model->hparams(), mf.ctx), pool, mf.kv_type());
       return generate_with(runner, m, sf, prompt, n_predict, ids);
     }
+    if (!adapter.empty()) throw Error("--adapter with --swarm is not built yet: run locally");
     // Swarm: only the embeddings, the head and the tokenizer are loaded here.
     LoadedModel m = load_model(mf.model, swf.client_load_options());
     ThreadPool pool(mf.threads);

@@ -67,6 +67,7 @@ void synthetic_vocab(GGUFWriter& w, int64_t n_vocab) {
     std::snprintf(buf, sizeof buf, "<0x%02X>", b);
     add(buf, 0, 6);
   }
+  add("\xe2\x96\x81", -1, 1);  // a lone word boundary, so spaces never fall back to the bytes of '▁'
   for (int64_t k = 0; (int64_t)tokens.size() < n_vocab; k++)
     add((k % 2 ? "" : "\xe2\x96\x81") + word((uint64_t)k / 2), -(float)k, 1);
   w.set_string("tokenizer.ggml.model", "llama");

@@ -107,4 +107,106 @@ void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+// ---- backward ---------------------------------------------------------------------
+
+void embedding_backward(const int32_t* tokens, const float* dh, float* dtable, int64_t n, int64_t d) {
+  for (int64_t t = 0; t < n; t++) add_inplace(dtable + (int64_t)tokens[t] * d, dh + t * d, d);
+}
+
+void rmsnorm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, int64_t n, int64_t d,
+                      float eps) {
+  for (int64_t t = 0; t < n; t++) {
+    const float* xr = x + t * d;
+    const float* dyr = dy + t * d;
+    // s exactly as the forward computes it, so the gradient is of the function we ran.
+    double ss = 0;
+    for (int64_t i = 0; i < d; i++) ss += (double)(xr[i] * xr[i]);
+    const float mean = (float)(ss / (double)d);
+    const double s = 1.0 / std::sqrt((double)(mean + eps));
+    if (dx) {
+      double dot = 0;  // Σ w·dy·x
+      for (int64_t i = 0; i < d; i++) dot += (double)w[i] * dyr[i] * xr[i];
+      const double c = s * s * s * dot / (double)d;
+      float* dxr = dx + t * d;
+      for (int64_t i = 0; i < d; i++) dxr[i] += (float)(s * w[i] * dyr[i] - c * xr[i]);
+    }
+    if (dw)
+      for (int64_t i = 0; i < d; i++) dw[i] += (float)(dyr[i] * xr[i] * s);
+  }
+}
+
+void rope_backward(float* dx, int64_t n, int64_t n_head, int64_t head_dim, int64_t n_rot, const int32_t* pos,
+                   float freq_base, RopeLayout layout) {
+  // R(θ)ᵀ = R(−θ): rotating the gradient by the negated positions is the transpose.
+  std::vector<int32_t> neg((size_t)n);
+  for (int64_t t = 0; t < n; t++) neg[t] = -pos[t];
+  rope(dx, n, n_head, head_dim, n_rot, neg.data(), freq_base, layout);
+}
+
+void attention_backward(const float* dout, const float* q, const float* k, const float* v, float* dq, float* dk,
+                        float* dv, int64_t n, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                        ThreadPool& pool) {
+  const int64_t group = n_head / n_head_kv;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int64_t kv_stride = n_head_kv * hd;
+  pool.parallel_for(n_head_kv, 1, [&](int64_t begin, int64_t end) {
+    // One row of probabilities and one of dP per (token, head): O(n_keys), not O(n²).
+    std::vector<float> p(pos0 + n), dp(pos0 + n);
+    for (int64_t kvh = begin; kvh < end; kvh++)
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; h++)
+        for (int64_t t = 0; t < n; t++) {
+          const float* qr = q + (t * n_head + h) * hd;
+          const float* dor = dout + (t * n_head + h) * hd;
+          float* dqr = dq + (t * n_head + h) * hd;
+          const int64_t n_keys = pos0 + t + 1;
+          // Recompute the softmax exactly as the f32 forward does.
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < n_keys; j++) {
+            const float* kr = k + j * kv_stride + kvh * hd;
+            float dot = 0;
+            for (int64_t i = 0; i < hd; i++) dot += qr[i] * kr[i];
+            p[j] = dot * scale;
+            mx = std::max(mx, p[j]);
+          }
+          double sum = 0;
+          for (int64_t j = 0; j < n_keys; j++) {
+            p[j] = std::exp(p[j] - mx);
+            sum += p[j];
+          }
+          const float inv = (float)(1.0 / sum);
+          double pdp = 0;  // Σ_k P_k dP_k
+          for (int64_t j = 0; j < n_keys; j++) {
+            p[j] *= inv;
+            const float* vr = v + j * kv_stride + kvh * hd;
+            float* dvr = dv + j * kv_stride + kvh * hd;
+            float s = 0;
+            for (int64_t i = 0; i < hd; i++) {
+              s += dor[i] * vr[i];
+              dvr[i] += p[j] * dor[i];
+            }
+            dp[j] = s;
+            pdp += (double)p[j] * s;
+          }
+          for (int64_t j = 0; j < n_keys; j++) {
+            const float ds = p[j] * (dp[j] - (float)pdp) * scale;
+            const float* kr = k + j * kv_stride + kvh * hd;
+            float* dkr = dk + j * kv_stride + kvh * hd;
+            for (int64_t i = 0; i < hd; i++) {
+              dqr[i] += ds * kr[i];
+              dkr[i] += ds * qr[i];
+            }
+          }
+        }
+  });
+}
+
+void swiglu_backward(const float* da, const float* g, const float* u, float* dg, float* du, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float sig = 1.0f / (1.0f + std::exp(-g[i]));
+    const float silu = g[i] * sig;
+    if (dg) dg[i] += da[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+    if (du) du[i] += da[i] * silu;
+  }
+}
+
 }  // namespace engine::cpu

@@ -39,4 +39,47 @@ void swiglu(const float* g, const float* u, float* a, int64_t n);
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t n);
 
+// ---- backward ---------------------------------------------------------------------
+// Each op's backward, in llm.c's convention: gradients of inputs are ACCUMULATED
+// (+=) so that a tensor read by two consumers (the residual stream) sums its
+// gradients without a temporary; outputs' gradients are read only. A null
+// gradient pointer means "not wanted". All f32; sums that run over a row are
+// kept in double so a row of thousands does not lose the small terms.
+//
+// Residual adds need no backward of their own: for x_out = x_in + f(x_in) the
+// gradient of x_in is dx_out + (f's backward of dx_out), i.e. add_inplace.
+
+// Embedding lookup h[t] = table[tokens[t]]: the gradient is sparse, only the rows
+// of tokens that occur.  dh: [n][d]; dtable: [n_vocab][d], rows tokens[t] += dh[t].
+void embedding_backward(const int32_t* tokens, const float* dh, float* dtable, int64_t n, int64_t d);
+
+// rmsnorm: y = x·s·w with s = 1/sqrt(mean(x²)+eps).
+//   x, dy, dx: [n][d]; w, dw: [d].
+//   dx += s·(w⊙dy) − s³/d · x · Σ_i(w_i·dy_i·x_i);   dw += Σ_t dy·x·s.
+void rmsnorm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, int64_t n, int64_t d,
+                      float eps);
+
+// rope is a rotation per pair, so its backward is the inverse rotation (by −θ)
+// applied to the gradient, in place. Same shapes and arguments as rope().
+void rope_backward(float* dx, int64_t n, int64_t n_head, int64_t head_dim, int64_t n_rot, const int32_t* pos,
+                   float freq_base, RopeLayout layout);
+
+// Backward of causal GQA attention with f32 keys and values (training keeps its
+// activations in f32; the f16 cache is an inference-time saving).
+//   q, dq:   [n][n_head][hd]          queries at positions pos0 .. pos0+n-1
+//   k,v,dk,dv: [pos0+n][n_head_kv][hd] keys/values of positions 0 .. pos0+n-1
+//   dout:    [n][n_head][hd]
+// The softmax row of each (token, head) is recomputed from q and k (flash-attention
+// style: no n×n matrix is stored), then with P the probabilities and dP_j = dout·v_j:
+//   dv_j += P_j·dout,  dS_j = P_j·(dP_j − Σ_k P_k dP_k),
+//   dq += scale·Σ_j dS_j·k_j,  dk_j += scale·dS_j·q.
+// Threads split the KV heads, so dk/dv rows are written by one thread only.
+void attention_backward(const float* dout, const float* q, const float* k, const float* v, float* dq, float* dk,
+                        float* dv, int64_t n, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                        ThreadPool& pool);
+
+// swiglu: a = silu(g)·u.  dg += da·u·silu'(g), du += da·silu(g), with
+// silu'(g) = σ(g)·(1 + g·(1 − σ(g))).  All [n]; dg, du must not alias da.
+void swiglu_backward(const float* da, const float* g, const float* u, float* dg, float* du, int64_t n);
+
 }  // namespace engine::cpu

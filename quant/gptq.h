@@ -29,7 +29,7 @@ struct LayerReport {
   std::string name;
   int64_t rows = 0, cols = 0;
   double bits = 0;            // per parameter, as the paper counts
-  double rel_error = 0;       // ‖ΔW X‖² / ‖W X‖², measured with H
+  double rel_error = 0;       // ‖ΔW X‖² / ‖W X‖², measured with H (on up to 64 rows)
   int64_t outliers = 0;
   double seconds = 0;
 };

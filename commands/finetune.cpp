@@ -1,0 +1,133 @@
+// engine finetune: train a small adapter on a text file while the model stays frozen.
+// Local prompt tuning (ptune, deep-ptune) for now; LoRA and --swarm are not built yet.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "commands/model_flags.h"
+#include "core/cli.h"
+#include "core/error.h"
+#include "core/io.h"
+#include "models/loaded_model.h"
+#include "train/finetune.h"
+
+using namespace engine;
+using namespace engine::train;
+
+static std::string fmt_time(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", (int)s / 60, (int)s % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+  return buf;
+}
+
+static int cmd_finetune(int argc, char** argv) {
+  std::string model, data_path, mode = "ptune", out, log_path, resume, initial_peers;
+  int threads = 0;
+  int64_t prefix = 8, rank = 8;
+  float alpha = 16.0f, heldout = 0.1f;
+  FinetuneConfig cfg;
+  bool swarm = false;
+  ArgParser p("finetune", "Fine-tune an adapter on a text file; the model's own weights stay frozen (and may be "
+                          "SpQR). Writes the adapter (with its optimizer state, so --resume continues it) and a "
+                          "CSV loss log.");
+  p.add("-m,--model", "FILE", "model GGUF", &model, true);
+  p.add("--data", "FILE", "training text (UTF-8); its last --heldout fraction is kept out for evaluation", &data_path,
+        true);
+  p.add("-o,--output", "FILE", "adapter GGUF to write", &out, true);
+  p.add("--mode", "MODE", "ptune (trainable input prefix) or deep-ptune (a prefix per block); lora: not built yet",
+        &mode);
+  p.add("--prefix", "N", "prefix length in virtual tokens", &prefix);
+  p.add("--rank", "R", "LoRA rank (lora mode; not built yet)", &rank);
+  p.add("--alpha", "A", "LoRA alpha (lora mode; not built yet)", &alpha);
+  p.add("--steps", "N", "optimizer steps (in all, counting resumed ones)", &cfg.steps);
+  p.add("--batch", "B", "sequences per step", &cfg.batch);
+  p.add("--seqlen", "L", "tokens per sequence", &cfg.seqlen);
+  p.add("--lr", "X", "peak learning rate (AdamW)", &cfg.lr);
+  p.add("--min-lr-ratio", "X", "final learning rate as a fraction of --lr (cosine decay)", &cfg.min_lr_ratio);
+  p.add("--warmup", "N", "linear warm-up steps (default: steps / 10)", &cfg.warmup);
+  p.add("--weight-decay", "X", "AdamW decoupled weight decay", &cfg.adam.weight_decay);
+  p.add("--clip", "X", "clip the gradient's global L2 norm to X (0 = off)", &cfg.clip);
+  p.add("--seed", "S", "seed of the prefix initialisation and of the batches", &cfg.seed);
+  p.add("--heldout", "F", "fraction of the text held out for evaluation", &heldout);
+  p.add("--eval-every", "N", "evaluate held-out loss every N steps (default: at the start and the end)",
+        &cfg.eval_every);
+  p.add("--log", "FILE", "CSV loss log (default: the output path with .csv)", &log_path);
+  p.add("--resume", "FILE", "continue from an adapter written by finetune (parameters and optimizer state)",
+        &resume);
+  p.add("-t,--threads", "N", "threads (default: all cores)", &threads);
+  p.flag("--swarm", "train through the swarm (not built yet)", &swarm);
+  p.add("--initial-peers", "ADDR,...", "DHT peers (with --swarm; not built yet)", &initial_peers);
+  if (!p.parse(argc, argv)) return p.exit_code();
+  return run_command([&] {
+    if (swarm || !initial_peers.empty()) throw Error("finetune --swarm is not built yet: train locally for now");
+    if (mode == "lora") throw Error("--mode lora is not built yet: use ptune or deep-ptune");
+    const PromptMode pmode = parse_prompt_mode(mode);
+    if (!(heldout >= 0 && heldout < 0.9f)) throw Error("--heldout must be in [0, 0.9)");
+    if (log_path.empty()) {
+      std::filesystem::path lp(out);
+      lp.replace_extension(".csv");
+      log_path = lp.string();
+    }
+    LoadedModel m = load_model(model);
+    ThreadPool pool(threads);
+    TextData data = TextData::from_text(*m.tokenizer, read_file_bytes(data_path), heldout);
+    AdamWState opt;
+    PromptAdapter ad;
+    if (!resume.empty()) {
+      ad = PromptAdapter::load(resume, m.model->hparams(), &opt);
+      if (p.given("--mode") && ad.mode != pmode) throw Error("--resume: the adapter is " + std::string(prompt_mode_name(ad.mode)));
+      if (opt.t >= cfg.steps)
+        throw Error("--resume: the adapter has already taken " + std::to_string(opt.t) + " steps (raise --steps)");
+    } else {
+      ad = PromptAdapter::init(*m.model, pmode, prefix, cfg.seed);
+    }
+    std::fprintf(stderr,
+                 "finetune: %s, %lld trainable parameters (prefix %lld), %zu training / %zu held-out tokens, "
+                 "steps %lld from %lld, batch %lld x %lld tokens, lr %g\n",
+                 prompt_mode_name(ad.mode), (long long)ad.size(), (long long)ad.n_prefix, data.train.size(),
+                 data.heldout.size(), (long long)cfg.steps, (long long)opt.t, (long long)cfg.batch,
+                 (long long)cfg.seqlen, cfg.lr);
+
+    // A resumed run appends to its log; a fresh log (or a fresh run) starts with the header.
+    const bool append = opt.t > 0 && std::filesystem::exists(log_path) && std::filesystem::file_size(log_path) > 0;
+    std::ofstream log(log_path, append ? std::ios::app : std::ios::trunc);
+    if (!log) throw Error(log_path + ": cannot write the loss log");
+    if (!append) log << "step,loss,eval_loss,lr,grad_norm,tokens,seconds\n";
+    const int64_t every = std::max<int64_t>(1, cfg.steps / 50);
+    double tokens_done = 0, seconds_done = 0;
+    const int64_t first_step = opt.t;
+    finetune_prompts(*m.model, data, ad, opt, cfg, pool, [&](const StepReport& r) {
+      if (r.tokens == 0) {  // the evaluation before the first step
+        if (r.has_eval) std::fprintf(stderr, "step %lld/%lld  held-out loss %.4f\n", (long long)r.step,
+                                     (long long)r.steps, r.eval_loss);
+        if (r.has_eval) log << r.step << ",," << r.eval_loss << ",,,0,0\n";
+        log.flush();
+        return;
+      }
+      tokens_done += (double)r.tokens;
+      seconds_done += r.seconds;
+      const double tps = tokens_done / std::max(seconds_done, 1e-9);
+      const double per_step = r.elapsed / (double)std::max<int64_t>(1, r.step - first_step);
+      if (r.step % every == 0 || r.step == r.steps || r.has_eval) {
+        std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s", (long long)r.step,
+                     (long long)r.steps, r.loss, r.lr, r.grad_norm, tps,
+                     fmt_time(per_step * (double)(r.steps - r.step)).c_str());
+        if (r.has_eval) std::fprintf(stderr, "  held-out loss %.4f", r.eval_loss);
+        std::fprintf(stderr, "\n");
+      }
+      log << r.step << "," << r.loss << ",";
+      if (r.has_eval) log << r.eval_loss;
+      log << "," << r.lr << "," << r.grad_norm << "," << r.tokens << "," << r.seconds << "\n";
+      log.flush();
+    });
+    ad.save(out, m.file->get_string("general.name", std::filesystem::path(model).stem().string()), &opt);
+    std::fprintf(stderr, "finetune: wrote %s (loss log %s)\n", out.c_str(), log_path.c_str());
+    return 0;
+  });
+}
+
+ENGINE_COMMAND("finetune", "fine-tune a prompt adapter on a text file (the model stays frozen)", cmd_finetune);

@@ -1,0 +1,77 @@
+// Training-time forward and backward of Llama blocks and spans, on the CPU.
+//
+// Training differs from inference in two ways: activations stay f32 (no f16 KV
+// cache; the whole sequence is one causal window at positions 0 .. n-1), and a
+// block's forward can keep what its backward needs. A span's backward keeps only
+// each block's INPUT ([n][n_embd] per block, "checkpoints") and recomputes one
+// block's activations at a time on the way back, so memory is one block's
+// activations plus n·n_embd per block — not the whole span's activations.
+//
+// All base weights are frozen: backward returns the gradient of the input hidden
+// states (what a client or the previous span needs), plus, when asked, the
+// gradients of the two norm vectors of each block.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "models/llama.h"
+
+namespace engine {
+
+// What a block's backward needs from its forward. n tokens:
+struct LlamaBlockActs {
+  int64_t n = 0;
+  std::vector<float> x0;    // [n][n_embd]  block input
+  std::vector<float> q, k;  // [n][q_dim], [n][kv_dim]  after rope
+  std::vector<float> v;     // [n][kv_dim]
+  std::vector<float> att;   // [n][q_dim]   attention output (input of Wo)
+  std::vector<float> x1;    // [n][n_embd]  x0 + Wo·att (input of the FFN half)
+  std::vector<float> g, u;  // [n][n_ff]    gate and up projections (before silu)
+};
+
+// Gradients of a block's trainable vectors (accumulated, +=).
+struct LlamaBlockGrads {
+  std::vector<float> attn_norm, ffn_norm;  // [n_embd] each
+};
+
+// x [n][n_embd] in place, tokens at positions 0 .. n-1, f32 throughout.
+// With `acts`, keeps the activations for llama_block_backward.
+void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& w, float* x, int64_t n,
+                               ThreadPool& pool, LlamaBlockActs* acts = nullptr);
+
+// dx [n][n_embd]: on entry the gradient of the block's output, on return that of
+// its input. `grads`, when given, must be sized [n_embd] and is accumulated into.
+void llama_block_backward(const LlamaHParams& hp, const LlamaBlockWeights& w, const LlamaBlockActs& acts, float* dx,
+                          ThreadPool& pool, LlamaBlockGrads* grads = nullptr);
+
+// Deep prompt tuning (Petals' deep_ptune): before each block blk of the span, the
+// first n_prefix rows of the hidden states get a per-block trainable prompt added,
+//   x[0..P) += prompts[blk - a]          prompts: [(b-a)][P][n_embd]
+// so its gradient is the gradient of that block's input rows 0..P-1:
+//   grad[blk - a] += dx_in(blk)[0..P)    grad: same shape, accumulated (may be null).
+struct DeepPrompts {
+  const float* prompts = nullptr;
+  int64_t n_prefix = 0;
+  float* grad = nullptr;
+};
+
+// Blocks [a, b) of `m` on x [n][n_embd] in place (training forward). When
+// `checkpoints` is given it receives each block's input (after its deep prompt is
+// added): [(b-a)][n][n_embd].
+void llama_span_forward_train(const LlamaModel& m, int64_t a, int64_t b, float* x, int64_t n, ThreadPool& pool,
+                              std::vector<float>* checkpoints = nullptr, const DeepPrompts* deep = nullptr);
+
+// dx [n][n_embd]: gradient of the span's output on entry, of its input on return,
+// given the checkpoints saved by llama_span_forward_train. Recomputes one block at
+// a time. `grads`, when given, holds b-a entries (sized by the callee if empty).
+// `deep` (the same prompts as the forward) receives the deep-prompt gradients.
+void llama_span_backward(const LlamaModel& m, int64_t a, int64_t b, const std::vector<float>& checkpoints, float* dx,
+                         int64_t n, ThreadPool& pool, std::vector<LlamaBlockGrads>* grads = nullptr,
+                         const DeepPrompts* deep = nullptr);
+
+// Convenience for a stateless server: the span's input in, its input gradient out
+// (forward to rebuild checkpoints, then backward).
+void llama_span_backward_from_input(const LlamaModel& m, int64_t a, int64_t b, const float* x_in, float* dx,
+                                    int64_t n, ThreadPool& pool);
+
+}  // namespace engine

@@ -1,0 +1,42 @@
+#include "train/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace engine::train {
+
+void adamw_step(float* p, const float* g, int64_t n, AdamWState& s, const AdamWConfig& c, float lr) {
+  if ((int64_t)s.m.size() != n) s.m.assign((size_t)n, 0.0f), s.v.assign((size_t)n, 0.0f);
+  s.t++;
+  // Bias corrections in double: β2^t for t in the thousands is 1 − small.
+  const double bc1 = 1.0 - std::pow((double)c.beta1, (double)s.t);
+  const double bc2 = 1.0 - std::pow((double)c.beta2, (double)s.t);
+  for (int64_t i = 0; i < n; i++) {
+    s.m[i] = c.beta1 * s.m[i] + (1.0f - c.beta1) * g[i];
+    s.v[i] = c.beta2 * s.v[i] + (1.0f - c.beta2) * g[i] * g[i];
+    const double mh = s.m[i] / bc1, vh = s.v[i] / bc2;
+    p[i] -= (float)(lr * (mh / (std::sqrt(vh) + c.eps) + c.weight_decay * p[i]));
+  }
+}
+
+float lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_ratio) {
+  if (warmup > 0 && step < warmup) return lr * (float)(step + 1) / (float)warmup;
+  const int64_t decay = total - warmup;
+  if (decay <= 1) return lr;
+  const double progress = std::min(1.0, (double)(step - warmup) / (double)(decay - 1));
+  const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));  // 1 → 0
+  return (float)(lr * (min_ratio + (1.0 - min_ratio) * cosine));
+}
+
+float clip_grad_norm(float* g, int64_t n, float max_norm) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
+  const double norm = std::sqrt(ss);
+  if (max_norm > 0 && norm > max_norm) {
+    const float k = (float)(max_norm / norm);
+    for (int64_t i = 0; i < n; i++) g[i] *= k;
+  }
+  return (float)norm;
+}
+
+}  // namespace engine::train
