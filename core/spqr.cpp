@@ -62,6 +62,15 @@ void SpqrLayer::dequantize_row(int64_t r, float* out) const {
     out[perm[outliers[k] >> 16]] = f16_to_f32((uint16_t)(outliers[k] & 0xffff));
 }
 
+void SpqrLayer::derive_outlier_deltas() {
+  outlier_delta.resize((size_t)n_outliers);
+  for (int64_t r = 0; r < rows; r++)
+    for (int32_t k = outlier_rowptr[r]; k < outlier_rowptr[r + 1]; k++) {
+      const int64_t c = outliers[k] >> 16, g = c / p.groupsize;
+      outlier_delta[k] = f16_to_f32((uint16_t)(outliers[k] & 0xffff)) - scale(r, g) * ((float)code(r, c) - zero(r, g));
+    }
+}
+
 double SpqrLayer::bits_per_param() const {
   const double n = (double)rows * (double)cols;
   double bits = n * p.wbits;                                      // codes
@@ -139,6 +148,7 @@ SpqrLayer SpqrLayer::from_gguf(const GGUFFile& f, const std::string& base, int64
   for (int64_t i = 0; i < rows * L.n_groups; i++)
     if (L.p.stat_bits != 16 && ((L.stats[i] & 0x0f) >= (1 << L.p.stat_bits) || (L.stats[i] >> 4) >= (1 << L.p.stat_bits)))
       f.fail("'" + base + ".spqr_stats' has a code wider than stat_bits");
+  L.derive_outlier_deltas();
   return L;
 }
 

@@ -51,6 +51,11 @@ struct SpqrLayer {
   const uint32_t* outliers = nullptr;       // [n_outliers]: stored column << 16 | fp16 value
   int64_t n_outliers = 0;
 
+  // value − dequantized code at each outlier, in f32, derived once on load: the
+  // kernels add delta·x per outlier instead of re-deriving the group statistics.
+  std::vector<float> outlier_delta;
+  void derive_outlier_deltas();
+
   // Owned storage when built in memory (by the quantizer or a test).
   std::vector<uint8_t> codes_buf, stats_buf;
   std::vector<SpqrStats2> stats2_buf;

@@ -99,14 +99,23 @@ void spqr_matmul(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, Th
       detail::SpqrRowsJob job{&w, q * rg_rows, std::min(w.rows, (q + 1) * rg_rows), ss, sz, zs, zz,
                               xp.data(), gsum.data(), n_tok, y};
       kernel(job);
-      // Outliers: replace the quantized value by the stored one.
-      for (int64_t r = job.r0; r < job.r1; r++)
-        for (int32_t k = w.outlier_rowptr[r]; k < w.outlier_rowptr[r + 1]; k++) {
-          const int64_t c = w.outliers[k] >> 16, g = c / gs;
-          const float delta =
-              f16_to_f32((uint16_t)(w.outliers[k] & 0xffff)) - w.scale(r, g) * ((float)w.code(r, c) - w.zero(r, g));
-          for (int64_t t = 0; t < n_tok; t++) y[t * w.rows + r] += delta * xp[t * padded + c];
-        }
+      // Outliers: replace the quantized value by the stored one (delta = value − dequantized).
+      if ((int64_t)w.outlier_delta.size() == w.n_outliers) {
+        for (int64_t r = job.r0; r < job.r1; r++)
+          for (int32_t k = w.outlier_rowptr[r]; k < w.outlier_rowptr[r + 1]; k++) {
+            const int64_t c = w.outliers[k] >> 16;
+            const float delta = w.outlier_delta[k];
+            for (int64_t t = 0; t < n_tok; t++) y[t * w.rows + r] += delta * xp[t * padded + c];
+          }
+      } else {
+        for (int64_t r = job.r0; r < job.r1; r++)
+          for (int32_t k = w.outlier_rowptr[r]; k < w.outlier_rowptr[r + 1]; k++) {
+            const int64_t c = w.outliers[k] >> 16, g = c / gs;
+            const float delta =
+                f16_to_f32((uint16_t)(w.outliers[k] & 0xffff)) - w.scale(r, g) * ((float)w.code(r, c) - w.zero(r, g));
+            for (int64_t t = 0; t < n_tok; t++) y[t * w.rows + r] += delta * xp[t * padded + c];
+          }
+      }
     }
   });
 }

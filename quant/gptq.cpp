@@ -268,6 +268,7 @@ SpqrLayer quantize_layer(std::vector<float>& W, int64_t rows, int64_t cols, cons
     L.outliers_buf.insert(L.outliers_buf.end(), row_outliers[r].begin(), row_outliers[r].end());
   }
   L.point_to_owned();
+  L.derive_outlier_deltas();
 
   // Back to the original column order; measure ‖ΔW X‖² / ‖W X‖² = tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)
   // on at most 64 evenly spaced rows: each row reads all of H (250 MB for a 5632-wide
