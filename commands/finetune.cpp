@@ -1,5 +1,5 @@
 // engine finetune: train a small adapter on a text file while the model stays frozen.
-// Local prompt tuning (ptune, deep-ptune) for now; LoRA and --swarm are not built yet.
+// Local training of ptune, deep-ptune and LoRA adapters; --swarm is not built yet.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -25,7 +25,7 @@ static std::string fmt_time(double s) {
 }
 
 static int cmd_finetune(int argc, char** argv) {
-  std::string model, data_path, mode = "ptune", out, log_path, resume, initial_peers;
+  std::string model, data_path, mode = "ptune", out, log_path, resume, initial_peers, targets = "q,v";
   int threads = 0;
   int64_t prefix = 8, rank = 8;
   float alpha = 16.0f, heldout = 0.1f;
@@ -38,11 +38,11 @@ static int cmd_finetune(int argc, char** argv) {
   p.add("--data", "FILE", "training text (UTF-8); its last --heldout fraction is kept out for evaluation", &data_path,
         true);
   p.add("-o,--output", "FILE", "adapter GGUF to write", &out, true);
-  p.add("--mode", "MODE", "ptune (trainable input prefix) or deep-ptune (a prefix per block); lora: not built yet",
-        &mode);
+  p.add("--mode", "MODE", "ptune (trainable input prefix), deep-ptune (a prefix per block) or lora", &mode);
   p.add("--prefix", "N", "prefix length in virtual tokens", &prefix);
-  p.add("--rank", "R", "LoRA rank (lora mode; not built yet)", &rank);
-  p.add("--alpha", "A", "LoRA alpha (lora mode; not built yet)", &alpha);
+  p.add("--rank", "R", "LoRA rank", &rank);
+  p.add("--alpha", "A", "LoRA alpha (the update is scaled by alpha / rank)", &alpha);
+  p.add("--lora-targets", "LIST", "linears LoRA adapts in every block: q,k,v,o,gate,up,down", &targets);
   p.add("--steps", "N", "optimizer steps (in all, counting resumed ones)", &cfg.steps);
   p.add("--batch", "B", "sequences per step", &cfg.batch);
   p.add("--seqlen", "L", "tokens per sequence", &cfg.seqlen);
@@ -64,8 +64,7 @@ static int cmd_finetune(int argc, char** argv) {
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
     if (swarm || !initial_peers.empty()) throw Error("finetune --swarm is not built yet: train locally for now");
-    if (mode == "lora") throw Error("--mode lora is not built yet: use ptune or deep-ptune");
-    const PromptMode pmode = parse_prompt_mode(mode);
+    const AdapterMode pmode = parse_adapter_mode(mode);
     if (!(heldout >= 0 && heldout < 0.9f)) throw Error("--heldout must be in [0, 0.9)");
     if (log_path.empty()) {
       std::filesystem::path lp(out);
@@ -76,19 +75,24 @@ static int cmd_finetune(int argc, char** argv) {
     ThreadPool pool(threads);
     TextData data = TextData::from_text(*m.tokenizer, read_file_bytes(data_path), heldout);
     AdamWState opt;
-    PromptAdapter ad;
+    Adapter ad;
     if (!resume.empty()) {
-      ad = PromptAdapter::load(resume, m.model->hparams(), &opt);
-      if (p.given("--mode") && ad.mode != pmode) throw Error("--resume: the adapter is " + std::string(prompt_mode_name(ad.mode)));
+      ad = Adapter::load(resume, m.model->hparams(), &opt);
+      if (p.given("--mode") && ad.mode != pmode) throw Error("--resume: the adapter is " + std::string(adapter_mode_name(ad.mode)));
       if (opt.t >= cfg.steps)
         throw Error("--resume: the adapter has already taken " + std::to_string(opt.t) + " steps (raise --steps)");
     } else {
-      ad = PromptAdapter::init(*m.model, pmode, prefix, cfg.seed);
+      ad = pmode == AdapterMode::LoRA ? Adapter::init_lora(*m.model, rank, alpha, parse_lora_targets(targets), cfg.seed)
+                                      : Adapter::init(*m.model, pmode, prefix, cfg.seed);
     }
     std::fprintf(stderr,
-                 "finetune: %s, %lld trainable parameters (prefix %lld), %zu training / %zu held-out tokens, "
+                 "finetune: %s, %lld trainable parameters (%s), %zu training / %zu held-out tokens, "
                  "steps %lld from %lld, batch %lld x %lld tokens, lr %g\n",
-                 prompt_mode_name(ad.mode), (long long)ad.size(), (long long)ad.n_prefix, data.train.size(),
+                 adapter_mode_name(ad.mode), (long long)ad.size(),
+                 ad.mode == AdapterMode::LoRA
+                     ? ("rank " + std::to_string(ad.lora_rank) + " on " + lora_targets_string(ad.lora_targets)).c_str()
+                     : ("prefix " + std::to_string(ad.n_prefix)).c_str(),
+                 data.train.size(),
                  data.heldout.size(), (long long)cfg.steps, (long long)opt.t, (long long)cfg.batch,
                  (long long)cfg.seqlen, cfg.lr);
 
@@ -100,7 +104,7 @@ static int cmd_finetune(int argc, char** argv) {
     const int64_t every = std::max<int64_t>(1, cfg.steps / 50);
     double tokens_done = 0, seconds_done = 0;
     const int64_t first_step = opt.t;
-    finetune_prompts(*m.model, data, ad, opt, cfg, pool, [&](const StepReport& r) {
+    finetune_adapter(*m.model, data, ad, opt, cfg, pool, [&](const StepReport& r) {
       if (r.tokens == 0) {  // the evaluation before the first step
         if (r.has_eval) std::fprintf(stderr, "step %lld/%lld  held-out loss %.4f\n", (long long)r.step,
                                      (long long)r.steps, r.eval_loss);
@@ -130,4 +134,4 @@ static int cmd_finetune(int argc, char** argv) {
   });
 }
 
-ENGINE_COMMAND("finetune", "fine-tune a prompt adapter on a text file (the model stays frozen)", cmd_finetune);
+ENGINE_COMMAND("finetune", "fine-tune an adapter (ptune, deep-ptune, LoRA) on a text file; the model stays frozen", cmd_finetune);

@@ -11,7 +11,7 @@
 #include "models/sampling.h"
 #include "net/address.h"
 #include "net/swarm_runner.h"
-#include "train/prompt_tuning.h"
+#include "train/adapter.h"
 
 using namespace engine;
 
@@ -44,8 +44,8 @@ static int cmd_generate(int argc, char** argv) {
       ThreadPool pool(mf.threads);
       if (!adapter.empty()) {
         // The adapter's prefix sits in the cache ahead of the prompt: the context grows by it.
-        train::PromptAdapter ad = train::PromptAdapter::load(adapter, m.model->hparams());
-        train::PromptRunner runner(*m.model, ad, choose_context(m.model->hparams(), mf.ctx) + ad.n_prefix, pool,
+        train::Adapter ad = train::Adapter::load(adapter, m.model->hparams());
+        train::AdapterRunner runner(*m.model, ad, choose_context(m.model->hparams(), mf.ctx) + ad.n_prefix, pool,
                                    mf.kv_type());
         return generate_with(runner, m, sf, prompt, n_predict, ids);
       }

@@ -200,6 +200,21 @@ void attention_backward(const float* dout, const float* q, const float* k, const
   });
 }
 
+void linear_backward_weight(const float* dy, const float* x, float* dw, int64_t n, int64_t rows, int64_t cols,
+                            float scale, ThreadPool& pool) {
+  pool.parallel_for(rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) {
+      float* dwr = dw + r * cols;
+      for (int64_t t = 0; t < n; t++) {
+        const float g = scale * dy[t * rows + r];
+        if (g == 0.0f) continue;
+        const float* xr = x + t * cols;
+        for (int64_t c = 0; c < cols; c++) dwr[c] += g * xr[c];
+      }
+    }
+  });
+}
+
 void swiglu_backward(const float* da, const float* g, const float* u, float* dg, float* du, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float sig = 1.0f / (1.0f + std::exp(-g[i]));

@@ -1,5 +1,5 @@
 // Element-wise and attention ops of the Llama block on the CPU, forward
-// (backward lands beside each forward when training needs it).
+// and backward, side by side: each op's backward is in the section at the end.
 // Shapes are written [rows][cols], row-major, f32 unless said otherwise.
 #pragma once
 #include <cstdint>
@@ -77,6 +77,12 @@ void rope_backward(float* dx, int64_t n, int64_t n_head, int64_t head_dim, int64
 void attention_backward(const float* dout, const float* q, const float* k, const float* v, float* dq, float* dk,
                         float* dv, int64_t n, int64_t pos0, int64_t n_head, int64_t n_head_kv, int64_t hd,
                         ThreadPool& pool);
+
+// Weight gradient of a trainable f32 linear y = W·x (LoRA's A and B, llm.c's
+// matmul_backward dweight):  dW [rows][cols] += scale · Σ_t dy[t] ⊗ x[t],
+//   dy: [n][rows], x: [n][cols]. Threads split the rows of dW.
+void linear_backward_weight(const float* dy, const float* x, float* dw, int64_t n, int64_t rows, int64_t cols,
+                            float scale, ThreadPool& pool);
 
 // swiglu: a = silu(g)·u.  dg += da·u·silu'(g), du += da·silu(g), with
 // silu'(g) = σ(g)·(1 + g·(1 − σ(g))).  All [n]; dg, du must not alias da.

@@ -27,6 +27,42 @@ void linear_backward_add(const cpu::Linear& w, const float* dy, int64_t n, float
   cpu::add_inplace(dst, scratch.data(), n * w.cols());
 }
 
+cpu::WeightView f32_view(const float* w, int64_t rows, int64_t cols) {
+  return cpu::WeightView{DType::F32, rows, cols, w, (size_t)cols * sizeof(float)};
+}
+
+// y [n][rows] = W·x (+ scale·B·(A·x) with an adapter; A·x is kept in *ax).
+void linear_fwd(const cpu::Linear& w, const LoraLinear* l, const float* x, int64_t n, float* y,
+                std::vector<float>* ax, ThreadPool& pool) {
+  cpu::linear(w, x, n, y, pool);
+  if (!l || l->rank == 0) return;
+  const int64_t r = l->rank;
+  ax->resize((size_t)(n * r));
+  cpu::matmul(f32_view(l->A, r, w.cols()), x, n, ax->data(), pool);           // ax [n][r]
+  std::vector<float> sax(*ax);
+  for (float& e : sax) e *= l->scale;
+  cpu::matmul_add(f32_view(l->B, w.rows(), r), sax.data(), n, y, pool);       // y += B·(scale·ax)
+}
+
+// dx [n][cols] (+)= dy·W (+ the adapter's path), and the adapter's dA, dB:
+//   dB += scale·dyᵀ·ax;  dax = scale·dy·B;  dA += daxᵀ·x;  dx += dax·A.
+void linear_bwd(const cpu::Linear& w, const LoraLinear* l, const float* x, const std::vector<float>& ax,
+                const float* dy, int64_t n, float* dx, bool accumulate, std::vector<float>& scratch,
+                ThreadPool& pool) {
+  if (accumulate) linear_backward_add(w, dy, n, dx, scratch, pool);
+  else cpu::linear_backward_input(w, dy, n, dx, pool);
+  if (!l || l->rank == 0) return;
+  const int64_t r = l->rank, rows = w.rows(), cols = w.cols();
+  if (l->dB) cpu::linear_backward_weight(dy, ax.data(), l->dB, n, rows, r, l->scale, pool);
+  std::vector<float> dax((size_t)(n * r));
+  cpu::matmul_transposed(f32_view(l->B, rows, r), dy, n, dax.data(), pool);   // dax [n][r]
+  for (float& e : dax) e *= l->scale;
+  if (l->dA) cpu::linear_backward_weight(dax.data(), x, l->dA, n, r, cols, 1.0f, pool);
+  scratch.resize((size_t)(n * cols));
+  cpu::matmul_transposed(f32_view(l->A, r, cols), dax.data(), n, scratch.data(), pool);
+  cpu::add_inplace(dx, scratch.data(), n * cols);
+}
+
 }  // namespace
 
 // The same block as llama_block_forward, with f32 keys and values at positions 0..n-1:
@@ -35,7 +71,7 @@ void linear_backward_add(const cpu::Linear& w, const float* dy, int64_t n, float
 //   h2 = norm(x1)·ffn_norm;   g, u = Wgate·h2, Wup·h2
 //   x2 = x1 + Wdown·(silu(g)·u)
 void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& w, float* x, int64_t n,
-                               ThreadPool& pool, LlamaBlockActs* acts) {
+                               ThreadPool& pool, LlamaBlockActs* acts, const LlamaBlockLora* lora) {
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
   LlamaBlockActs local;
   LlamaBlockActs& A = acts ? *acts : local;
@@ -50,10 +86,12 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   const std::vector<int32_t> pos = positions(n);
   std::vector<float> h((size_t)(n * d)), tmp((size_t)(n * std::max(d, ff)));
 
+  const LlamaBlockLora* L = lora;
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
-  cpu::linear(w.wq, h.data(), n, A.q.data(), pool);
-  cpu::linear(w.wk, h.data(), n, A.k.data(), pool);
-  cpu::linear(w.wv, h.data(), n, A.v.data(), pool);
+  if (L) A.h1 = h;
+  linear_fwd(w.wq, L ? &L->q : nullptr, h.data(), n, A.q.data(), &A.ax[0], pool);
+  linear_fwd(w.wk, L ? &L->k : nullptr, h.data(), n, A.k.data(), &A.ax[1], pool);
+  linear_fwd(w.wv, L ? &L->v : nullptr, h.data(), n, A.v.data(), &A.ax[2], pool);
   add_bias(A.q.data(), w.bq, n, qd);
   add_bias(A.k.data(), w.bk, n, kvd);
   add_bias(A.v.data(), w.bv, n, kvd);
@@ -61,55 +99,60 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   cpu::rope(A.k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
   cpu::attention(A.q.data(), A.k.data(), A.v.data(), DType::F32, A.att.data(), n, 0, hp.n_head, hp.n_head_kv,
                  hp.head_dim, pool);
-  cpu::linear(w.wo, A.att.data(), n, tmp.data(), pool);
+  linear_fwd(w.wo, L ? &L->o : nullptr, A.att.data(), n, tmp.data(), &A.ax[3], pool);
   cpu::add_inplace(x, tmp.data(), n * d);
   A.x1.assign(x, x + n * d);
 
   cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
-  cpu::linear(w.w_gate, h.data(), n, A.g.data(), pool);
-  cpu::linear(w.w_up, h.data(), n, A.u.data(), pool);
+  if (L) A.h2 = h;
+  linear_fwd(w.w_gate, L ? &L->gate : nullptr, h.data(), n, A.g.data(), &A.ax[4], pool);
+  linear_fwd(w.w_up, L ? &L->up : nullptr, h.data(), n, A.u.data(), &A.ax[5], pool);
   std::vector<float> a((size_t)(n * ff));
   cpu::swiglu(A.g.data(), A.u.data(), a.data(), n * ff);
-  cpu::linear(w.w_down, a.data(), n, tmp.data(), pool);
+  linear_fwd(w.w_down, L ? &L->down : nullptr, a.data(), n, tmp.data(), &A.ax[6], pool);
+  if (L) A.a = std::move(a);
   cpu::add_inplace(x, tmp.data(), n * d);
 }
 
 // The forward, read bottom-up. dx holds dx2 on entry; each residual add passes the
 // gradient through unchanged, so the branches' gradients are accumulated into dx.
 void llama_block_backward(const LlamaHParams& hp, const LlamaBlockWeights& w, const LlamaBlockActs& A, float* dx,
-                          ThreadPool& pool, LlamaBlockGrads* grads) {
+                          ThreadPool& pool, LlamaBlockGrads* grads, const LlamaBlockLora* lora) {
+  const LlamaBlockLora* L = lora;
   const int64_t n = A.n, d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
   const std::vector<int32_t> pos = positions(n);
   std::vector<float> scratch;
 
   // FFN half: x2 = x1 + Wdown·(silu(g)·u).
   std::vector<float> da((size_t)(n * ff)), dg((size_t)(n * ff), 0.0f), du((size_t)(n * ff), 0.0f);
-  cpu::linear_backward_input(w.w_down, dx, n, da.data(), pool);                   // da  [n][ff]
+  linear_bwd(w.w_down, L ? &L->down : nullptr, A.a.data(), A.ax[6], dx, n, da.data(), false, scratch, pool);  // da [n][ff]
   cpu::swiglu_backward(da.data(), A.g.data(), A.u.data(), dg.data(), du.data(), n * ff);
   std::vector<float> dh((size_t)(n * d));
-  cpu::linear_backward_input(w.w_gate, dg.data(), n, dh.data(), pool);            // dh2 [n][d]
-  linear_backward_add(w.w_up, du.data(), n, dh.data(), scratch, pool);
+  linear_bwd(w.w_gate, L ? &L->gate : nullptr, A.h2.data(), A.ax[4], dg.data(), n, dh.data(), false, scratch,
+             pool);                                                                // dh2 [n][d]
+  linear_bwd(w.w_up, L ? &L->up : nullptr, A.h2.data(), A.ax[5], du.data(), n, dh.data(), true, scratch, pool);
   cpu::rmsnorm_backward(dh.data(), A.x1.data(), w.ffn_norm, dx, grads ? grads->ffn_norm.data() : nullptr, n, d,
                         hp.rms_eps);                                               // dx = dx1
 
   // Attention half: x1 = x0 + Wo·attn(rope(Wq·h1), rope(Wk·h1), Wv·h1).
   std::vector<float> datt((size_t)(n * qd));
-  cpu::linear_backward_input(w.wo, dx, n, datt.data(), pool);                     // datt [n][qd]
+  linear_bwd(w.wo, L ? &L->o : nullptr, A.att.data(), A.ax[3], dx, n, datt.data(), false, scratch, pool);  // [n][qd]
   std::vector<float> dq((size_t)(n * qd), 0.0f), dk((size_t)(n * kvd), 0.0f), dv((size_t)(n * kvd), 0.0f);
   cpu::attention_backward(datt.data(), A.q.data(), A.k.data(), A.v.data(), dq.data(), dk.data(), dv.data(), n, 0,
                           hp.n_head, hp.n_head_kv, hp.head_dim, pool);
   cpu::rope_backward(dq.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
   cpu::rope_backward(dk.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base,
                      hp.rope_layout);
-  cpu::linear_backward_input(w.wq, dq.data(), n, dh.data(), pool);                // dh1 [n][d]
-  linear_backward_add(w.wk, dk.data(), n, dh.data(), scratch, pool);
-  linear_backward_add(w.wv, dv.data(), n, dh.data(), scratch, pool);
+  linear_bwd(w.wq, L ? &L->q : nullptr, A.h1.data(), A.ax[0], dq.data(), n, dh.data(), false, scratch,
+             pool);                                                                // dh1 [n][d]
+  linear_bwd(w.wk, L ? &L->k : nullptr, A.h1.data(), A.ax[1], dk.data(), n, dh.data(), true, scratch, pool);
+  linear_bwd(w.wv, L ? &L->v : nullptr, A.h1.data(), A.ax[2], dv.data(), n, dh.data(), true, scratch, pool);
   cpu::rmsnorm_backward(dh.data(), A.x0.data(), w.attn_norm, dx, grads ? grads->attn_norm.data() : nullptr, n, d,
                         hp.rms_eps);                                               // dx = dx0
 }
 
 void llama_span_forward_train(const LlamaModel& m, int64_t a, int64_t b, float* x, int64_t n, ThreadPool& pool,
-                              std::vector<float>* checkpoints, const DeepPrompts* deep) {
+                              std::vector<float>* checkpoints, const DeepPrompts* deep, const LlamaBlockLora* lora) {
   if (a < m.first_block() || b > m.last_block() || a > b) throw Error("span outside the loaded blocks");
   const int64_t d = m.hparams().n_embd;
   if (deep && deep->prompts && deep->n_prefix > n) throw Error("deep prompts are longer than the sequence");
@@ -117,12 +160,13 @@ void llama_span_forward_train(const LlamaModel& m, int64_t a, int64_t b, float* 
   for (int64_t blk = a; blk < b; blk++) {
     if (deep && deep->prompts) cpu::add_inplace(x, deep->prompts + (blk - a) * deep->n_prefix * d, deep->n_prefix * d);
     if (checkpoints) std::copy(x, x + n * d, checkpoints->data() + (blk - a) * n * d);
-    llama_block_forward_train(m.hparams(), m.block(blk), x, n, pool);
+    llama_block_forward_train(m.hparams(), m.block(blk), x, n, pool, nullptr, lora ? &lora[blk - a] : nullptr);
   }
 }
 
 void llama_span_backward(const LlamaModel& m, int64_t a, int64_t b, const std::vector<float>& checkpoints, float* dx,
-                         int64_t n, ThreadPool& pool, std::vector<LlamaBlockGrads>* grads, const DeepPrompts* deep) {
+                         int64_t n, ThreadPool& pool, std::vector<LlamaBlockGrads>* grads, const DeepPrompts* deep,
+                         const LlamaBlockLora* lora) {
   const LlamaHParams& hp = m.hparams();
   const int64_t d = hp.n_embd;
   if ((int64_t)checkpoints.size() != (b - a) * n * d) throw Error("span backward: checkpoints do not match the span");
@@ -135,8 +179,9 @@ void llama_span_backward(const LlamaModel& m, int64_t a, int64_t b, const std::v
   for (int64_t blk = b - 1; blk >= a; blk--) {
     const float* in = checkpoints.data() + (blk - a) * n * d;
     std::copy(in, in + n * d, x.begin());
-    llama_block_forward_train(hp, m.block(blk), x.data(), n, pool, &acts);  // recompute
-    llama_block_backward(hp, m.block(blk), acts, dx, pool, grads ? &(*grads)[blk - a] : nullptr);
+    const LlamaBlockLora* l = lora ? &lora[blk - a] : nullptr;
+    llama_block_forward_train(hp, m.block(blk), x.data(), n, pool, &acts, l);  // recompute
+    llama_block_backward(hp, m.block(blk), acts, dx, pool, grads ? &(*grads)[blk - a] : nullptr, l);
     // The prompt was added to the block's input: it receives that input's gradient.
     if (deep && deep->grad) cpu::add_inplace(deep->grad + (blk - a) * deep->n_prefix * d, dx, deep->n_prefix * d);
   }

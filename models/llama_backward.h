@@ -18,6 +18,21 @@
 
 namespace engine {
 
+// LoRA (Hu et al. 2021) on one frozen linear:  y = W·x + scale · B·(A·x),
+// A: [rank][cols], B: [rows][rank], scale = alpha / rank; f32, trainable.
+// rank 0 means no adapter on this linear.
+struct LoraLinear {
+  int64_t rank = 0;
+  float scale = 0.0f;
+  const float* A = nullptr;
+  const float* B = nullptr;
+  float* dA = nullptr;  // gradients, accumulated; null when not wanted
+  float* dB = nullptr;
+};
+struct LlamaBlockLora {
+  LoraLinear q, k, v, o, gate, up, down;
+};
+
 // What a block's backward needs from its forward. n tokens:
 struct LlamaBlockActs {
   int64_t n = 0;
@@ -27,6 +42,10 @@ struct LlamaBlockActs {
   std::vector<float> att;   // [n][q_dim]   attention output (input of Wo)
   std::vector<float> x1;    // [n][n_embd]  x0 + Wo·att (input of the FFN half)
   std::vector<float> g, u;  // [n][n_ff]    gate and up projections (before silu)
+  // With LoRA only (the inputs of the adapted linears, and A·x of each adapter):
+  std::vector<float> h1, h2;  // [n][n_embd]  normed inputs of q/k/v and of gate/up
+  std::vector<float> a;       // [n][n_ff]    input of down
+  std::vector<float> ax[7];   // [n][rank]    A·x of q, k, v, o, gate, up, down
 };
 
 // Gradients of a block's trainable vectors (accumulated, +=).
@@ -37,12 +56,13 @@ struct LlamaBlockGrads {
 // x [n][n_embd] in place, tokens at positions 0 .. n-1, f32 throughout.
 // With `acts`, keeps the activations for llama_block_backward.
 void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& w, float* x, int64_t n,
-                               ThreadPool& pool, LlamaBlockActs* acts = nullptr);
+                               ThreadPool& pool, LlamaBlockActs* acts = nullptr, const LlamaBlockLora* lora = nullptr);
 
 // dx [n][n_embd]: on entry the gradient of the block's output, on return that of
 // its input. `grads`, when given, must be sized [n_embd] and is accumulated into.
+// With `lora` (the same as the forward's), its dA/dB are accumulated.
 void llama_block_backward(const LlamaHParams& hp, const LlamaBlockWeights& w, const LlamaBlockActs& acts, float* dx,
-                          ThreadPool& pool, LlamaBlockGrads* grads = nullptr);
+                          ThreadPool& pool, LlamaBlockGrads* grads = nullptr, const LlamaBlockLora* lora = nullptr);
 
 // Deep prompt tuning (Petals' deep_ptune): before each block blk of the span, the
 // first n_prefix rows of the hidden states get a per-block trainable prompt added,
@@ -57,17 +77,19 @@ struct DeepPrompts {
 
 // Blocks [a, b) of `m` on x [n][n_embd] in place (training forward). When
 // `checkpoints` is given it receives each block's input (after its deep prompt is
-// added): [(b-a)][n][n_embd].
+// added): [(b-a)][n][n_embd]. `lora`, when given, has b-a entries.
 void llama_span_forward_train(const LlamaModel& m, int64_t a, int64_t b, float* x, int64_t n, ThreadPool& pool,
-                              std::vector<float>* checkpoints = nullptr, const DeepPrompts* deep = nullptr);
+                              std::vector<float>* checkpoints = nullptr, const DeepPrompts* deep = nullptr,
+                              const LlamaBlockLora* lora = nullptr);
 
 // dx [n][n_embd]: gradient of the span's output on entry, of its input on return,
 // given the checkpoints saved by llama_span_forward_train. Recomputes one block at
 // a time. `grads`, when given, holds b-a entries (sized by the callee if empty).
 // `deep` (the same prompts as the forward) receives the deep-prompt gradients.
+// `lora`: b-a entries (blocks a..b-1), as for the forward; receives dA, dB.
 void llama_span_backward(const LlamaModel& m, int64_t a, int64_t b, const std::vector<float>& checkpoints, float* dx,
                          int64_t n, ThreadPool& pool, std::vector<LlamaBlockGrads>* grads = nullptr,
-                         const DeepPrompts* deep = nullptr);
+                         const DeepPrompts* deep = nullptr, const LlamaBlockLora* lora = nullptr);
 
 // Convenience for a stateless server: the span's input in, its input gradient out
 // (forward to rebuild checkpoints, then backward).

@@ -52,13 +52,13 @@ std::vector<Window> heldout_windows(const TextData& data, int64_t seqlen, int64_
   return out;
 }
 
-double evaluate(const LlamaModel& m, const LmHead& head, const PromptAdapter& ad, const std::vector<Window>& windows,
+double evaluate(const LlamaModel& m, const LmHead& head, const Adapter& ad, const std::vector<Window>& windows,
                 ThreadPool& pool) {
-  CrossEntropyResult r = prompt_loss_and_grad(m, head, ad, windows, 0.0f, nullptr, pool);
+  CrossEntropyResult r = adapter_loss_and_grad(m, head, ad, windows, 0.0f, nullptr, pool);
   return r.n_scored ? r.loss_sum / (double)r.n_scored : 0.0;
 }
 
-void finetune_prompts(const LlamaModel& m, const TextData& data, PromptAdapter& ad, AdamWState& opt,
+void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, AdamWState& opt,
                       const FinetuneConfig& cfg, ThreadPool& pool, const std::function<void(const StepReport&)>& on_step) {
   if (cfg.steps <= 0 || cfg.batch <= 0 || cfg.seqlen <= 1) throw Error("--steps, --batch must be > 0, --seqlen > 1");
   if (ad.n_prefix + cfg.seqlen > m.hparams().n_ctx_train)
@@ -82,7 +82,7 @@ void finetune_prompts(const LlamaModel& m, const TextData& data, PromptAdapter& 
     for (const Window& w : batch) n_targets += (int64_t)w.targets.size();
     std::fill(grad.begin(), grad.end(), 0.0f);
     // The gradient of the MEAN loss over the batch's tokens.
-    CrossEntropyResult r = prompt_loss_and_grad(m, head, ad, batch, 1.0f / (float)n_targets, grad.data(), pool);
+    CrossEntropyResult r = adapter_loss_and_grad(m, head, ad, batch, 1.0f / (float)n_targets, grad.data(), pool);
     StepReport rep;
     rep.step = step + 1, rep.steps = cfg.steps;
     rep.loss = r.loss_sum / (double)r.n_scored;

@@ -1,4 +1,4 @@
-// Local fine-tuning of prompt adapters: data windows, the training loop
+// Local fine-tuning of adapters (ptune, deep-ptune, LoRA): data windows, the training loop
 // (AdamW, warm-up + cosine, clipping), held-out evaluation. The command
 // (commands/finetune.cpp) only parses flags, prints progress and writes files.
 #pragma once
@@ -9,7 +9,7 @@
 
 #include "models/llama.h"
 #include "models/tokenizer.h"
-#include "train/prompt_tuning.h"
+#include "train/adapter.h"
 
 namespace engine::train {
 
@@ -53,13 +53,13 @@ struct StepReport {
 };
 
 // Mean held-out loss of the adapter.
-double evaluate(const LlamaModel& m, const LmHead& head, const PromptAdapter& ad, const std::vector<Window>& windows,
+double evaluate(const LlamaModel& m, const LmHead& head, const Adapter& ad, const std::vector<Window>& windows,
                 ThreadPool& pool);
 
 // Trains `ad` from opt.t (0, or where a resumed state left off) up to cfg.steps.
 // `on_step` is called after every step (and once before the first with step = opt.t
 // and only the evaluation filled in).
-void finetune_prompts(const LlamaModel& m, const TextData& data, PromptAdapter& ad, AdamWState& opt,
+void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, AdamWState& opt,
                       const FinetuneConfig& cfg, ThreadPool& pool, const std::function<void(const StepReport&)>& on_step);
 
 }  // namespace engine::train

@@ -236,3 +236,23 @@ TEST(OpsBackward, LinearInputEveryDenseFormat) {
       }
     }
 }
+
+TEST(OpsBackward, LinearWeightF32) {
+  ThreadPool pool(2);
+  const int64_t n = 5, rows = 7, cols = 9;
+  auto xf = randn(n * cols, 1), r = randn(n * rows, 2), wf = randn(rows * cols, 3);
+  std::vector<float> dw(rows * cols, 0.0f);
+  cpu::linear_backward_weight(r.data(), xf.data(), dw.data(), n, rows, cols, 0.5f, pool);
+  Vec w = to_d(wf);
+  auto L = [&] {
+    double s = 0;
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t i = 0; i < rows; i++) {
+        double y = 0;
+        for (int64_t c = 0; c < cols; c++) y += w[i * cols + c] * xf[t * cols + c];
+        s += 0.5 * r[t * rows + i] * y;
+      }
+    return s;
+  };
+  EXPECT_LT(rel_err(dw, numeric_grad(L, w)), 2e-4);
+}

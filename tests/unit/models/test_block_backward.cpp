@@ -187,3 +187,66 @@ TEST(BlockBackward, SpanOfStories260K) {
   Vec num = testref::numeric_grad(f, Vec(x.begin(), x.end()), Vec(r.begin(), r.end()));
   EXPECT_LT(testref::rel_err(dx, num), 1e-3);
 }
+
+// LoRA on every linear of a block (F16 base): the input gradient and each adapter's
+// dA, dB against finite differences of the reference with W + scale·B·A merged.
+TEST(BlockBackward, LoraEveryLinear) {
+  ThreadPool pool(2);
+  auto hp = hparams(12, 4, 2, 6, 4, 20, cpu::RopeLayout::NeoX);
+  RandomBlock blk(hp, DType::F16, false, 77);
+  const int64_t n = 4, d = hp.n_embd, rank = 2;
+  const float scale = 1.5f;
+  std::mt19937 rng(78);
+  struct Ad {
+    std::vector<float> A, B, dA, dB;
+  };
+  const cpu::Linear* lins[7] = {&blk.w.wq, &blk.w.wk, &blk.w.wv, &blk.w.wo, &blk.w.w_gate, &blk.w.w_up, &blk.w.w_down};
+  Ad ads[7];
+  LlamaBlockLora lora;
+  LoraLinear* ls[7] = {&lora.q, &lora.k, &lora.v, &lora.o, &lora.gate, &lora.up, &lora.down};
+  for (int i = 0; i < 7; i++) {
+    ads[i].A = randn((size_t)(rank * lins[i]->cols()), rng, 0.3f);
+    ads[i].B = randn((size_t)(lins[i]->rows() * rank), rng, 0.3f);
+    ads[i].dA.assign(ads[i].A.size(), 0.0f);
+    ads[i].dB.assign(ads[i].B.size(), 0.0f);
+    *ls[i] = LoraLinear{rank, scale, ads[i].A.data(), ads[i].B.data(), ads[i].dA.data(), ads[i].dB.data()};
+  }
+  auto x = randn((size_t)(n * d), rng, 1.0f), r = randn((size_t)(n * d), rng, 1.0f);
+  LlamaBlockActs acts;
+  auto y = x;
+  llama_block_forward_train(hp, blk.w, y.data(), n, pool, &acts, &lora);
+  std::vector<float> dx = r;
+  llama_block_backward(hp, blk.w, acts, dx.data(), pool, nullptr, &lora);
+
+  const testref::RefBlock base(hp, blk.w, pool);
+  // The reference with adapter i's A or B replaced (the others at their values).
+  auto merged = [&](int which, const Vec* A, const Vec* B) {
+    testref::RefBlock rb = base;
+    Vec* mats[7] = {&rb.wq, &rb.wk, &rb.wv, &rb.wo, &rb.wg, &rb.wu, &rb.wd};
+    for (int i = 0; i < 7; i++) {
+      const int64_t rows = lins[i]->rows(), cols = lins[i]->cols();
+      Vec a(ads[i].A.begin(), ads[i].A.end()), b(ads[i].B.begin(), ads[i].B.end());
+      if (i == which && A) a = *A;
+      if (i == which && B) b = *B;
+      for (int64_t ro = 0; ro < rows; ro++)
+        for (int64_t c = 0; c < cols; c++) {
+          double s = 0;
+          for (int64_t j = 0; j < rank; j++) s += b[ro * rank + j] * a[j * cols + c];
+          (*mats[i])[ro * cols + c] += scale * s;
+        }
+    }
+    return rb;
+  };
+  Vec rd(r.begin(), r.end()), xd(x.begin(), x.end());
+  const testref::RefBlock full = merged(-1, nullptr, nullptr);
+  EXPECT_LT(testref::rel_err(y, full.forward(xd, n)), 1e-4);
+  EXPECT_LT(testref::rel_err(dx, testref::numeric_grad([&](const Vec& xx) { return full.forward(xx, n); }, xd, rd)),
+            1e-3);
+  for (int i = 0; i < 7; i++) {
+    Vec A0(ads[i].A.begin(), ads[i].A.end()), B0(ads[i].B.begin(), ads[i].B.end());
+    Vec nA = testref::numeric_grad([&](const Vec& a) { return merged(i, &a, nullptr).forward(xd, n); }, A0, rd);
+    Vec nB = testref::numeric_grad([&](const Vec& b) { return merged(i, nullptr, &b).forward(xd, n); }, B0, rd);
+    EXPECT_LT(testref::rel_err(ads[i].dA, nA), 1e-3) << "dA of linear " << i;
+    EXPECT_LT(testref::rel_err(ads[i].dB, nB), 1e-3) << "dB of linear " << i;
+  }
+}
