@@ -153,7 +153,8 @@ std::string ArgParser::usage() const {
     else ss << "\n" << std::string(30, ' ');
     ss << o.help;
     if (o.required) ss << " (required)";
-    else if (!o.is_flag && !o.def.empty()) ss << " (default: " << o.def << ")";
+    else if (!o.is_flag && !o.def.empty() && o.help.find("(default") == std::string::npos)
+      ss << " (default: " << o.def << ")";
     ss << "\n";
   }
   ss << "  -h, --help" << std::string(20, ' ') << "show this help and exit\n";

@@ -186,6 +186,27 @@ TEST(BlockBackward, SpanOfStories260K) {
   EXPECT_LT(testref::rel_err(y, yref), 1e-4);
   Vec num = testref::numeric_grad(f, Vec(x.begin(), x.end()), Vec(r.begin(), r.end()));
   EXPECT_LT(testref::rel_err(dx, num), 1e-3);
+
+  // Deep prompts on a span that does not start at block 0 (as a server holds it):
+  // prompts and their gradients are indexed from the span's first block.
+  const int64_t P = 2;
+  auto prompts = randn((size_t)((b - a) * P * d), rng, 0.5f);
+  std::vector<float> dprompts(prompts.size(), 0.0f);
+  DeepPrompts deep{prompts.data(), P, dprompts.data()};
+  std::vector<float> yd = x, ckd;
+  llama_span_forward_train(*m.model, a, b, yd.data(), n, pool, &ckd, &deep);
+  std::vector<float> dxd = r;
+  llama_span_backward(*m.model, a, b, ckd, dxd.data(), n, pool, nullptr, &deep);
+  auto fp = [&](const Vec& pr) {
+    Vec h(x.begin(), x.end());
+    for (int64_t i = 0; i < b - a; i++) {
+      for (int64_t k = 0; k < P * d; k++) h[k] += pr[i * P * d + k];
+      h = refs[i].forward(h, n);
+    }
+    return h;
+  };
+  Vec nump = testref::numeric_grad(fp, Vec(prompts.begin(), prompts.end()), Vec(r.begin(), r.end()));
+  EXPECT_LT(testref::rel_err(dprompts, nump), 1e-3);
 }
 
 // LoRA on every linear of a block (F16 base): the input gradient and each adapter's
