@@ -1,6 +1,7 @@
 // Tokenizers against llama.cpp's own test vectors (llama-spm, llama-bpe,
 // gpt-2), stories260K's known encodings, round trips and streaming decode.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -169,7 +170,7 @@ TEST(Tokenizer, LlamaBpeBosFollowsMetadata) {
   w.set_string_array("tokenizer.ggml.merges", merges);
   w.set_u32("tokenizer.ggml.bos_token_id", 128000);
   w.set_bool("tokenizer.ggml.add_bos_token", false);
-  const std::string tmp = ::testing::TempDir() + "tok_nobos.gguf";
+  const std::string tmp = ::testing::TempDir() + "tok_nobos_" + std::to_string(getpid()) + ".gguf";
   w.write(tmp);
   auto t2 = Tokenizer::from_gguf(*GGUFFile::open(tmp));
   EXPECT_FALSE(t2->add_bos());
@@ -279,7 +280,7 @@ TEST(Tokenizer, Stories260KEvalTextIsFast) {
 }
 
 TEST(Tokenizer, MissingOrUnsupportedModelIsAnError) {
-  const std::string tmp = ::testing::TempDir() + "tok_bad.gguf";
+  const std::string tmp = ::testing::TempDir() + "tok_bad_" + std::to_string(getpid()) + ".gguf";
   {
     GGUFWriter w;
     w.set_string("general.architecture", "llama");

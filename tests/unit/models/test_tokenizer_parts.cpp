@@ -1,6 +1,7 @@
 // Tokenizer building blocks without any model file: Unicode classes, the BPE
 // pre-tokenizer splits, and small hand-made SPM / BPE vocabs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -107,7 +108,7 @@ std::unique_ptr<Tokenizer> tiny_spm(bool user_defined) {
   w.set_string_array("tokenizer.ggml.tokens", tokens);
   w.set_f32_array("tokenizer.ggml.scores", scores);
   w.set_i32_array("tokenizer.ggml.token_type", types);
-  const std::string tmp = ::testing::TempDir() + "tiny_spm.gguf";
+  const std::string tmp = ::testing::TempDir() + "tiny_spm_" + std::to_string(getpid()) + ".gguf";
   w.write(tmp);
   auto t = Tokenizer::from_gguf(*GGUFFile::open(tmp));
   std::remove(tmp.c_str());
@@ -149,7 +150,7 @@ TEST(BpeTiny, MergesByRank) {
   w.set_string("tokenizer.ggml.pre", "gpt-2");
   w.set_string_array("tokenizer.ggml.tokens", tokens);
   w.set_string_array("tokenizer.ggml.merges", {"b c", "a b", "a bc", "\xC4\xA0 a"});
-  const std::string tmp = ::testing::TempDir() + "tiny_bpe.gguf";
+  const std::string tmp = ::testing::TempDir() + "tiny_bpe_" + std::to_string(getpid()) + ".gguf";
   w.write(tmp);
   auto tok = Tokenizer::from_gguf(*GGUFFile::open(tmp));
   std::remove(tmp.c_str());
