@@ -24,7 +24,6 @@ static int cmd_convert(int argc, char** argv) {
     GGUFWriter w(f->alignment());
     w.copy_metadata(*f);
     int converted = 0, kept = 0, fallback = 0;
-    std::vector<float> row;
     for (auto& t : f->tensors()) {
       DType target = t.type;
       // Matrices convert; vectors (norms, biases) stay as they are.
@@ -41,13 +40,7 @@ static int cmd_convert(int argc, char** argv) {
         continue;
       }
       const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
-      const size_t in_rb = dtype_row_bytes(t.type, cols), out_rb = dtype_row_bytes(target, cols);
-      std::vector<uint8_t> buf(out_rb * (size_t)rows);
-      row.resize((size_t)cols);
-      for (int64_t r = 0; r < rows; r++) {
-        dequantize_row(t.type, t.data + (size_t)r * in_rb, row.data(), cols);
-        quantize_row(target, row.data(), buf.data() + (size_t)r * out_rb, cols);
-      }
+      std::vector<uint8_t> buf = convert_rows(t.type, t.data, target, cols, rows);
       w.add_tensor_copy(t.name, target, std::vector<int64_t>(t.ne, t.ne + t.n_dims), buf.data(), buf.size());
       converted++;
     }

@@ -174,4 +174,15 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   }
 }
 
+std::vector<uint8_t> convert_rows(DType from, const void* src, DType to, int64_t cols, int64_t rows) {
+  const size_t in_rb = dtype_row_bytes(from, cols), out_rb = dtype_row_bytes(to, cols);
+  std::vector<uint8_t> out(out_rb * (size_t)rows);
+  std::vector<float> row((size_t)cols);
+  for (int64_t r = 0; r < rows; r++) {
+    dequantize_row(from, (const uint8_t*)src + (size_t)r * in_rb, row.data(), cols);
+    quantize_row(to, row.data(), out.data() + (size_t)r * out_rb, cols);
+  }
+  return out;
+}
+
 }  // namespace engine

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace engine {
 
@@ -50,5 +51,8 @@ uint16_t f32_to_bf16(float f);
 // Row conversions between float and any supported type. n must be a multiple of the block size.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
+
+// `rows` rows of `cols` values from type `from` to type `to` (through f32).
+std::vector<uint8_t> convert_rows(DType from, const void* src, DType to, int64_t cols, int64_t rows);
 
 }  // namespace engine

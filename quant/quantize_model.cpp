@@ -175,13 +175,8 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
     if (name == "output.weight" && opt.head_type_given) type = opt.head_type;
     wrote_head |= name == "output.weight";
     if (type != t.type && t.ne[0] % dtype_block_size(type) == 0) {
-      const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
-      auto buf = std::make_shared<std::vector<uint8_t>>(dtype_row_bytes(type, cols) * (size_t)rows);
-      std::vector<float> row((size_t)cols);
-      for (int64_t r = 0; r < rows; r++) {
-        dequantize_row(t.type, t.data + r * dtype_row_bytes(t.type, cols), row.data(), cols);
-        quantize_row(type, row.data(), buf->data() + r * dtype_row_bytes(type, cols), cols);
-      }
+      auto buf = std::make_shared<std::vector<uint8_t>>(
+          convert_rows(t.type, t.data, type, t.ne[0], t.n_elements() / t.ne[0]));
       owned.push_back(buf);
       w.add_tensor(name, type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), buf->data(), buf->size());
       total_bits += 8.0 * (double)buf->size();
@@ -195,12 +190,7 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
   if (!wrote_head && opt.head_type_given) {
     const GGUFTensorInfo& te = f.require_tensor("token_embd.weight");
     const int64_t cols = te.ne[0], rows = te.ne[1];
-    auto buf = std::make_shared<std::vector<uint8_t>>(dtype_row_bytes(opt.head_type, cols) * (size_t)rows);
-    std::vector<float> row((size_t)cols);
-    for (int64_t r = 0; r < rows; r++) {
-      dequantize_row(te.type, te.data + r * dtype_row_bytes(te.type, cols), row.data(), cols);
-      quantize_row(opt.head_type, row.data(), buf->data() + r * dtype_row_bytes(opt.head_type, cols), cols);
-    }
+    auto buf = std::make_shared<std::vector<uint8_t>>(convert_rows(te.type, te.data, opt.head_type, cols, rows));
     owned.push_back(buf);
     w.add_tensor("output.weight", opt.head_type, {cols, rows}, buf->data(), buf->size());
   }
