@@ -8,6 +8,7 @@
 #include "core/cli.h"
 #include "core/error.h"
 #include "net/dht_node.h"
+#include "net/shutdown_signals.h"
 
 using namespace engine;
 using namespace engine::net;
@@ -246,28 +247,16 @@ int cmd_node(int argc, char** argv) {
         node.stop();
         rpc.close();
       };
-      struct Sig {
-        uv_signal_t h;
-        std::function<void()> fn;
-      };
-      std::vector<std::unique_ptr<Sig>> sigs;
-      for (int signum : {SIGINT, SIGTERM}) {
-        sigs.push_back(std::make_unique<Sig>());
-        Sig* s = sigs.back().get();
-        uv_signal_init(&loop, &s->h);
-        s->h.data = s;
-        s->fn = [&, signum] {
-          stop(signum == SIGINT ? "interrupted, shutting down" : "terminated, shutting down");
-          for (auto& x : sigs) uv_close((uv_handle_t*)&x->h, nullptr);
-        };
-        uv_signal_start(&s->h, [](uv_signal_t* h, int) { ((Sig*)h->data)->fn(); }, signum);
-      }
+      net::ShutdownSignals sigs(&loop, [&](int signum) {
+        stop(signum == SIGINT ? "interrupted, shutting down" : "terminated, shutting down");
+        sigs.close();
+      });
       auto peers = split_list(c.initial_peers);
       node.bootstrap(peers, [&](size_t known, const std::string& e) {
         if (!peers.empty() && !known) {
           err = e;
           stop("bootstrap failed");
-          for (auto& x : sigs) uv_close((uv_handle_t*)&x->h, nullptr);
+          sigs.close();
           return;
         }
         if (!peers.empty()) log_line("joined the swarm; " + std::to_string(known) + " peers known");

@@ -15,6 +15,7 @@
 #include "core/gguf.h"
 #include "net/block_server.h"
 #include "net/dht_node.h"
+#include "net/shutdown_signals.h"
 #include "net/server_info.h"
 #include "net/span_choice.h"
 #include "net/swarm_runner.h"
@@ -383,22 +384,10 @@ int cmd_serve(int argc, char** argv) {
         });
       };
 
-      struct Sig {
-        uv_signal_t h;
-        std::function<void()> fn;
-      };
-      std::vector<std::unique_ptr<Sig>> sigs;
-      for (int signum : {SIGINT, SIGTERM}) {
-        sigs.push_back(std::make_unique<Sig>());
-        Sig* s = sigs.back().get();
-        uv_signal_init(&loop, &s->h);
-        s->h.data = s;
-        s->fn = [&, signum] {
-          shutdown(signum == SIGINT ? "interrupted, announcing offline" : "terminated, announcing offline");
-          for (auto& x : sigs) uv_close((uv_handle_t*)&x->h, nullptr);
-        };
-        uv_signal_start(&s->h, [](uv_signal_t* h, int) { ((Sig*)h->data)->fn(); }, signum);
-      }
+      net::ShutdownSignals sigs(&loop, [&](int signum) {
+        shutdown(signum == SIGINT ? "interrupted, announcing offline" : "terminated, announcing offline");
+        sigs.close();
+      });
 
       std::string err;
       auto peers = split_list(initial_peers);
@@ -406,7 +395,7 @@ int cmd_serve(int argc, char** argv) {
         if (!peers.empty() && !known) {
           err = "could not join the swarm: " + e;
           shutdown("bootstrap failed");
-          for (auto& x : sigs) uv_close((uv_handle_t*)&x->h, nullptr);
+          sigs.close();
           return;
         }
         dht.start_maintenance();
@@ -415,7 +404,7 @@ int cmd_serve(int argc, char** argv) {
         } catch (const std::exception& ex) {
           err = ex.what();
           shutdown("failed to start");
-          for (auto& x : sigs) uv_close((uv_handle_t*)&x->h, nullptr);
+          sigs.close();
         }
       });
       uv_run(&loop, UV_RUN_DEFAULT);
