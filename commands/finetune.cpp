@@ -1,17 +1,21 @@
 // engine finetune: train a small adapter on a text file while the model stays frozen.
-// Local training of ptune, deep-ptune and LoRA adapters; --swarm is not built yet.
+// Locally (ptune, deep-ptune, LoRA) or with the blocks on the swarm (--swarm:
+// ptune, deep-ptune), where this process holds only the embeddings and the head.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "commands/model_flags.h"
+#include "commands/swarm_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/io.h"
 #include "models/loaded_model.h"
 #include "train/finetune.h"
+#include "train/swarm_adapter.h"
 
 using namespace engine;
 using namespace engine::train;
@@ -25,12 +29,12 @@ static std::string fmt_time(double s) {
 }
 
 static int cmd_finetune(int argc, char** argv) {
-  std::string model, data_path, mode = "ptune", out, log_path, resume, initial_peers, targets = "q,v";
+  std::string model, data_path, mode = "ptune", out, log_path, resume, targets = "q,v";
   int threads = 0;
   int64_t prefix = 8, rank = 8;
   float alpha = 16.0f, heldout = 0.1f;
   FinetuneConfig cfg;
-  bool swarm = false;
+  SwarmFlags swf;
   ArgParser p("finetune", "Fine-tune an adapter on a text file; the model's own weights stay frozen (and may be "
                           "SpQR). Writes the adapter (with its optimizer state, so --resume continues it) and a "
                           "CSV loss log.");
@@ -59,19 +63,22 @@ static int cmd_finetune(int argc, char** argv) {
   p.add("--resume", "FILE", "continue from an adapter written by finetune (parameters and optimizer state)",
         &resume);
   p.add("-t,--threads", "N", "threads (default: all cores)", &threads);
-  p.flag("--swarm", "train through the swarm (not built yet)", &swarm);
-  p.add("--initial-peers", "ADDR,...", "DHT peers (with --swarm; not built yet)", &initial_peers);
+  swf.add_to(p, true);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
-    if (swarm || !initial_peers.empty()) throw Error("finetune --swarm is not built yet: train locally for now");
     const AdapterMode pmode = parse_adapter_mode(mode);
+    const bool on_swarm = swf.enabled();
+    if (on_swarm && pmode == AdapterMode::LoRA)
+      throw Error("--mode lora adapts weights inside the blocks, so it trains only locally; with --swarm use "
+                  "--mode ptune or deep-ptune");
     if (!(heldout >= 0 && heldout < 0.9f)) throw Error("--heldout must be in [0, 0.9)");
     if (log_path.empty()) {
       std::filesystem::path lp(out);
       lp.replace_extension(".csv");
       log_path = lp.string();
     }
-    LoadedModel m = load_model(model);
+    // With --swarm only the embeddings, the head and the tokenizer are loaded here.
+    LoadedModel m = on_swarm ? load_model(model, SwarmFlags::client_load_options()) : load_model(model);
     ThreadPool pool(threads);
     TextData data = TextData::from_text(*m.tokenizer, read_file_bytes(data_path), heldout);
     AdamWState opt;
@@ -81,6 +88,7 @@ static int cmd_finetune(int argc, char** argv) {
       if (p.given("--mode") && ad.mode != pmode) throw Error("--resume: the adapter is " + std::string(adapter_mode_name(ad.mode)));
       if (opt.t >= cfg.steps)
         throw Error("--resume: the adapter has already taken " + std::to_string(opt.t) + " steps (raise --steps)");
+      if (on_swarm && ad.mode == AdapterMode::LoRA) throw Error("--resume: a LoRA adapter trains only locally");
     } else {
       ad = pmode == AdapterMode::LoRA ? Adapter::init_lora(*m.model, rank, alpha, parse_lora_targets(targets), cfg.seed)
                                       : Adapter::init(*m.model, pmode, prefix, cfg.seed);
@@ -104,7 +112,21 @@ static int cmd_finetune(int argc, char** argv) {
     const int64_t every = std::max<int64_t>(1, cfg.steps / 50);
     double tokens_done = 0, seconds_done = 0;
     const int64_t first_step = opt.t;
-    finetune_adapter(*m.model, data, ad, opt, cfg, pool, [&](const StepReport& r) {
+    // Where the blocks run: here, or on the swarm's servers.
+    std::unique_ptr<net::SwarmClient> client;
+    std::unique_ptr<net::TrainingChain> chain;
+    LossFn loss;
+    if (on_swarm) {
+      client = swf.connect(*m.model, model);
+      chain = std::make_unique<net::TrainingChain>(*client);
+      auto head = std::make_shared<LmHead>(LmHead::from_model(*m.model));
+      loss = [&, head](const Adapter& a, const std::vector<Window>& w, float scale, float* grad) {
+        return swarm_adapter_loss_and_grad(*chain, *m.model, *head, a, w, scale, grad, pool);
+      };
+    } else {
+      loss = local_loss(*m.model, pool);
+    }
+    finetune_adapter(*m.model, data, ad, opt, cfg, loss, [&](const StepReport& r) {
       if (r.tokens == 0) {  // the evaluation before the first step
         if (r.has_eval) std::fprintf(stderr, "step %lld/%lld  held-out loss %.4f\n", (long long)r.step,
                                      (long long)r.steps, r.eval_loss);
@@ -128,6 +150,14 @@ static int cmd_finetune(int argc, char** argv) {
       log << "," << r.lr << "," << r.grad_norm << "," << r.tokens << "," << r.seconds << "\n";
       log.flush();
     });
+    if (chain) {
+      const auto& st = chain->stats();
+      std::fprintf(stderr,
+                   "finetune: swarm: %lld forward and %lld backward calls, %lld failed (%lld forwards and %lld "
+                   "backwards redone elsewhere)\n",
+                   (long long)st.forward_calls, (long long)st.backward_calls, (long long)st.failures,
+                   (long long)st.redone_forwards, (long long)st.redone_backwards);
+    }
     ad.save(out, m.file->get_string("general.name", std::filesystem::path(model).stem().string()), &opt);
     std::fprintf(stderr, "finetune: wrote %s (loss log %s)\n", out.c_str(), log_path.c_str());
     return 0;

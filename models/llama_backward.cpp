@@ -1,6 +1,7 @@
 #include "models/llama_backward.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "core/error.h"
 
@@ -188,10 +189,48 @@ void llama_span_backward(const LlamaModel& m, int64_t a, int64_t b, const std::v
 }
 
 void llama_span_backward_from_input(const LlamaModel& m, int64_t a, int64_t b, const float* x_in, float* dx,
-                                    int64_t n, ThreadPool& pool) {
+                                    int64_t n, ThreadPool& pool, const DeepPrompts* deep) {
   std::vector<float> x(x_in, x_in + n * m.hparams().n_embd), ck;
-  llama_span_forward_train(m, a, b, x.data(), n, pool, &ck);
-  llama_span_backward(m, a, b, ck, dx, n, pool);
+  llama_span_forward_train(m, a, b, x.data(), n, pool, &ck, deep);
+  llama_span_backward(m, a, b, ck, dx, n, pool, nullptr, deep);
+}
+
+namespace {
+
+// fn(i) for every sequence i < B: in parallel (one sequence per thread, whose ops
+// then run on that thread) when the model is small, else in order.
+void for_each_sequence(const LlamaModel& m, int64_t B, ThreadPool& pool, const std::function<void(int64_t)>& fn) {
+  if (pool.size() > 1 && B > 1 && m.hparams().n_embd <= 512) {
+    pool.parallel_for(B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) fn(i);
+    });
+  } else {
+    for (int64_t i = 0; i < B; i++) fn(i);
+  }
+}
+
+}  // namespace
+
+void llama_span_forward_batch(const LlamaModel& m, int64_t a, int64_t b, float* x, int64_t B, int64_t n,
+                              const float* prompts, int64_t P, ThreadPool& pool) {
+  const int64_t d = m.hparams().n_embd;
+  const DeepPrompts deep{prompts, prompts ? P : 0, nullptr};
+  for_each_sequence(m, B, pool, [&](int64_t i) { llama_span_forward_train(m, a, b, x + i * n * d, n, pool, nullptr, &deep); });
+}
+
+void llama_span_backward_batch(const LlamaModel& m, int64_t a, int64_t b, const float* x_in, float* dx, int64_t B,
+                               int64_t n, const float* prompts, int64_t P, float* prompt_grad, ThreadPool& pool) {
+  const int64_t d = m.hparams().n_embd;
+  const size_t prompt_size = prompts ? (size_t)((b - a) * P * d) : 0;
+  // Each sequence's prompt gradient in its own buffer, summed in order afterwards:
+  // the result does not depend on which thread finished first.
+  std::vector<std::vector<float>> pg(prompt_grad && prompts ? (size_t)B : 0);
+  for_each_sequence(m, B, pool, [&](int64_t i) {
+    DeepPrompts deep{prompts, prompts ? P : 0, nullptr};
+    if (!pg.empty()) pg[i].assign(prompt_size, 0.0f), deep.grad = pg[i].data();
+    llama_span_backward_from_input(m, a, b, x_in + i * n * d, dx + i * n * d, n, pool, &deep);
+  });
+  for (auto& g : pg) cpu::add_inplace(prompt_grad, g.data(), (int64_t)prompt_size);
 }
 
 }  // namespace engine

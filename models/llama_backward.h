@@ -92,8 +92,21 @@ void llama_span_backward(const LlamaModel& m, int64_t a, int64_t b, const std::v
                          const DeepPrompts* deep = nullptr, const LlamaBlockLora* lora = nullptr);
 
 // Convenience for a stateless server: the span's input in, its input gradient out
-// (forward to rebuild checkpoints, then backward).
+// (forward to rebuild checkpoints, then backward). `deep` as for the span's backward.
 void llama_span_backward_from_input(const LlamaModel& m, int64_t a, int64_t b, const float* x_in, float* dx,
-                                    int64_t n, ThreadPool& pool);
+                                    int64_t n, ThreadPool& pool, const DeepPrompts* deep = nullptr);
+
+// The server's stateless training RPCs on a batch of B sequences of n tokens each
+// (each its own causal window at positions 0..n-1). `prompts` [(b-a)][P][n_embd]
+// or null (P = 0). Small models (n_embd <= 512) run the sequences in parallel,
+// each on one thread; larger ones one at a time with parallel ops.
+//   forward:  x [B][n][n_embd] in place.
+//   backward: x_in [B][n][n_embd] the span's inputs; dx [B][n][n_embd] gradient of
+//             its outputs in, of its inputs out; prompt_grad (same shape as prompts,
+//             may be null) accumulates the sum over the batch, in sequence order.
+void llama_span_forward_batch(const LlamaModel& m, int64_t a, int64_t b, float* x, int64_t B, int64_t n,
+                              const float* prompts, int64_t P, ThreadPool& pool);
+void llama_span_backward_batch(const LlamaModel& m, int64_t a, int64_t b, const float* x_in, float* dx, int64_t B,
+                               int64_t n, const float* prompts, int64_t P, float* prompt_grad, ThreadPool& pool);
 
 }  // namespace engine

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "models/llama_backward.h"
 #include "net/hidden_wire.h"
 
 namespace engine::net {
@@ -39,6 +40,7 @@ BlockServer::BlockServer(Rpc& rpc, std::shared_ptr<const LlamaModel> model, Thre
   rpc_.handle("blocks.step", [this](Request& r) { handle_step(r); });
   rpc_.handle("blocks.close", [this](Request& r) { handle_close(r); });
   rpc_.handle("blocks.forward", [this](Request& r) { handle_forward(r); });
+  rpc_.handle("blocks.backward", [this](Request& r) { handle_backward(r); });
   sweep_timer_ = new uv_timer_t;
   uv_timer_init(rpc_.loop(), sweep_timer_);
   sweep_timer_->data = this;
@@ -59,7 +61,7 @@ void BlockServer::stop() {
   waiters_.clear();
   sessions_.clear();
   used_units_ = 0;
-  for (const char* m : {"blocks.info", "blocks.open", "blocks.step", "blocks.close", "blocks.forward"})
+  for (const char* m : {"blocks.info", "blocks.open", "blocks.step", "blocks.close", "blocks.forward", "blocks.backward"})
     rpc_.handle(m, [](Request& r) { r.fail(ErrorCode::kUnavailable, "server is shutting down"); });
 }
 
@@ -274,54 +276,146 @@ void BlockServer::handle_step(Request& r) {
   }
 }
 
-void BlockServer::handle_forward(Request& r) {
+struct BlockServer::TrainRequest {
+  int64_t a = 0, b = 0, P = 0;
+  std::shared_ptr<HiddenBatch> x, grad;  // grad: backward only
+  std::shared_ptr<std::vector<float>> prompts;  // [(b-a)][P][n_embd] or empty
+};
+
+bool BlockServer::parse_train_request(Request& r, bool backward, TrainRequest& t) {
   try {
-    if (!model_matches(r.args, opts_.model_name)) return fail(r, ErrorCode::kNotFound, "this server serves model " + opts_.model_name);
-    int64_t a = as_int(need_field(r.args, "first"), "first");
-    int64_t b = as_int(need_field(r.args, "last"), "last");
-    if (a < first() || b > last() || a >= b) return fail(r, ErrorCode::kNotFound, "blocks not served here");
-    TensorView t = unpack_tensor(need_field(r.args, "hidden"));
-    int64_t n_embd = model_->hparams().n_embd;
-    auto h = std::make_shared<std::vector<float>>();
-    int64_t n = 0;
-    unpack_hidden(t, n_embd, opts_.max_batch, *h, &n);
-    DType out_dtype = t.dtype;
-    auto model = model_;
-    auto* pool = &pool_;
-    Responder resp = r.responder;
-    DType kv = opts_.kv_type;
-    enqueue(
-        [a, b, h, n, model, pool, kv] {
-          KVCache cache(model->hparams(), a, b, n, kv);  // a scratch cache: causal attention within the batch
-          model->forward_span(a, b, cache, h->data(), n, *pool);
-        },
-        [this, h, n, n_embd, out_dtype, resp](const std::string& err) mutable {
-          if (!err.empty()) {
-            resp.fail(ErrorCode::kInternal, err);
-            return;
-          }
-          stats_.forwards++;
-          resp.respond(hidden_result(out_dtype, *h, n, n_embd, n));
-        });
+    if (!model_matches(r.args, opts_.model_name)) {
+      fail(r, ErrorCode::kNotFound, "this server serves model " + opts_.model_name);
+      return false;
+    }
+    t.a = as_int(need_field(r.args, "first"), "first");
+    t.b = as_int(need_field(r.args, "last"), "last");
+    if (t.a < first() || t.b > last() || t.a >= t.b) {
+      fail(r, ErrorCode::kNotFound,
+           "blocks " + std::to_string(t.a) + ":" + std::to_string(t.b) + " are not served here (serving " +
+               std::to_string(first()) + ":" + std::to_string(last()) + ")");
+      return false;
+    }
+    const int64_t E = model_->hparams().n_embd;
+    t.x = std::make_shared<HiddenBatch>(unpack_batch(unpack_tensor(need_field(r.args, "hidden")), E, opts_.max_batch));
+    if (t.x->n > max_length()) throw BadMessage("sequences longer than " + std::to_string(max_length()) + " positions");
+    if (backward) {
+      t.grad = std::make_shared<HiddenBatch>(unpack_batch(unpack_tensor(need_field(r.args, "grad")), E, opts_.max_batch));
+      if (t.grad->batch != t.x->batch || t.grad->n != t.x->n) throw BadMessage("grad and hidden differ in shape");
+    }
+    if (auto* f = find_field(r.args, "prompts")) {
+      // Deep prompts of the requested blocks: [(last-first)][P][n_embd], P <= n.
+      TensorView pv = unpack_tensor(*f);
+      if (pv.shape.size() != 3 || pv.shape[0] != t.b - t.a || pv.shape[2] != E || pv.shape[1] < 1 ||
+          pv.shape[1] > t.x->n)
+        throw BadMessage("prompts must have shape [" + std::to_string(t.b - t.a) + ", P, " + std::to_string(E) +
+                         "] with 1 <= P <= " + std::to_string(t.x->n));
+      t.P = pv.shape[1];
+      HiddenBatch p = unpack_batch(pv, E, (t.b - t.a) * t.P);
+      t.prompts = std::make_shared<std::vector<float>>(std::move(p.data));
+    }
   } catch (const BadMessage& e) {
     fail(r, ErrorCode::kBadRequest, e.what());
+    return false;
   }
+  int& mine = train_jobs_of_[r.peer.id];
+  if ((int)train_jobs_.size() >= opts_.max_train_jobs || mine >= opts_.max_train_jobs_per_peer) {
+    if (mine == 0) train_jobs_of_.erase(r.peer.id);
+    fail(r, ErrorCode::kOverloaded, "too many forward/backward requests queued; retry later");
+    return false;
+  }
+  mine++;
+  if (opts_.log_steps && opts_.log)
+    opts_.log(std::string(backward ? "backward" : "forward") + ": blocks " + std::to_string(t.a) + ":" +
+              std::to_string(t.b) + ", " + std::to_string(t.x->batch) + " x " + std::to_string(t.x->n) + " positions");
+  return true;
 }
 
-void BlockServer::enqueue(std::function<void()> work, std::function<void(const std::string&)> after) {
+void BlockServer::handle_forward(Request& r) {
+  TrainRequest t;
+  if (!parse_train_request(r, false, t)) return;
+  auto model = model_;
+  auto* pool = &pool_;
+  Responder resp = r.responder;
+  const uint32_t delay = opts_.step_delay_ms;
+  const NodeId peer = r.peer.id;
+  enqueue(
+      [t, model, pool, delay] {
+        if (delay) uv_sleep(delay);
+        llama_span_forward_batch(*model, t.a, t.b, t.x->data.data(), t.x->batch, t.x->n,
+                                 t.prompts ? t.prompts->data() : nullptr, t.P, *pool);
+      },
+      [this, t, resp, peer](const std::string& err) mutable {
+        if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
+        if (!err.empty()) {
+          resp.fail(ErrorCode::kInternal, err);
+          return;
+        }
+        stats_.forwards++;
+        const HiddenBatch& x = *t.x;
+        Buf b;
+        Packer pk(b);
+        pk.pack_map(1);
+        pack_str(pk, "hidden"), pack_batch(pk, x.dtype, x.data.data(), x.batch, x.n, model_->hparams().n_embd);
+        resp.respond(b.s);
+      },
+      true);
+}
+
+void BlockServer::handle_backward(Request& r) {
+  TrainRequest t;
+  if (!parse_train_request(r, true, t)) return;
+  auto model = model_;
+  auto* pool = &pool_;
+  Responder resp = r.responder;
+  const uint32_t delay = opts_.step_delay_ms;
+  const NodeId peer = r.peer.id;
+  const int64_t E = model_->hparams().n_embd;
+  auto pgrad = std::make_shared<std::vector<float>>(t.prompts ? t.prompts->size() : 0, 0.0f);
+  enqueue(
+      [t, model, pool, delay, pgrad] {
+        if (delay) uv_sleep(delay);
+        llama_span_backward_batch(*model, t.a, t.b, t.x->data.data(), t.grad->data.data(), t.x->batch, t.x->n,
+                                  t.prompts ? t.prompts->data() : nullptr, t.P,
+                                  t.prompts ? pgrad->data() : nullptr, *pool);
+      },
+      [this, t, resp, peer, pgrad, E](const std::string& err) mutable {
+        if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
+        if (!err.empty()) {
+          resp.fail(ErrorCode::kInternal, err);
+          return;
+        }
+        stats_.backwards++;
+        const HiddenBatch& g = *t.grad;
+        Buf b;
+        Packer pk(b);
+        pk.pack_map(t.prompts ? 2 : 1);
+        pack_str(pk, "grad"), pack_batch(pk, g.dtype, g.data.data(), g.batch, g.n, E);
+        if (t.prompts) {
+          // Prompt gradients are sums over the batch: always f32.
+          pack_str(pk, "prompts_grad");
+          pack_tensor(pk, DType::F32, {t.b - t.a, t.P, E}, pgrad->data(), pgrad->size() * sizeof(float));
+        }
+        resp.respond(b.s);
+      },
+      true);
+}
+
+void BlockServer::enqueue(std::function<void()> work, std::function<void(const std::string&)> after, bool training) {
   auto j = std::make_unique<Job>();
   j->work = std::move(work);
   j->after = std::move(after);
   j->alive = alive_;
   j->server = this;
-  jobs_.push_back(std::move(j));
+  (training ? train_jobs_ : jobs_).push_back(std::move(j));
   start_next();
 }
 
 void BlockServer::start_next() {
-  if (running_ || jobs_.empty()) return;
-  Job* j = jobs_.front().release();
-  jobs_.pop_front();
+  if (running_ || (jobs_.empty() && train_jobs_.empty())) return;
+  auto& q = jobs_.empty() ? train_jobs_ : jobs_;
+  Job* j = q.front().release();
+  q.pop_front();
   running_ = true;
   j->req.data = j;
   uv_queue_work(

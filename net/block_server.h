@@ -5,9 +5,13 @@
 //                   time for room, then fails "overloaded")
 //   blocks.step     hidden states of the next positions in, the span's outputs out
 //   blocks.close    ends a session, returns its memory
-//   blocks.forward  stateless forward of a batch
+//   blocks.forward  stateless training forward of a batch of sequences
+//   blocks.backward stateless backward: the span's inputs and the gradient of its
+//                   outputs in, the gradient of its inputs (and of deep prompts) out
 // Compute runs on a libuv worker thread, one job at a time, so the loop keeps
-// answering (pings, DHT, other sessions' errors) while a step runs. Every bad
+// answering (pings, DHT, other sessions' errors) while a step runs. Inference
+// steps go before queued forward/backward jobs, so chat stays responsive while
+// others train. Every bad
 // request gets an error reply; nothing a peer sends can make us allocate more
 // than the budget: sessions come out of --cache-tokens, a peer may hold at
 // most max_sessions_per_peer of them, and a step carries at most max_batch
@@ -33,7 +37,9 @@ struct BlockServerOptions {
   int max_sessions = 64;
   int max_sessions_per_peer = 8;
   int64_t max_length = 0;             // longest session; 0 = the model's context
-  int64_t max_batch = 2048;           // positions per step / forward
+  int64_t max_batch = 2048;           // positions per step / forward / backward (of a whole batch)
+  int max_train_jobs = 32;            // forward/backward requests queued at once (then "overloaded")
+  int max_train_jobs_per_peer = 4;
   uint32_t max_wait_ms = 10000;       // the longest a client may wait for cache room
   uint32_t step_timeout_ms = 120000;  // a session with no step for this long is closed
   uint32_t session_timeout_ms = 3600000;
@@ -60,7 +66,7 @@ class BlockServer {
   // KV positions (of the whole span) still free.
   int64_t cache_tokens_left() const;
   size_t session_count() const { return sessions_.size(); }
-  bool busy() const { return running_ || !jobs_.empty(); }
+  bool busy() const { return running_ || !jobs_.empty() || !train_jobs_.empty(); }
   // Closes the sweep timer and every session; the loop may then exit once a running job ends.
   void stop();
 
@@ -68,7 +74,7 @@ class BlockServer {
   std::function<void()> on_cache_change;
 
   struct Stats {
-    uint64_t opened = 0, closed = 0, expired = 0, steps = 0, forwards = 0, errors = 0, waited = 0;
+    uint64_t opened = 0, closed = 0, expired = 0, steps = 0, forwards = 0, backwards = 0, errors = 0, waited = 0;
   };
   const Stats& stats() const { return stats_; }
 
@@ -82,12 +88,17 @@ class BlockServer {
   void handle_step(Request& r);
   void handle_close(Request& r);
   void handle_forward(Request& r);
+  void handle_backward(Request& r);
+  struct TrainRequest;
+  // Parses and checks a forward/backward request; false after replying with the error.
+  bool parse_train_request(Request& r, bool backward, TrainRequest& t);
   bool try_open(const Waiter& w);
   void admit_waiters();
   void end_session(uint64_t id, const char* why);
   void sweep();
   void fail(Request& r, ErrorCode code, const std::string& msg);
-  void enqueue(std::function<void()> work, std::function<void(const std::string&)> after);
+  // `training` jobs wait behind every queued inference step.
+  void enqueue(std::function<void()> work, std::function<void(const std::string&)> after, bool training = false);
   void start_next();
   int64_t units_per_token() const { return last() - first(); }
 
@@ -98,7 +109,9 @@ class BlockServer {
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   std::deque<Waiter> waiters_;
   int64_t used_units_ = 0;  // block-positions held by sessions
-  std::deque<std::unique_ptr<Job>> jobs_;
+  std::deque<std::unique_ptr<Job>> jobs_;        // inference steps
+  std::deque<std::unique_ptr<Job>> train_jobs_;  // forward / backward
+  std::map<NodeId, int> train_jobs_of_;          // queued or running, per peer
   bool running_ = false;
   uv_timer_t* sweep_timer_ = nullptr;
   bool stopped_ = false;

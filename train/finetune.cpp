@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <random>
 
 #include "core/error.h"
@@ -52,18 +53,23 @@ std::vector<Window> heldout_windows(const TextData& data, int64_t seqlen, int64_
   return out;
 }
 
-double evaluate(const LlamaModel& m, const LmHead& head, const Adapter& ad, const std::vector<Window>& windows,
-                ThreadPool& pool) {
-  CrossEntropyResult r = adapter_loss_and_grad(m, head, ad, windows, 0.0f, nullptr, pool);
+LossFn local_loss(const LlamaModel& m, ThreadPool& pool) {
+  auto head = std::make_shared<LmHead>(LmHead::from_model(m));
+  return [&m, &pool, head](const Adapter& ad, const std::vector<Window>& w, float scale, float* grad) {
+    return adapter_loss_and_grad(m, *head, ad, w, scale, grad, pool);
+  };
+}
+
+double evaluate(const LossFn& loss, const Adapter& ad, const std::vector<Window>& windows) {
+  CrossEntropyResult r = loss(ad, windows, 0.0f, nullptr);
   return r.n_scored ? r.loss_sum / (double)r.n_scored : 0.0;
 }
 
 void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, AdamWState& opt,
-                      const FinetuneConfig& cfg, ThreadPool& pool, const std::function<void(const StepReport&)>& on_step) {
+                      const FinetuneConfig& cfg, const LossFn& loss, const std::function<void(const StepReport&)>& on_step) {
   if (cfg.steps <= 0 || cfg.batch <= 0 || cfg.seqlen <= 1) throw Error("--steps, --batch must be > 0, --seqlen > 1");
   if (ad.n_prefix + cfg.seqlen > m.hparams().n_ctx_train)
     throw Error("--prefix + --seqlen exceeds the model's context (" + std::to_string(m.hparams().n_ctx_train) + ")");
-  const LmHead head = LmHead::from_model(m);
   const std::vector<Window> held = heldout_windows(data, cfg.seqlen, cfg.eval_windows);
   const int64_t warmup = cfg.warmup >= 0 ? cfg.warmup : cfg.steps / 10;
   using clock = std::chrono::steady_clock;
@@ -71,7 +77,7 @@ void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, Ad
 
   StepReport first;
   first.step = opt.t, first.steps = cfg.steps;
-  if (!held.empty()) first.has_eval = true, first.eval_loss = evaluate(m, head, ad, held, pool);
+  if (!held.empty()) first.has_eval = true, first.eval_loss = evaluate(loss, ad, held);
   if (on_step) on_step(first);
 
   std::vector<float> grad((size_t)ad.size());
@@ -82,7 +88,7 @@ void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, Ad
     for (const Window& w : batch) n_targets += (int64_t)w.targets.size();
     std::fill(grad.begin(), grad.end(), 0.0f);
     // The gradient of the MEAN loss over the batch's tokens.
-    CrossEntropyResult r = adapter_loss_and_grad(m, head, ad, batch, 1.0f / (float)n_targets, grad.data(), pool);
+    CrossEntropyResult r = loss(ad, batch, 1.0f / (float)n_targets, grad.data());
     StepReport rep;
     rep.step = step + 1, rep.steps = cfg.steps;
     rep.loss = r.loss_sum / (double)r.n_scored;
@@ -95,7 +101,7 @@ void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, Ad
     rep.elapsed = std::chrono::duration<double>(t1 - t_begin).count();
     const bool last = step + 1 == cfg.steps;
     if (!held.empty() && (last || (cfg.eval_every > 0 && (step + 1) % cfg.eval_every == 0)))
-      rep.has_eval = true, rep.eval_loss = evaluate(m, head, ad, held, pool);
+      rep.has_eval = true, rep.eval_loss = evaluate(loss, ad, held);
     if (on_step) on_step(rep);
   }
 }

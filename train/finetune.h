@@ -52,14 +52,21 @@ struct StepReport {
   double eval_loss = 0;
 };
 
+// Σ loss of the adapter over a batch of windows, and (grad non-null) the gradient
+// of grad_scale·Σloss accumulated into grad: adapter_loss_and_grad on the local
+// model, or swarm_adapter_loss_and_grad through the swarm.
+using LossFn = std::function<CrossEntropyResult(const Adapter& ad, const std::vector<Window>& windows,
+                                                float grad_scale, float* grad)>;
+LossFn local_loss(const LlamaModel& m, ThreadPool& pool);
+
 // Mean held-out loss of the adapter.
-double evaluate(const LlamaModel& m, const LmHead& head, const Adapter& ad, const std::vector<Window>& windows,
-                ThreadPool& pool);
+double evaluate(const LossFn& loss, const Adapter& ad, const std::vector<Window>& windows);
 
 // Trains `ad` from opt.t (0, or where a resumed state left off) up to cfg.steps.
-// `on_step` is called after every step (and once before the first with step = opt.t
-// and only the evaluation filled in).
+// `m` gives the hyper-parameters (its blocks need not be loaded when `loss` runs
+// them elsewhere). `on_step` is called after every step (and once before the
+// first with step = opt.t and only the evaluation filled in).
 void finetune_adapter(const LlamaModel& m, const TextData& data, Adapter& ad, AdamWState& opt,
-                      const FinetuneConfig& cfg, ThreadPool& pool, const std::function<void(const StepReport&)>& on_step);
+                      const FinetuneConfig& cfg, const LossFn& loss, const std::function<void(const StepReport&)>& on_step);
 
 }  // namespace engine::train

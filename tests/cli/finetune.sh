@@ -53,7 +53,7 @@ check "finetune lora on a SpQR model" test -s "$TMP/spqr-lora.gguf"
 check "generate --adapter on a SpQR model" test $? -eq 0
 expect_fail "bad lora target" "unknown LoRA target" "$ENGINE" finetune -m "$M" --data "$D" --mode lora --lora-targets q,x -o "$TMP/x.gguf"
 
-expect_fail "swarm not built yet" "not built yet" "$ENGINE" finetune -m "$M" --data "$D" --swarm --initial-peers 127.0.0.1:1 -o "$TMP/x.gguf"
+expect_fail "--swarm without peers" "needs --initial-peers" "$ENGINE" finetune -m "$M" --data "$D" --swarm -o "$TMP/x.gguf"
 expect_fail "unknown mode" "unknown adapter mode" "$ENGINE" finetune -m "$M" --data "$D" --mode foo -o "$TMP/x.gguf"
 printf 'tiny' >"$TMP/tiny.txt"
 expect_fail "text too short" "fewer than --seqlen" "$ENGINE" finetune -m "$M" --data "$TMP/tiny.txt" -o "$TMP/x.gguf"

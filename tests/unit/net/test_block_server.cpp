@@ -3,9 +3,12 @@
 // the server keeps serving afterwards.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "loop_util.h"
+#include "models/llama_backward.h"
 #include "net/block_server.h"
 #include "net/hidden_wire.h"
 
@@ -25,6 +28,7 @@ struct BlockServerTest : ::testing::Test {
   std::unique_ptr<BlockServer> server;
   std::string addr;
   int64_t E = 0;
+  uint32_t delay_ms = 0;  // set by fixtures of slow servers
 
   void SetUp() override {
     if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "no " << kModel;
@@ -42,6 +46,7 @@ struct BlockServerTest : ::testing::Test {
     o.model_name = "stories";
     o.cache_tokens = 64;
     o.max_sessions_per_peer = 3;
+    o.step_delay_ms = delay_ms;
     server = std::make_unique<BlockServer>(*srv_rpc, m, *pool, o);
   }
   void TearDown() override {
@@ -216,20 +221,181 @@ TEST_F(BlockServerTest, CacheBudgetIsEnforcedAndReturned) {
   EXPECT_NE(r4.message.find("too many sessions"), std::string::npos) << r4.message;
 }
 
-TEST_F(BlockServerTest, StatelessForward) {
-  auto h = hidden(4, 3);
+// The training RPCs' request: blocks [a, b), hidden [B][n][E] (and grad, prompts).
+std::string train_args(int64_t a, int64_t b, const std::vector<float>& h, int64_t B, int64_t n, int64_t E,
+                       const std::vector<float>* grad = nullptr, const std::vector<float>* prompts = nullptr,
+                       int64_t P = 0) {
   Buf x;
   Packer pk(x);
-  pk.pack_map(3);
-  pack_str(pk, "first"), pk.pack_int64(1);
-  pack_str(pk, "last"), pk.pack_int64(4);
-  pack_str(pk, "hidden"), pack_hidden(pk, DType::F32, h.data(), 4, E);
+  pk.pack_map(3 + (grad ? 1 : 0) + (prompts ? 1 : 0));
+  pack_str(pk, "first"), pk.pack_int64(a);
+  pack_str(pk, "last"), pk.pack_int64(b);
+  pack_str(pk, "hidden"), pack_batch(pk, DType::F32, h.data(), B, n, E);
+  if (grad) pack_str(pk, "grad"), pack_batch(pk, DType::F32, grad->data(), B, n, E);
+  if (prompts) {
+    pack_str(pk, "prompts");
+    pack_tensor(pk, DType::F32, {b - a, P, E}, prompts->data(), prompts->size() * sizeof(float));
+  }
+  return x.s;
+}
+
+std::vector<float> field_floats(const std::string& res, const char* name) {
+  auto oh = unpack_untrusted(res.data(), res.size());
+  TensorView t = unpack_tensor(need_field(oh.get(), name));
+  EXPECT_EQ(t.dtype, DType::F32);
+  std::vector<float> v(t.data.size() / sizeof(float));
+  std::memcpy(v.data(), t.data.data(), t.data.size());
+  return v;
+}
+
+// Stateless forward is the training forward (f32 activations, each sequence its
+// own causal window), with deep prompts added before each block.
+TEST_F(BlockServerTest, StatelessForwardEqualsTheTrainingForward) {
+  const int64_t B = 2, n = 5, P = 2;
+  auto h = hidden(B * n, 3);
+  auto prompts = hidden(3 * P, 9);
   std::string res;
-  ASSERT_TRUE(call("blocks.forward", x.s, &res).ok());
+  ASSERT_TRUE(call("blocks.forward", train_args(1, 4, h, B, n, E, nullptr, &prompts, P), &res).ok());
+  std::vector<float> got = field_floats(res, "hidden");
+  LlamaLoadOptions lo;
+  lo.first_block = 1, lo.last_block = 4, lo.embeddings = false, lo.head = false;
+  auto local = LlamaModel::load(file, lo);
+  ThreadPool lp(1);
+  std::vector<float> want = h;
+  DeepPrompts deep{prompts.data(), P, nullptr};
+  for (int64_t i = 0; i < B; i++) llama_span_forward_train(*local, 1, 4, want.data() + i * n * E, n, lp, nullptr, &deep);
+  EXPECT_EQ(got, want);
+  // One sequence as [n][E] works too, and a sub-span.
+  ASSERT_TRUE(call("blocks.forward", [&] {
+                Buf x;
+                Packer pk(x);
+                pk.pack_map(3);
+                pack_str(pk, "first"), pk.pack_int64(2);
+                pack_str(pk, "last"), pk.pack_int64(3);
+                pack_str(pk, "hidden"), pack_hidden(pk, DType::F32, h.data(), n, E);
+                return x.s;
+              }(), &res).ok());
+  want.assign(h.begin(), h.begin() + n * E);
+  llama_span_forward_train(*local, 2, 3, want.data(), n, lp);
+  EXPECT_EQ(field_floats(res, "hidden"), want);
+}
+
+// Stateless backward returns the span's input gradient and the deep prompts'
+// gradient summed over the batch: what the local span backward computes.
+TEST_F(BlockServerTest, StatelessBackwardEqualsTheLocalBackward) {
+  const int64_t B = 3, n = 4, P = 2;
+  auto h = hidden(B * n, 1);
+  auto g = hidden(B * n, 5);
+  auto prompts = hidden(3 * P, 7);
+  std::string res;
+  Reply r = call("blocks.backward", train_args(1, 4, h, B, n, E, &g, &prompts, P), &res);
+  ASSERT_TRUE(r.ok()) << r.message;
+  LlamaLoadOptions lo;
+  lo.first_block = 1, lo.last_block = 4, lo.embeddings = false, lo.head = false;
+  auto local = LlamaModel::load(file, lo);
+  ThreadPool lp(1);
+  std::vector<float> dx = g, pg(prompts.size(), 0.0f);
+  for (int64_t i = 0; i < B; i++) {
+    std::vector<float> pgi(prompts.size(), 0.0f);
+    DeepPrompts deep{prompts.data(), P, pgi.data()};
+    llama_span_backward_from_input(*local, 1, 4, h.data() + i * n * E, dx.data() + i * n * E, n, lp, &deep);
+    for (size_t k = 0; k < pg.size(); k++) pg[k] += pgi[k];
+  }
+  EXPECT_EQ(field_floats(res, "grad"), dx);
+  EXPECT_EQ(field_floats(res, "prompts_grad"), pg);
+  EXPECT_EQ(server->stats().backwards, 1u);
+}
+
+TEST_F(BlockServerTest, BadTrainingRequestsGetErrors) {
+  const int64_t B = 2, n = 3;
+  auto h = hidden(B * n, 2);
+  auto g = hidden(B * n, 4);
+  auto short_g = hidden(n, 4);
+  auto prompts = hidden(3 * 2, 7);
+  // Missing grad; grad of another shape; prompts with the wrong block count or longer than n.
+  EXPECT_EQ(call("blocks.backward", train_args(1, 4, h, B, n, E)).code, ErrorCode::kBadRequest);
+  {
+    Buf x;
+    Packer pk(x);
+    pk.pack_map(4);
+    pack_str(pk, "first"), pk.pack_int64(1);
+    pack_str(pk, "last"), pk.pack_int64(4);
+    pack_str(pk, "hidden"), pack_batch(pk, DType::F32, h.data(), B, n, E);
+    pack_str(pk, "grad"), pack_batch(pk, DType::F32, short_g.data(), 1, n, E);
+    Reply r = call("blocks.backward", x.s);
+    EXPECT_EQ(r.code, ErrorCode::kBadRequest);
+    EXPECT_NE(r.message.find("differ in shape"), std::string::npos) << r.message;
+  }
+  EXPECT_EQ(call("blocks.forward", train_args(1, 3, h, B, n, E, nullptr, &prompts, 2)).code, ErrorCode::kBadRequest);
+  auto long_prompts = hidden(3 * 4, 7);
+  EXPECT_EQ(call("blocks.forward", train_args(1, 4, h, B, n, E, nullptr, &long_prompts, 4)).code,
+            ErrorCode::kBadRequest);
+  // Blocks not served; a rank-4 tensor; more positions than a request may carry (2048).
+  EXPECT_EQ(call("blocks.forward", train_args(0, 4, h, B, n, E)).code, ErrorCode::kNotFound);
+  {
+    Buf x;
+    Packer pk(x);
+    pk.pack_map(3);
+    pack_str(pk, "first"), pk.pack_int64(1);
+    pack_str(pk, "last"), pk.pack_int64(4);
+    pack_str(pk, "hidden"), pack_tensor(pk, DType::F32, {1, B, n, E}, h.data(), h.size() * 4);
+    EXPECT_EQ(call("blocks.forward", x.s).code, ErrorCode::kBadRequest);
+  }
+  {
+    std::vector<float> big((size_t)(1025 * 2 * E), 0.0f);
+    Reply r = call("blocks.forward", train_args(1, 4, big, 1025, 2, E));
+    EXPECT_EQ(r.code, ErrorCode::kBadRequest);
+  }
+  // Still serving.
+  EXPECT_TRUE(call("blocks.backward", train_args(1, 4, h, B, n, E, &g)).ok());
+}
+
+struct SlowBlockServerTest : BlockServerTest {
+  SlowBlockServerTest() { delay_ms = 200; }
+};
+
+// Inference steps overtake queued forward/backward jobs: a step sent after four
+// backward requests finishes right after the one already running.
+TEST_F(SlowBlockServerTest, InferenceStepsGoBeforeQueuedTraining) {
+  const int64_t n = 2;
+  auto h = hidden(n, 2);
   uint64_t s = open(1, 4, 8);
-  std::string res2;
-  ASSERT_TRUE(call("blocks.step", step_args(s, h, 4), &res2).ok());
-  auto o1 = unpack_untrusted(res.data(), res.size());
-  auto o2 = unpack_untrusted(res2.data(), res2.size());
-  EXPECT_EQ(unpack_tensor(need_field(o1.get(), "hidden")).data, unpack_tensor(need_field(o2.get(), "hidden")).data);
+  ASSERT_NE(s, 0u);
+  std::vector<std::string> finished;
+  int pending = 0;
+  auto send = [&](const std::string& method, std::string args, const std::string& name) {
+    pending++;
+    cli->call(addr, method, std::move(args), 10000, [&, name](const Reply& r) {
+      EXPECT_TRUE(r.ok()) << name << ": " << r.message;
+      finished.push_back(name);
+      pending--;
+    });
+  };
+  for (int i = 0; i < 4; i++) send("blocks.backward", train_args(1, 4, h, 1, n, E, &h), "backward" + std::to_string(i));
+  // Let the four arrive (the first starts running), then the step.
+  run_until(&loop, [&] { return server->busy(); });
+  run_until(&loop, [] { return false; }, 20);
+  send("blocks.step", step_args(s, h, n), "step");
+  ASSERT_TRUE(run_until(&loop, [&] { return pending == 0; }, 20000));
+  ASSERT_EQ(finished.size(), 5u);
+  const auto at = std::find(finished.begin(), finished.end(), "step") - finished.begin();
+  EXPECT_LE(at, 1) << "the step waited behind queued training jobs";
+}
+
+// A peer may queue only a few training jobs: more are refused as overloaded.
+TEST_F(SlowBlockServerTest, QueuedTrainingIsBoundedPerPeer) {
+  const int64_t n = 2;
+  auto h = hidden(n, 2);
+  int ok = 0, overloaded = 0, pending = 0;
+  for (int i = 0; i < 7; i++) {
+    pending++;
+    cli->call(addr, "blocks.forward", train_args(1, 4, h, 1, n, E), 10000, [&](const Reply& r) {
+      if (r.ok()) ok++;
+      else if (r.code == ErrorCode::kOverloaded) overloaded++;
+      pending--;
+    });
+  }
+  ASSERT_TRUE(run_until(&loop, [&] { return pending == 0; }, 20000));
+  EXPECT_EQ(ok, 4);  // max_train_jobs_per_peer
+  EXPECT_EQ(overloaded, 3);
 }

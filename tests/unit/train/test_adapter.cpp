@@ -114,7 +114,7 @@ TEST(Adapter, SaveLoadAndResumeExactly) {
 
   Adapter straight = Adapter::init(*m.model, AdapterMode::DeepPTune, 2, 1);
   AdamWState o1;
-  finetune_adapter(*m.model, data, straight, o1, cfg, pool, nullptr);
+  finetune_adapter(*m.model, data, straight, o1, cfg, local_loss(*m.model, pool), nullptr);
 
   // Interrupted after step 3 (same horizon: the schedule depends on it), saved,
   // loaded and resumed: schedule, batches and moments all carry over.
@@ -122,7 +122,7 @@ TEST(Adapter, SaveLoadAndResumeExactly) {
     Adapter a = Adapter::init(*m.model, AdapterMode::DeepPTune, 2, 1);
     AdamWState o;
     try {
-      finetune_adapter(*m.model, data, a, o, cfg, pool, [&](const StepReport& r) {
+      finetune_adapter(*m.model, data, a, o, cfg, local_loss(*m.model, pool), [&](const StepReport& r) {
         if (r.step == 3) throw 3;
       });
     } catch (int) {
@@ -139,7 +139,7 @@ TEST(Adapter, SaveLoadAndResumeExactly) {
   Adapter again = Adapter::load(path, m.model->hparams(), &o4);
   EXPECT_EQ(again.mode, AdapterMode::DeepPTune);
   EXPECT_EQ(o4.t, 3);
-  finetune_adapter(*m.model, data, again, o4, cfg, pool, nullptr);
+  finetune_adapter(*m.model, data, again, o4, cfg, local_loss(*m.model, pool), nullptr);
   EXPECT_EQ(o4.t, 6);
   ASSERT_EQ(again.params.size(), straight.params.size());
   for (size_t i = 0; i < again.params.size(); i++) EXPECT_NEAR(again.params[i], straight.params[i], 1e-6);
@@ -174,7 +174,7 @@ TEST(Adapter, ShortRunLowersHeldOutLoss) {
   Adapter ad = make(*m.model, mode, 8, 1);
   AdamWState opt;
   double first = -1, last = -1;
-  finetune_adapter(*m.model, data, ad, opt, cfg, pool, [&](const StepReport& r) {
+  finetune_adapter(*m.model, data, ad, opt, cfg, local_loss(*m.model, pool), [&](const StepReport& r) {
     if (!r.has_eval) return;
     if (first < 0) first = r.eval_loss;
     last = r.eval_loss;
