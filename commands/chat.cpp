@@ -7,6 +7,7 @@
 #include <iostream>
 #include <string>
 
+#include "commands/adapter_flags.h"
 #include "commands/model_flags.h"
 #include "commands/swarm_flags.h"
 #include "core/cli.h"
@@ -25,6 +26,7 @@ static int cmd_chat(int argc, char** argv) {
   ModelFlags mf;
   SamplingFlags sf;
   SwarmFlags swf;
+  AdapterFlag adapter;
   std::string system_prompt;
   int n_predict = 256;
   bool no_template = false;
@@ -35,19 +37,30 @@ static int cmd_chat(int argc, char** argv) {
   p.add("-n,--n-predict", "N", "most tokens per reply", &n_predict);
   p.add("--system", "TEXT", "system message (templated models)", &system_prompt);
   p.flag("--no-template", "ignore the model's chat template: plain continuation", &no_template);
+  adapter.add_to(p);
   swf.add_to(p, true);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
     if (!swf.enabled()) {
       LoadedModel m = load_model(mf.model);
       ThreadPool pool(mf.threads);
+      if (adapter.given()) {
+        train::Adapter ad = adapter.load(*m.model);
+        train::AdapterRunner runner(*m.model, ad, choose_context(m.model->hparams(), mf.ctx) + ad.n_prefix, pool,
+                                    mf.kv_type());
+        return chat_with(runner, m, sf, system_prompt, n_predict, no_template);
+      }
       LocalRunner runner(*m.model, choose_context(m.model->hparams(), mf.ctx), pool, mf.kv_type());
       return chat_with(runner, m, sf, system_prompt, n_predict, no_template);
     }
     LoadedModel m = load_model(mf.model, SwarmFlags::client_load_options());
     ThreadPool pool(mf.threads);
     auto client = swf.connect(*m.model, mf.model);
+    train::Adapter ad;
+    if (adapter.given()) ad = adapter.load(*m.model);
+    // Servers hold at most the model's context: an adapter's prefix takes part of it.
     net::SwarmRunner runner(*m.model, *client, choose_context(m.model->hparams(), mf.ctx), pool);
+    if (adapter.given()) AdapterFlag::apply_to_swarm(runner, ad);
     int rc = chat_with(runner, m, sf, system_prompt, n_predict, no_template);
     swf.report(*client);
     return rc;

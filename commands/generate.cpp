@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 
+#include "commands/adapter_flags.h"
 #include "commands/model_flags.h"
 #include "commands/swarm_flags.h"
 #include "core/cli.h"
@@ -26,7 +27,7 @@ static int cmd_generate(int argc, char** argv) {
   int n_predict = 128;
   bool ids = false;
   SwarmFlags swf;
-  std::string adapter;
+  AdapterFlag adapter;
   ArgParser p("generate", "Generate text from a prompt with a local model (or, with --swarm, through servers "
                           "that hold its blocks), streaming it to stdout.");
   mf.add_to(p);
@@ -34,7 +35,7 @@ static int cmd_generate(int argc, char** argv) {
   p.add("-n,--n-predict", "N", "number of tokens to generate", &n_predict);
   sf.add_to(p);
   p.flag("--ids", "print the generated token ids on one line instead of text", &ids);
-  p.add("--adapter", "FILE", "prompt-tuning adapter written by engine finetune (local runs)", &adapter);
+  adapter.add_to(p);
   swf.add_to(p, true);
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
@@ -42,9 +43,9 @@ static int cmd_generate(int argc, char** argv) {
     if (!swf.enabled()) {
       LoadedModel m = load_model(mf.model);
       ThreadPool pool(mf.threads);
-      if (!adapter.empty()) {
+      if (adapter.given()) {
         // The adapter's prefix sits in the cache ahead of the prompt: the context grows by it.
-        train::Adapter ad = train::Adapter::load(adapter, m.model->hparams());
+        train::Adapter ad = adapter.load(*m.model);
         train::AdapterRunner runner(*m.model, ad, choose_context(m.model->hparams(), mf.ctx) + ad.n_prefix, pool,
                                    mf.kv_type());
         return generate_with(runner, m, sf, prompt, n_predict, ids);
@@ -52,7 +53,6 @@ static int cmd_generate(int argc, char** argv) {
       LocalRunner runner(*m.model, choose_context(m.model->hparams(), mf.ctx), pool, mf.kv_type());
       return generate_with(runner, m, sf, prompt, n_predict, ids);
     }
-    if (!adapter.empty()) throw Error("--adapter with --swarm is not built yet: run locally");
     // Swarm: only the embeddings, the head and the tokenizer are loaded here.
     LoadedModel m = load_model(mf.model, swf.client_load_options());
     ThreadPool pool(mf.threads);
@@ -60,8 +60,12 @@ static int cmd_generate(int argc, char** argv) {
     // The session holds the prompt and every generated token.
     std::vector<int32_t> probe = m.tokenizer->encode(prompt, true);
     int64_t need = std::max<int64_t>(1, (int64_t)probe.size()) + n_predict;
-    int64_t n_ctx = std::min<int64_t>(choose_context(m.model->hparams(), mf.ctx), need);
+    train::Adapter ad;
+    if (adapter.given()) ad = adapter.load(*m.model);
+    // Servers hold at most the model's context: an adapter's prefix takes part of it.
+    int64_t n_ctx = std::min<int64_t>(choose_context(m.model->hparams(), mf.ctx), need + ad.n_prefix);
     net::SwarmRunner runner(*m.model, *client, n_ctx, pool);
+    if (adapter.given()) AdapterFlag::apply_to_swarm(runner, ad);
     int rc = generate_with(runner, m, sf, prompt, n_predict, ids);
     swf.report(*client);
     return rc;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/ops.h"
 #include "models/llama_backward.h"
 #include "net/hidden_wire.h"
 
@@ -246,6 +247,20 @@ void BlockServer::handle_step(Request& r) {
       return fail(r, ErrorCode::kBadRequest, "too long: session holds " + std::to_string(s->max_length) +
                                                  " positions, " + std::to_string(s->cache->n_past) + " used, step brings " +
                                                  std::to_string(n));
+    // Deep prompts (an adapter's per-block prompts): added to this step's first k
+    // rows before each block, as in training.
+    auto prompts = std::make_shared<std::vector<float>>();
+    int64_t k = 0;
+    if (auto* f = find_field(r.args, "prompts")) {
+      TensorView pv = unpack_tensor(*f);
+      if (pv.shape.size() != 3 || pv.shape[0] != s->last - s->first || pv.shape[2] != n_embd || pv.shape[1] < 1 ||
+          pv.shape[1] > n)
+        return fail(r, ErrorCode::kBadRequest,
+                    "prompts must have shape [" + std::to_string(s->last - s->first) + ", k, " +
+                        std::to_string(n_embd) + "] with 1 <= k <= " + std::to_string(n));
+      k = pv.shape[1];
+      *prompts = unpack_batch(pv, n_embd, (s->last - s->first) * k).data;
+    }
     s->busy = true;
     s->last_used_ms = rpc_.now_ms();
     DType out_dtype = t.dtype;
@@ -254,9 +269,17 @@ void BlockServer::handle_step(Request& r) {
     auto* pool = &pool_;
     uint32_t delay = opts_.step_delay_ms;
     enqueue(
-        [s, h, n, model, pool, delay] {
+        [s, h, n, model, pool, delay, prompts, k, n_embd] {
           if (delay) uv_sleep(delay);
-          model->forward_span(s->first, s->last, *s->cache, h->data(), n, *pool);
+          if (k == 0) {
+            model->forward_span(s->first, s->last, *s->cache, h->data(), n, *pool);
+            return;
+          }
+          for (int64_t blk = s->first; blk < s->last; blk++) {
+            cpu::add_inplace(h->data(), prompts->data() + (blk - s->first) * k * n_embd, k * n_embd);
+            llama_block_forward(model->hparams(), model->block(blk), *s->cache, blk, h->data(), n, *pool);
+          }
+          s->cache->n_past += n;
         },
             [this, s, h, n, n_embd, out_dtype, resp](const std::string& err) mutable {
               s->busy = false;

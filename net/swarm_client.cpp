@@ -149,61 +149,6 @@ bool SwarmClient::banned(const std::string& id) const {
   return it != bans_.end() && it->second.until_ms > uv_now(&loop_);
 }
 
-void SwarmClient::forward(float* hidden, int64_t n, int64_t first, int64_t last) {
-  if (servers_.empty()) refresh();
-  const int64_t E = opts_.n_embd;
-  const size_t per_pos = (size_t)E * dtype_block_bytes(opts_.wire_dtype);
-  const int64_t chunk = std::max<int64_t>(1, (int64_t)(opts_.max_request_bytes / per_pos));
-  double deadline = now_s() + opts_.give_up_s;
-  int64_t at = first;
-  while (at < last) {
-    Route r = route(at, last, RouteMode::kMaxThroughput);
-    if (r.empty()) {
-      if (now_s() > deadline)
-        throw Error("no server for blocks " + std::to_string(at) + ":" + std::to_string(last) + " of " + opts_.model);
-      sleep_ms(500);
-      refresh();
-      continue;
-    }
-    const RouteHop& h = r.front();
-    std::vector<float> out((size_t)(n * E));
-    bool ok = true;
-    std::string err;
-    for (int64_t off = 0; off < n && ok; off += chunk) {
-      int64_t m = std::min(chunk, n - off);
-      Buf b;
-      Packer pk(b);
-      pk.pack_map(4);
-      pack_str(pk, "model"), pack_str(pk, opts_.model);
-      pack_str(pk, "first"), pk.pack_int64(h.first);
-      pack_str(pk, "last"), pk.pack_int64(h.last);
-      pack_str(pk, "hidden"), pack_hidden(pk, opts_.wire_dtype, hidden + off * E, m, E);
-      std::string res;
-      Reply rep = call(h.address, "blocks.forward", b.s, opts_.step_timeout_ms, &res);
-      if (!rep.ok()) {
-        ok = false, err = reply_error(rep);
-        break;
-      }
-      try {
-        auto oh = unpack_untrusted(res.data(), res.size());
-        std::vector<float> o;
-        int64_t got = 0;
-        unpack_hidden(unpack_tensor(need_field(oh.get(), "hidden")), E, m, o, &got);
-        if (got != m) throw BadMessage("wrong number of positions");
-        std::memcpy(out.data() + off * E, o.data(), o.size() * sizeof(float));
-      } catch (const BadMessage& e) {
-        ok = false, err = std::string("bad reply: ") + e.what();
-      }
-    }
-    if (!ok) {
-      ban(h.id, err);
-      continue;  // inputs of this hop are still in `hidden`: route it again
-    }
-    std::memcpy(hidden, out.data(), out.size() * sizeof(float));
-    at = h.last;
-  }
-}
-
 // ---------------------------------------------------------------------------
 
 InferenceSession::InferenceSession(SwarmClient& client, int64_t max_length) : c_(client), max_length_(max_length) {
@@ -278,12 +223,21 @@ bool InferenceSession::open_span(Span& s, std::string* err) {
 bool InferenceSession::send_step(Span& s, float* hidden, int64_t n, int64_t position, std::string* err) {
   const auto& o = c_.options();
   const int64_t E = o.n_embd;
+  const bool with_prompts = n_prompt_ > 0 && position == 0;
+  if (with_prompts && n < n_prompt_)
+    throw Error("the first step must carry the adapter's " + std::to_string(n_prompt_) + " prefix positions");
   Buf b;
   Packer pk(b);
-  pk.pack_map(3);
+  pk.pack_map(with_prompts ? 4 : 3);
   pack_str(pk, "session"), pk.pack_uint64(s.session);
   pack_str(pk, "position"), pk.pack_int64(position);
   pack_str(pk, "hidden"), pack_hidden(pk, o.wire_dtype, hidden, n, E);
+  if (with_prompts) {
+    const int64_t blocks = s.hop.last - s.hop.first;
+    pack_str(pk, "prompts");
+    pack_tensor(pk, DType::F32, {blocks, n_prompt_, E}, prompts_.data() + s.hop.first * n_prompt_ * E,
+                (size_t)(blocks * n_prompt_ * E) * sizeof(float));
+  }
   std::string res;
   Reply r = c_.call(s.hop.address, "blocks.step", std::move(b.s), o.step_timeout_ms, &res);
   if (!r.ok()) {
@@ -367,6 +321,14 @@ std::vector<InferenceSession::Span> InferenceSession::open_chain(int64_t from, i
     }
     for (auto& s : out) close_span(s);
   }
+}
+
+void InferenceSession::set_prompts(std::vector<float> prompts, int64_t P) {
+  if (position_ > 0) throw Error("deep prompts must be set before the first step");
+  if (P < 1 || (int64_t)prompts.size() != c_.options().n_blocks * P * c_.options().n_embd)
+    throw Error("deep prompts must be [n_blocks][P][n_embd]");
+  prompts_ = std::move(prompts);
+  n_prompt_ = P;
 }
 
 void InferenceSession::step(float* hidden, int64_t n) {

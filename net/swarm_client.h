@@ -16,7 +16,7 @@
 //   SwarmClient client(opts);                        // joins the DHT
 //   InferenceSession s(client, max_length);          // route + sessions
 //   s.step(hidden, n);                               // blocks 0..L on [n][n_embd], in place
-//   client.forward(hidden, n, 0, L);                 // stateless batch (training, scoring)
+//   TrainingChain (net/swarm_training.h)             // stateless forward/backward for training
 #pragma once
 #include <uv.h>
 
@@ -68,10 +68,6 @@ class SwarmClient {
   // Route of blocks [from, to) with current knowledge (bans applied).
   Route route(int64_t from, int64_t to, RouteMode mode, int64_t cache_tokens_needed = 0);
 
-  // Stateless forward of blocks [first, last) on hidden [n][n_embd] in place,
-  // routed by throughput, retried on other servers when one fails.
-  void forward(float* hidden, int64_t n, int64_t first, int64_t last);
-
   // Failure bookkeeping (exponential backoff per server id).
   void ban(const std::string& id, const std::string& why);
   bool banned(const std::string& id) const;
@@ -122,6 +118,10 @@ class InferenceSession {
   // Runs every block on hidden [n][n_embd] (in place) for the next n positions.
   // Throws Error only when no server can be found for some blocks for give_up_s.
   void step(float* hidden, int64_t n);
+  // Deep prompts of every block, [n_blocks][P][n_embd] (an adapter's): sent with
+  // the step at position 0 (and its replays), which must carry at least P rows;
+  // each server adds its blocks' prompts to those rows. Call before the first step.
+  void set_prompts(std::vector<float> prompts, int64_t P);
   int64_t position() const { return position_; }
   int64_t max_length() const { return max_length_; }
   Route route() const;
@@ -146,6 +146,8 @@ class InferenceSession {
   SwarmClient& c_;
   int64_t max_length_;
   int64_t position_ = 0;
+  std::vector<float> prompts_;
+  int64_t n_prompt_ = 0;
   std::vector<Span> spans_;
 };
 

@@ -1,14 +1,30 @@
 #include "net/swarm_runner.h"
 
+#include "core/error.h"
+
 namespace engine::net {
 
 SwarmRunner::SwarmRunner(const LlamaModel& model, SwarmClient& client, int64_t n_ctx, ThreadPool& pool)
     : model_(model), client_(client), n_ctx_(n_ctx), pool_(pool) {}
 
+void SwarmRunner::set_prefix(std::vector<float> prefix, std::vector<float> prompts, int64_t P) {
+  if (P < 1 || (int64_t)prefix.size() != P * model_.hparams().n_embd) throw Error("adapter prefix must be [P][n_embd]");
+  if (P >= n_ctx_) throw Error("the adapter's prefix does not fit in the context (raise -c)");
+  prefix_ = std::move(prefix), prompts_ = std::move(prompts), n_prefix_ = P;
+  session_.reset();
+}
+
 const std::vector<float>& SwarmRunner::eval(const std::vector<int32_t>& tokens) {
   const auto& hp = model_.hparams();
   int64_t n = (int64_t)tokens.size();
-  if (!session_) session_ = std::make_unique<InferenceSession>(client_, n_ctx_);
+  if (!session_) {
+    session_ = std::make_unique<InferenceSession>(client_, n_ctx_);
+    if (n_prefix_ > 0) {
+      if (!prompts_.empty()) session_->set_prompts(prompts_, n_prefix_);
+      std::vector<float> x = prefix_;
+      session_->step(x.data(), n_prefix_);  // the adapter's prefix, then the tokens
+    }
+  }
   hidden_.resize((size_t)(n * hp.n_embd));
   model_.embed(tokens.data(), n, hidden_.data());
   session_->step(hidden_.data(), n);

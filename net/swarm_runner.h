@@ -15,6 +15,10 @@ class SwarmRunner {
  public:
   // `model` needs embeddings and head (blocks may be absent); n_ctx bounds the session.
   SwarmRunner(const LlamaModel& model, SwarmClient& client, int64_t n_ctx, ThreadPool& pool);
+  // A prompt-tuning adapter: `prefix` [P][n_embd] rows go ahead of every session's
+  // tokens (and count in n_past), `prompts` [n_blocks][P][n_embd] (or empty) are
+  // the deep prompts the servers add to them. Call before the first eval().
+  void set_prefix(std::vector<float> prefix, std::vector<float> prompts, int64_t P);
   // Feeds tokens at the next positions; returns logits [n_vocab] of the last one.
   const std::vector<float>& eval(const std::vector<int32_t>& tokens);
   int64_t n_past() const { return session_ ? session_->position() : 0; }
@@ -30,6 +34,8 @@ class SwarmRunner {
   ThreadPool& pool_;
   std::unique_ptr<InferenceSession> session_;
   std::vector<float> hidden_, logits_;
+  std::vector<float> prefix_, prompts_;
+  int64_t n_prefix_ = 0;
 };
 
 // Options for a client of `model` (its shape), named `name` in the DHT.

@@ -316,11 +316,22 @@ AdapterRunner::AdapterRunner(const LlamaModel& m, const Adapter& ad, int64_t n_c
       lin = cpu::Linear{};
       lin.dense = cpu::WeightView{DType::F32, rows, cols, merged_.back().data(), (size_t)cols * sizeof(float)};
     }
+  adapter_ = ad;
+  if (adapter_.mode == AdapterMode::LoRA) adapter_.params.clear();  // merged above; only the prefix is kept
+  run_prefix();
+}
+
+void AdapterRunner::reset() {
+  cache_.clear();
+  run_prefix();
+}
+
+void AdapterRunner::run_prefix() {
   // The prefix goes in as the training forward saw it: each block's deep prompt
   // is added to its input rows first.
-  if (ad.n_prefix > 0) {
-    std::vector<float> x = ad.input_rows();
-    run_blocks(x.data(), ad.n_prefix, &ad);
+  if (adapter_.n_prefix > 0) {
+    std::vector<float> x = adapter_.input_rows();
+    run_blocks(x.data(), adapter_.n_prefix, &adapter_);
   }
 }
 

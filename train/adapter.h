@@ -91,12 +91,16 @@ class AdapterRunner {
   const std::vector<float>& eval(const std::vector<int32_t>& tokens);
   int64_t n_past() const { return cache_.n_past; }
   int64_t n_ctx() const { return cache_.n_ctx; }
+  // Empties the context; the prefix is run into it again.
+  void reset();
 
  private:
+  void run_prefix();
   void run_blocks(float* x, int64_t n, const Adapter* prefix_of);
   const LlamaModel& model_;
   ThreadPool& pool_;
   KVCache cache_;
+  Adapter adapter_;  // a copy: the prefix is run again after reset()
   std::vector<LlamaBlockWeights> blocks_;
   std::vector<std::vector<float>> merged_;  // LoRA-merged f32 weights
   std::vector<float> hidden_, logits_;

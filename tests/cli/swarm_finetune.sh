@@ -36,8 +36,25 @@ check "swarm deep-ptune follows the local loss curve" same_curve "$TMP/local-dp.
 check "held-out loss goes down" awk -F, 'NR == 2 { a = $3 } END { exit !($3 < a) }' "$TMP/swarm-dp.csv"
 ft --mode ptune --swarm --initial-peers "$DHT_ADDR" -o "$TMP/swarm-pt.gguf" 2>"$TMP/swarm-pt.err"
 check "swarm ptune follows the local loss curve" same_curve "$TMP/local-pt.csv" "$TMP/swarm-pt.csv"
-out=$("$ENGINE" generate -m "$MODEL" -p "Once upon a time" -n 10 --temp 0 --adapter "$TMP/swarm-dp.gguf" 2>/dev/null)
-check "the swarm-trained adapter generates" grep -q "^Once upon a time" <<<"$out"
+# The adapters at inference, local and through the swarm (prefix rows first, deep
+# prompts added by each server): the same greedy tokens.
+for a in dp pt; do
+  gen() { timeout 60 "$ENGINE" generate -m "$MODEL" -p "Once upon a time" -n 24 --temp 0 --ids -t 1 \
+    --adapter "$TMP/swarm-$a.gguf" "$@"; }
+  want=$(gen 2>/dev/null)
+  got=$(gen --swarm --initial-peers "$DHT_ADDR" 2>"$TMP/gen-$a.err")
+  check "generate --adapter ($a): swarm == local" test -n "$want" -a "$got" = "$want"
+  [ $a = dp ] && with_dp=$want
+done
+plain=$(timeout 60 "$ENGINE" generate -m "$MODEL" -p "Once upon a time" -n 24 --temp 0 --ids -t 1 2>/dev/null)
+check "the deep-ptune adapter changes the output" test "$plain" != "$with_dp"
+chat() { printf 'Once upon a time\nThe dog' | timeout 60 "$ENGINE" chat -m "$MODEL" --temp 0 -n 16 -t 1 \
+  --adapter "$TMP/swarm-dp.gguf" "$@" 2>/dev/null; }
+want=$(chat)
+check "chat --adapter (two turns): swarm == local" test -n "$want" -a "$(chat --initial-peers "$DHT_ADDR")" = "$want"
+ft --mode lora --steps 2 -o "$TMP/lora.gguf" 2>/dev/null
+expect_fail "a LoRA adapter is refused with --swarm" "use it locally" "$ENGINE" generate -m "$MODEL" -n 4 \
+  --adapter "$TMP/lora.gguf" --swarm --initial-peers "$DHT_ADDR"
 
 # kill_during KIND: a preferred whole-model server c (slow: 300 ms per call) is
 # killed right after it receives its 3rd KIND request; the run must finish.

@@ -346,6 +346,21 @@ TEST_F(BlockServerTest, BadTrainingRequestsGetErrors) {
     Reply r = call("blocks.forward", train_args(1, 4, big, 1025, 2, E));
     EXPECT_EQ(r.code, ErrorCode::kBadRequest);
   }
+  // Deep prompts on an inference step: one per block of the session, at most n rows.
+  uint64_t sid = open(1, 4, 8);
+  auto step_with_prompts = [&](int64_t blocks, int64_t k) {
+    Buf x;
+    Packer pk(x);
+    pk.pack_map(3);
+    pack_str(pk, "session"), pk.pack_uint64(sid);
+    pack_str(pk, "hidden"), pack_hidden(pk, DType::F32, h.data(), n, E);
+    auto pr = hidden(blocks * k, 3);
+    pack_str(pk, "prompts"), pack_tensor(pk, DType::F32, {blocks, k, E}, pr.data(), pr.size() * 4);
+    return call("blocks.step", x.s).code;
+  };
+  EXPECT_EQ(step_with_prompts(2, 1), ErrorCode::kBadRequest);
+  EXPECT_EQ(step_with_prompts(3, n + 1), ErrorCode::kBadRequest);
+  EXPECT_EQ(step_with_prompts(3, 2), ErrorCode::kOk);
   // Still serving.
   EXPECT_TRUE(call("blocks.backward", train_args(1, 4, h, B, n, E, &g)).ok());
 }
