@@ -10,6 +10,7 @@
 
 #include "net/envelope.h"
 #include "net/frame.h"
+#include "net/hidden_wire.h"
 #include "net/msg.h"
 
 using namespace engine::net;
@@ -23,6 +24,23 @@ static void decode_body(const char* p, size_t n) {
       try {
         (void)unpack_tensor(*e.body);
       } catch (const BadMessage&) {
+      }
+      // Hidden states and batches as block servers read them (a small width, so
+      // the fuzzer reaches the conversions).
+      for (const char* name : {"hidden", "grad", "prompts"}) {
+        auto* f = find_field(*e.body, name);
+        if (!f) continue;
+        try {
+          TensorView t = unpack_tensor(*f);
+          std::vector<float> h;
+          int64_t n = 0;
+          try {
+            unpack_hidden(t, 4, 2048, h, &n);
+          } catch (const BadMessage&) {
+          }
+          (void)unpack_batch(t, 4, 2048);
+        } catch (const BadMessage&) {
+        }
       }
       if (auto* f = find_field(*e.body, "key")) (void)as_bytes(*f, "key");
       (void)object_to_text(*e.body, 512);
