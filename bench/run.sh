@@ -28,6 +28,27 @@ print('%-6s %12.1f %12.2f %14.2f %14.2f %9.1f%%' % (sys.argv[1], r['prefill_tok_
 PY
 done
 
+# Issue 7: training tokens/s of a 2-block span, forward only against forward +
+# backward (the server's stateless RPCs), F16 and SpQR w3 base weights, with the
+# inference forward for reference; ratios measured in the same run.
+echo
+echo "== training span (blocks [0, 2), 128 tokens), $THREADS threads"
+if [ -x build/train_bench ]; then
+  models="$dir/bench-2048-f16.gguf"
+  spqr="$dir/bench-2048-spqr3.gguf"
+  if [ -f "$spqr" ]; then
+    models="$models,$spqr"
+  else
+    # Quantizing the 352 M parameters took 951 s on 2 cores (bench/NOTES.md): too slow to do here.
+    echo "($spqr is missing: SpQR row skipped. To make it (~16 min on 2 cores):"
+    echo " $ENGINE quantize -m $dir/bench-2048-f16.gguf --calib ../shared/data/stories260K-calib.txt" \
+         "--nsamples 8 --seqlen 128 --head-type q8_0 -t 2 -o $spqr)"
+  fi
+  build/train_bench -m "$models" -t "$THREADS" -r 3 2>/dev/null
+else
+  echo "(build/train_bench is not built: make build)"
+fi
+
 if [ -x build/kernels ]; then
   echo
   echo "== CPU kernels"

@@ -1,11 +1,23 @@
-// Products with SpQR weights, computed from the packed form (no dense copy):
-// activations are gathered into the stored (permuted) column order once per
-// call, each group's codes are unpacked in registers and dotted with them, the
-// statistics are applied once per group, and outliers are added sparsely.
+// Products with SpQR weights, computed from the packed form (no dense copy of the
+// matrix). Two ways, by the number of tokens:
 //
-//   y[t][r] = Σ_g scale_rg · (Σ_j code_rgj · xp[t][g,j] − zero_rg · Σ_j xp[t][g,j])  + outliers
+// - Few tokens (decode; forward below 4 tokens): activations are gathered into the
+//   stored (permuted) column order once per call, each group's codes are unpacked
+//   in registers and dotted with them, the statistics are applied once per group,
+//   and outliers are added sparsely:
+//     y[t][r] = Σ_g scale_rg · (Σ_j code_rgj · xp[t][g,j] − zero_rg · Σ_j xp[t][g,j])  + outliers
+// - Many tokens (prefill, training; and every transposed product): a GEMM. A panel
+//   of the weights (rows × columns that stay in L1/L2) is dequantized to f32, with
+//   the outliers written in as their exact values, and a register-blocked FMA tile
+//   runs over it for all tokens, as the dense GEMM does with its converted panels.
+//   Each weight is dequantized once per call (per 256/192 tokens): ~1.2 cycles per
+//   weight, ~15-20% of a 128-token product (bench/NOTES.md), the FMAs the rest.
+//
+// Numerics: f32 sums throughout; results equal dY·W_dequantized (or W·x) to ~1e-6
+// relative of Σ|w·x|, the summation order differing between the two ways.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/spqr.h"
 #include "core/thread_pool.h"
@@ -19,6 +31,15 @@ void spqr_matmul(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, Th
 void spqr_matmul_transposed(const SpqrLayer& w, const float* dy, int64_t n_tok, float* dx, ThreadPool& pool);
 
 namespace detail {
+
+// 64-byte aligned float scratch (a std::vector alone gives 16).
+struct AlignedFloats {
+  std::vector<float> buf;
+  float* get(size_t n) {
+    buf.resize(n + 16);
+    return (float*)(((uintptr_t)buf.data() + 63) & ~(uintptr_t)63);
+  }
+};
 
 // Everything a row kernel needs for rows [r0, r1) of one row group.
 struct SpqrRowsJob {
@@ -36,6 +57,46 @@ struct SpqrRowsJob {
 void spqr_rows_scalar(const SpqrRowsJob& job);
 // AVX2: groupsize 16 and wbits <= 4 (the SpQR configurations); others go to the scalar kernel.
 void spqr_rows_avx2(const SpqrRowsJob& job);
+
+// The transposed product over column groups [g0, g1) (one thread's share): for a
+// chunk of rows, each column group's weights are dequantized to an f32 panel
+// [rows of the chunk][groupsize] (outliers written in as their exact values), and
+// a register-blocked FMA tile (tokens × the group's columns) runs over it:
+//   acc[t][0..gs) += Σ_r dyt[r][t] · panel[r][0..gs)
+// The job writes dx[t][perm[c]] for the stored columns c of its groups, nothing else.
+struct SpqrColsJob {
+  const SpqrLayer* w;
+  const float* dyt;     // [rows][n_tok]: dY transposed
+  int64_t n_tok;
+  const int32_t* optr;  // [n_groups + 1]: the outliers of column group g are entries optr[g] .. optr[g+1)
+  const int32_t* orow;  //   their rows, ascending within a group
+  const uint16_t* ocol; //   their columns within the group
+  const uint16_t* oval; //   their values, fp16 bits (the weight itself, not a delta)
+  int64_t g0, g1;
+  float* dx;            // [n_tok][cols], original column order
+};
+void spqr_cols_scalar(const SpqrColsJob& job);
+// AVX2 / AVX-512: groupsize 16 and wbits 3 or 4; others go to the scalar kernel.
+void spqr_cols_avx2(const SpqrColsJob& job);
+void spqr_cols_avx512(const SpqrColsJob& job);
+
+// The forward product for many tokens (a GEMM): rows [r0, r1) of Y. Per block of
+// rows and chunk of stored columns, the weights are dequantized to an f32 panel
+// (outliers written in as their exact values) and a register-blocked FMA tile of
+// rows × tokens runs over it, with the gathered activations transposed (tokens
+// contiguous). AVX2 and AVX-512 only, for groupsize 16 and wbits 3 or 4
+// (spqr_gemm_avx2_supports); other layers use the row kernels.
+struct SpqrGemmJob {
+  const SpqrLayer* w;
+  const float* xt;  // [n_groups · 16][ld]: xt[c'][t] = x[t][perm c'], zero-padded (columns and tokens)
+  int64_t n_tok, ld;  // ld: n_tok rounded up to a whole vector (8 floats for AVX2, 16 for AVX-512)
+  int64_t r0, r1;
+  float* y;         // [n_tok][rows]; the job writes rows r0 .. r1
+  bool outliers_sorted;  // every row's outliers in ascending column order (what quantize writes)
+};
+bool spqr_gemm_avx2_supports(const SpqrLayer& w);  // also what spqr_gemm_avx512 supports
+void spqr_gemm_avx2(const SpqrGemmJob& job);
+void spqr_gemm_avx512(const SpqrGemmJob& job);  // ld a multiple of 16
 
 }  // namespace detail
 
