@@ -58,3 +58,9 @@ fi
 echo
 echo "== network"
 bench/net_bench.sh build
+
+if [ -f ../shared/models/stories260K.gguf ]; then
+  echo
+  echo "== fine-tuning through the swarm against local"
+  THREADS=$THREADS bench/swarm_finetune.sh "$ENGINE" ../shared
+fi
