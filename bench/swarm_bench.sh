@@ -13,14 +13,7 @@ ENGINE=${1:-./engine}
 MODEL=${2:-}
 N=${N:-32}
 THREADS=${THREADS:-2}
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
+source scripts/procs.bash
 if [ -z "$MODEL" ]; then
   MODEL=build/bench/synthetic-d2048-l8.gguf
   mkdir -p build/bench
@@ -28,11 +21,6 @@ if [ -z "$MODEL" ]; then
     --type f16 --seed 1 -o "$MODEL" >/dev/null 2>&1
 fi
 NL=$($ENGINE info -m "$MODEL" | sed -n 's/.*layers \([0-9]*\),.*/\1/p')
-wait_line() {
-  for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "swarm_bench: timed out waiting for '$2' in $1" >&2
-  exit 1
-}
 tps() { sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$1"; }
 
 $ENGINE dht --listen 127.0.0.1:0 >"$T/dht.out" 2>"$T/dht.err" &

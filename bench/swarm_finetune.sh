@@ -15,19 +15,7 @@ SHARED=${2:-../shared}
 THREADS=${THREADS:-2}
 STEPS=${STEPS:-10}
 DATA=$SHARED/data/stories260K-calib.txt
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-wait_line() {
-  for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "swarm_finetune: timed out waiting for '$2' in $1" >&2
-  exit 1
-}
+source scripts/procs.bash
 # tok/s of a run: Σ tokens / Σ seconds over the step rows of its CSV.
 tps() { awk -F, 'NR > 1 && $6 > 0 { t += $6; s += $7 } END { printf "%.0f", t / s }' "$1"; }
 

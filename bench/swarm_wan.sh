@@ -12,22 +12,10 @@ N=${N:-16}
 THREADS=${THREADS:-2}
 DELAY_MS=${DELAY_MS:-50}
 RATE=${RATE:-100}
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
+source scripts/procs.bash
 [ -f "$MODEL" ] || { echo "swarm_wan: $MODEL not found (run bench/run.sh first)" >&2; exit 1; }
 NL=$($ENGINE info -m "$MODEL" | sed -n 's/.*layers \([0-9]*\),.*/\1/p')
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_line() {
-  for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "swarm_wan: timed out waiting for '$2' in $1" >&2
-  exit 1
-}
 tps() { sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$1"; }
 
 $ENGINE dht --listen 127.0.0.1:0 >"$T/dht.out" 2>"$T/dht.err" &

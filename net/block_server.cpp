@@ -354,6 +354,13 @@ bool BlockServer::parse_train_request(Request& r, bool backward, TrainRequest& t
   return true;
 }
 
+bool BlockServer::end_train_job(const NodeId& peer, Responder& resp, const std::string& err) {
+  if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
+  if (err.empty()) return true;
+  resp.fail(ErrorCode::kInternal, err);
+  return false;
+}
+
 void BlockServer::handle_forward(Request& r) {
   TrainRequest t;
   if (!parse_train_request(r, false, t)) return;
@@ -369,11 +376,7 @@ void BlockServer::handle_forward(Request& r) {
                                  t.prompts ? t.prompts->data() : nullptr, t.P, *pool);
       },
       [this, t, resp, peer](const std::string& err) mutable {
-        if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
-        if (!err.empty()) {
-          resp.fail(ErrorCode::kInternal, err);
-          return;
-        }
+        if (!end_train_job(peer, resp, err)) return;
         stats_.forwards++;
         const HiddenBatch& x = *t.x;
         Buf b;
@@ -403,11 +406,7 @@ void BlockServer::handle_backward(Request& r) {
                                   t.prompts ? pgrad->data() : nullptr, *pool);
       },
       [this, t, resp, peer, pgrad, E](const std::string& err) mutable {
-        if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
-        if (!err.empty()) {
-          resp.fail(ErrorCode::kInternal, err);
-          return;
-        }
+        if (!end_train_job(peer, resp, err)) return;
         stats_.backwards++;
         const HiddenBatch& g = *t.grad;
         Buf b;

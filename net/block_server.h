@@ -92,6 +92,8 @@ class BlockServer {
   struct TrainRequest;
   // Parses and checks a forward/backward request; false after replying with the error.
   bool parse_train_request(Request& r, bool backward, TrainRequest& t);
+  // A training job ended: its peer's count goes down; false (after the error reply) when it failed.
+  bool end_train_job(const NodeId& peer, Responder& resp, const std::string& err);
   bool try_open(const Waiter& w);
   void admit_waiters();
   void end_session(uint64_t id, const char* why);

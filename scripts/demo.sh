@@ -35,19 +35,7 @@ $ENGINE generate -m "$model" -p "$PROMPT" -n "$N" --temp 0.8 --seed 7
 [ "${SWARM:-1}" = 1 ] || exit 0
 echo
 echo "== demo: a swarm on 127.0.0.1: one DHT node, three servers, a chat through them"
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-wait_line() {  # FILE PATTERN: up to 20 s
-  for _ in $(seq 200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "demo: timed out waiting for '$2' in $1" >&2
-  exit 1
-}
+source scripts/procs.bash
 $ENGINE dht --listen 127.0.0.1:0 >"$T/dht.out" 2>"$T/dht.err" &
 PIDS+=($!)
 wait_line "$T/dht.out" "others join with"
