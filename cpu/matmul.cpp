@@ -15,6 +15,7 @@
 
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "cpu/matmul_ggml.h"
 #include "cpu/matmul_internal.h"
 
 namespace engine::cpu {
@@ -100,6 +101,13 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n_tok, float* y, T
   if (n_tok <= 0 || w.rows == 0) return;
   if (w.cols == 0) {
     if (!add) std::fill(y, y + n_tok * w.rows, 0.0f);
+    return;
+  }
+  if (w.type == DType::F32) {
+    // F32 weights: llama.cpp's accumulation order (cpu/matmul_ggml.h), so F32 models give
+    // its logits bit for bit. An F32 model is small; its speed matters less than that.
+    const ggml::Kernels& gk = ggml::kernels();
+    pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) { gk.f32_rows(w, r0, r1, x, n_tok, y, add); });
     return;
   }
   const Kernels& ks = active();

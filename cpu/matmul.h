@@ -12,7 +12,9 @@
 //
 // Numerics: F32/F16/BF16 accumulate in f32 (float FMA chains, several partial
 // sums), so results match a double-precision reference to ~1e-6 relative of
-// Σ|w·x|. Q8_0 matrix-vector products (n_tok below the GEMM threshold) quantize
+// Σ|w·x|; F32 weights (matmul, matmul_add) accumulate exactly as llama.cpp's CPU
+// backend does (cpu/matmul_ggml.h), on every kernel family. Q8_0 matrix-vector
+// products (n_tok below the GEMM threshold) quantize
 // each 32-value block of x to int8 with an f32 scale (d = max|x|/127, as
 // llama.cpp does for its Q8_0 dot products) and use exact integer dot products:
 // the only extra error is x's rounding, |Δy| ≤ Σ_blocks (d_x/2)·Σ|w|, typically

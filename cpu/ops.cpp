@@ -1,6 +1,6 @@
 #include "cpu/ops.h"
 
-#include "cpu/convert.h"
+#include "cpu/matmul_ggml.h"
 
 #include <algorithm>
 #include <cmath>
@@ -43,30 +43,49 @@ void rope(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t n_rot,
   }
 }
 
+void rope_ggml(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t* pos,
+               float freq_base, RopeLayout layout) {
+  const int64_t half = n_rot / 2;
+  std::vector<float> cos_t(half), sin_t(half);
+  const float theta_scale = std::pow(freq_base, -2.0f / (float)n_rot);
+  for (int64_t t = 0; t < n; t++) {
+    float theta = (float)pos[t];
+    for (int64_t i = 0; i < half; i++) {
+      cos_t[i] = std::cos(theta);
+      sin_t[i] = std::sin(theta);
+      theta *= theta_scale;
+    }
+    for (int64_t h = 0; h < n_heads; h++) {
+      float* v = x + (t * n_heads + h) * head_dim;
+      for (int64_t i = 0; i < half; i++) {
+        int64_t a = layout == RopeLayout::Adjacent ? 2 * i : i;
+        int64_t b = layout == RopeLayout::Adjacent ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = std::fma(x0, cos_t[i], -(x1 * sin_t[i]));
+        v[b] = std::fma(x0, sin_t[i], x1 * cos_t[i]);
+      }
+    }
+  }
+}
+
 namespace {
 
-// A cache row as f32: copied, or converted from f16 with F16C.
-inline void load_row(const float* p, float* out, int64_t n) { std::copy(p, p + n, out); }
-inline void load_row(const uint16_t* p, float* out, int64_t n) { f16_to_f32_row(p, out, n); }
-inline float round_to(const float*, float x) { return x; }
-inline float round_to(const uint16_t*, float x) { return f16_to_f32(f32_to_f16(x)); }
-
-template <typename KV>
-void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_t n, int64_t pos0, int64_t n_head,
-                    int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
+// F32 cache: plain f32 arithmetic (dot products in order, Σ of the exponentials in f64).
+void attention_f32(const float* q, const float* k, const float* v, float* out, int64_t n, int64_t pos0,
+                   int64_t n_head, int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
   const int64_t group = n_head / n_head_kv;
   const float scale = 1.0f / std::sqrt((float)hd);
   const int64_t kv_stride = n_head_kv * hd;
   pool.parallel_for(n * n_head, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qr(hd), kr(hd), vr(hd), scores(pos0 + n), acc(hd);
+    std::vector<float> scores(pos0 + n), acc(hd);
     for (int64_t job = begin; job < end; job++) {
       const int64_t t = job / n_head, h = job % n_head, kvh = h / group;
       const int64_t n_keys = pos0 + t + 1;  // causal: keys 0 .. pos0+t
-      // Scores s_j = (q · k_j) / sqrt(hd), with q in the cache's precision.
-      for (int64_t i = 0; i < hd; i++) qr[i] = round_to(k, q[(t * n_head + h) * hd + i]);
+      const float* qr = q + (t * n_head + h) * hd;
+      // Scores s_j = (q · k_j) / sqrt(hd).
       float mx = -INFINITY;
       for (int64_t j = 0; j < n_keys; j++) {
-        load_row(k + j * kv_stride + kvh * hd, kr.data(), hd);
+        const float* kr = k + j * kv_stride + kvh * hd;
         float dot = 0;
         for (int64_t i = 0; i < hd; i++) dot += qr[i] * kr[i];
         scores[j] = dot * scale;
@@ -80,11 +99,29 @@ void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_
       const float inv = (float)(1.0 / sum);
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t j = 0; j < n_keys; j++) {
-        const float p = round_to(v, scores[j] * inv);
-        load_row(v + j * kv_stride + kvh * hd, vr.data(), hd);
+        const float p = scores[j] * inv;
+        const float* vr = v + j * kv_stride + kvh * hd;
         for (int64_t i = 0; i < hd; i++) acc[i] += p * vr[i];
       }
       std::copy(acc.begin(), acc.end(), out + (t * n_head + h) * hd);
+    }
+  });
+}
+
+// F16 cache: llama.cpp's attention (cpu/matmul_ggml.h), one (token, head) row at a time.
+void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, float* out, int64_t n, int64_t pos0,
+                   int64_t n_head, int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
+  const ggml::Kernels& gk = ggml::kernels();
+  const int64_t group = n_head / n_head_kv;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int64_t kv_stride = n_head_kv * hd;
+  pool.parallel_for(n * n_head, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qr(hd), scratch((size_t)ggml::scratch_floats(pos0 + n, hd));
+    for (int64_t job = begin; job < end; job++) {
+      const int64_t t = job / n_head, h = job % n_head, kvh = h / group;
+      for (int64_t i = 0; i < hd; i++) qr[i] = f16_to_f32(f32_to_f16(q[(t * n_head + h) * hd + i]));
+      gk.attend_f16(qr.data(), k + kvh * hd, v + kvh * hd, kv_stride, pos0 + t + 1, hd, scale, n >= 2,
+                    out + (t * n_head + h) * hd, scratch.data());
     }
   });
 }
@@ -94,13 +131,18 @@ void attention_impl(const float* q, const KV* k, const KV* v, float* out, int64_
 void attention(const float* q, const void* k, const void* v, DType kv_type, float* out, int64_t n, int64_t pos0,
                int64_t n_head, int64_t n_head_kv, int64_t hd, ThreadPool& pool) {
   if (kv_type == DType::F16)
-    attention_impl(q, (const uint16_t*)k, (const uint16_t*)v, out, n, pos0, n_head, n_head_kv, hd, pool);
+    attention_f16(q, (const uint16_t*)k, (const uint16_t*)v, out, n, pos0, n_head, n_head_kv, hd, pool);
   else
-    attention_impl(q, (const float*)k, (const float*)v, out, n, pos0, n_head, n_head_kv, hd, pool);
+    attention_f32(q, (const float*)k, (const float*)v, out, n, pos0, n_head, n_head_kv, hd, pool);
 }
 
 void swiglu(const float* g, const float* u, float* a, int64_t n) {
   for (int64_t i = 0; i < n; i++) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void swiglu_ggml(const float* g, const float* u, float* a, int64_t n, int64_t n_ff) {
+  const ggml::Kernels& gk = ggml::kernels();
+  for (int64_t t = 0; t < n; t++) gk.swiglu_row(g + t * n_ff, u + t * n_ff, a + t * n_ff, n_ff);
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {

@@ -22,19 +22,36 @@ enum class RopeLayout {
 void rope(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t* pos,
           float freq_base, RopeLayout layout);
 
+// rope with llama.cpp's arithmetic (ggml_compute_forward_rope_f32 as its CPU build
+// runs it): theta_scale = powf(base, -2/n_rot), the angles of a token in float as
+// theta_0 = pos, theta_{i+1} = theta_i · theta_scale, cosf/sinf, and the rotation with
+// one product fused: x0' = fma(x0, cos, −x1·sin), x1' = fma(x0, sin, x1·cos). Within
+// ~1e-6 of rope() (relative to |x|) at short positions; the float angle recurrence
+// loses ~i ulp of theta_i, so at positions of thousands the two differ by 1e-4..2e-3
+// (n_rot 64..128). The inference forward uses this one, to give llama.cpp's logits
+// (bench/NOTES.md); training keeps rope(), whose backward is its exact transpose.
+void rope_ggml(float* x, int64_t n, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t* pos,
+               float freq_base, RopeLayout layout);
+
 // Causal grouped-query attention against a KV cache.
 //   q:   [n][n_head][hd] f32      queries of tokens at positions pos0 .. pos0+n-1
 //   k,v: [n_ctx][n_head_kv][hd]   the cache in `kv_type` (F32 or F16), filled up to pos0+n
 //   out: [n][n_head][hd] f32
 // Query head h reads KV head h / (n_head / n_head_kv). Per (token, head) one row
-// of n_keys scores is held, never an n×n matrix. With an F16 cache the numerics
-// follow llama.cpp's (q and the softmax weights are rounded to f16 for the two
-// products, accumulation is f32), so logits agree with it closely.
+// of n_keys scores is held, never an n×n matrix. With an F16 cache the arithmetic
+// is llama.cpp's, bit for bit (no flash attention; cpu/matmul_ggml.h): q and the
+// softmax weights rounded to f16 for the two products, its summation orders (which
+// differ between a batch of n ≥ 2 tokens and a single one) and its vectorised expf.
 void attention(const float* q, const void* k, const void* v, DType kv_type, float* out, int64_t n, int64_t pos0,
                int64_t n_head, int64_t n_head_kv, int64_t hd, ThreadPool& pool);
 
 // a[i] = silu(g[i]) * u[i],  silu(x) = x / (1 + e^-x). a may alias g.
 void swiglu(const float* g, const float* u, float* a, int64_t n);
+
+// swiglu with llama.cpp's arithmetic, per row of n_ff (g, u, a: [n][n_ff]): silu from
+// ggml's vectorised expf (≤ 2 ulp) for whole groups of 8, libm's for the row's last
+// n_ff % 8, as ggml_vec_silu_f32. The inference forward uses this one.
+void swiglu_ggml(const float* g, const float* u, float* a, int64_t n, int64_t n_ff);
 
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t n);

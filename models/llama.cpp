@@ -174,6 +174,9 @@ static void add_bias(float* x, const float* b, int64_t n, int64_t d) {
 // One Llama block on x [n][n_embd], in place:
 //   x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
 //   x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+// in llama.cpp's arithmetic where it has one (rope_ggml, swiglu_ggml, and through
+// cpu/matmul_ggml.h F32 weights and the F16 cache's attention): an F32 model with
+// the default F16 cache gives llama.cpp's logits bit for bit (bench/NOTES.md).
 void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVCache& cache, int64_t b, float* x,
                          int64_t n, ThreadPool& pool, const BlockTapFn& tap) {
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), pos0 = cache.n_past;
@@ -191,8 +194,8 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
   cpu::linear(w.wv, h.data(), n, v.data(), pool);
   add_bias(k.data(), w.bk, n, kvd);
   add_bias(v.data(), w.bv, n, kvd);
-  cpu::rope(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
-  cpu::rope(k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  cpu::rope_ggml(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  cpu::rope_ggml(k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
   // Keys and values of positions pos0 .. pos0+n-1 join the cache, in its type.
   const size_t rb = cache.row_bytes();
   quantize_row(cache.type, k.data(), cache.k_block(b) + pos0 * rb, n * kvd);
@@ -208,7 +211,7 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
   if (tap) tap(BlockTap::FfnIn, h.data(), n, d);
   cpu::linear(w.w_gate, h.data(), n, g.data(), pool);
   cpu::linear(w.w_up, h.data(), n, u.data(), pool);
-  cpu::swiglu(g.data(), u.data(), g.data(), n * hp.n_ff);
+  cpu::swiglu_ggml(g.data(), u.data(), g.data(), n, hp.n_ff);
   if (tap) tap(BlockTap::FfnAct, g.data(), n, hp.n_ff);
   cpu::linear(w.w_down, g.data(), n, tmp.data(), pool);
   cpu::add_inplace(x, tmp.data(), n * d);
