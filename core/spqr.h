@@ -54,6 +54,9 @@ struct SpqrLayer {
   // value − dequantized code at each outlier, in f32, derived once on load: the
   // kernels add delta·x per outlier instead of re-deriving the group statistics.
   std::vector<float> outlier_delta;
+  // The stored column of each outlier (outliers[k] >> 16), derived with the deltas: the
+  // 1-token kernel reads these two (6 bytes per outlier) and not `outliers`.
+  std::vector<uint16_t> outlier_col;
   void derive_outlier_deltas();
 
   // Owned storage when built in memory (by the quantizer or a test).

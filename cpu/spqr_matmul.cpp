@@ -1,12 +1,18 @@
 #include "cpu/spqr_matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "cpu/matmul.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace engine::cpu {
 
@@ -177,8 +183,52 @@ static void spqr_gemm(const SpqrLayer& w, const float* x, int64_t n_tok, float* 
   });
 }
 
+// AVX-512 VBMI (vpermb, vpmultishiftqb) and VNNI (vpdpbusd), on top of the AVX-512 family.
+static bool has_vbmi_vnni() {
+  static const bool ok = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!cpu_features().avx512 || !cpu_features().avx512_vnni || __get_cpuid_max(0, nullptr) < 7) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (c & (1u << 1)) != 0;  // AVX512_VBMI
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+
+bool spqr_decode_int8_active(const SpqrLayer& w) {
+  return family() == Family::Avx512 && has_vbmi_vnni() && detail::spqr_decode_avx512_supports(w);
+}
+
+void spqr_decode_round_activations(const SpqrLayer& w, const float* x, float* xr) {
+  const int64_t gs = w.p.groupsize;
+  for (int64_t g = 0; g < w.n_groups; g++) {
+    const int64_t c0 = g * gs, c1 = std::min(w.cols, c0 + gs);
+    float amax = 0;
+    for (int64_t c = c0; c < c1; c++) amax = std::max(amax, std::fabs(x[w.perm[c]]));
+    const float id = amax > 0 ? 127.0f / amax : 0.0f, d = amax / 127.0f;
+    for (int64_t c = c0; c < c1; c++) {
+      const float v = x[w.perm[c]] * id;
+      xr[w.perm[c]] = d * std::nearbyint(v);  // round to nearest even, as vcvtps2dq
+    }
+  }
+}
+
+static void spqr_decode_int8(const SpqrLayer& w, const float* x, float* y, ThreadPool& pool) {
+  // The caller's buffers (a thread_local named inside the lambda would be each worker's own).
+  thread_local detail::SpqrDecodeActs acts_buf;
+  detail::SpqrDecodeActs* acts = &acts_buf;
+  detail::spqr_decode_prepare_avx512(w, x, *acts);
+  pool.parallel_for(w.n_row_groups, 1, [&](int64_t q0, int64_t q1) {
+    detail::spqr_decode_avx512(detail::SpqrDecodeJob{&w, acts, q0, q1, y});
+  });
+}
+
 void spqr_matmul(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   const Family fam = family();
+  if (n_tok == 1 && w.rows > 0 && spqr_decode_int8_active(w)) return spqr_decode_int8(w, x, y, pool);
   if (n_tok >= kGemmMinTokens && fam != Family::Scalar && detail::spqr_gemm_avx2_supports(w))
     return spqr_gemm(w, x, n_tok, y, pool, fam);
   std::vector<float> xp, gsum;

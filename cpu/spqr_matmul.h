@@ -13,8 +13,15 @@
 //   Each weight is dequantized once per call (per 256/192 tokens): ~1.2 cycles per
 //   weight, ~15-20% of a 128-token product (bench/NOTES.md), the FMAs the rest.
 //
+// - One token on AVX-512 VBMI + VNNI (spqr_decode_avx512.cpp): the activations are
+//   rounded to int8 per column group and each row streams its packed codes once
+//   (vpmultishiftqb unpacks, vpdpbusd dots), bandwidth-bound.
+//
 // Numerics: f32 sums throughout; results equal dY·W_dequantized (or W·x) to ~1e-6
-// relative of Σ|w·x|, the summation order differing between the two ways.
+// relative of Σ|w·x|, the summation order differing between the two ways. The int8
+// 1-token kernel instead equals W_codes·xr + Σ outlier deltas·x (x rounded per group
+// of 16 to int8, spqr_decode_round_activations), ~1e-4 of Σ|w·x| from W·x
+// (docs/spqr-format.md states the bounds).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -98,6 +105,44 @@ bool spqr_gemm_avx2_supports(const SpqrLayer& w);  // also what spqr_gemm_avx512
 void spqr_gemm_avx2(const SpqrGemmJob& job);
 void spqr_gemm_avx512(const SpqrGemmJob& job);  // ld a multiple of 16
 
+// The 1-token product with int8 activations (spqr_decode_avx512.cpp): the activations
+// are gathered into stored column order and rounded to int8 per column group once per
+// call (d_g = max|x_g| / 127, q = round-to-nearest-even(x · 127 / max|x_g|)), laid out
+// for vpdpbusd; then each row streams its codes and statistics once.
+struct SpqrDecodeActs {
+  AlignedFloats xp_buf, xq_buf, d_buf, qsum_buf;
+  float* xp = nullptr;    // [nb · 256]: x[perm c], exact, zero past cols (outliers use it)
+  int32_t* xq = nullptr;  // [nb][4][16]: xq[(b·4 + i)·16 + g] = bytes 4i..4i+3 of group 16b+g's int8 codes
+  float* d = nullptr;     // [nb · 16]: the groups' scales (0 past n_groups)
+  float* qsum = nullptr;  // [nb · 16]: Σ_j q_gj
+  void resize(int64_t nb) {  // nb = ceil(n_groups / 16)
+    xp = xp_buf.get((size_t)(nb * 256));
+    xq = (int32_t*)xq_buf.get((size_t)(nb * 64));
+    d = d_buf.get((size_t)(nb * 16));
+    qsum = qsum_buf.get((size_t)(nb * 16));
+  }
+};
+struct SpqrDecodeJob {
+  const SpqrLayer* w;
+  const SpqrDecodeActs* acts;
+  int64_t q0, q1;  // row groups
+  float* y;        // [rows]
+};
+// groupsize 16, wbits 3 or 4, bilevel statistics, outlier deltas derived; the CPU
+// must have AVX-512 VBMI and VNNI (spqr_decode_int8_active checks all of it).
+bool spqr_decode_avx512_supports(const SpqrLayer& w);
+void spqr_decode_prepare_avx512(const SpqrLayer& w, const float* x, SpqrDecodeActs& a);
+void spqr_decode_avx512(const SpqrDecodeJob& job);
+
 }  // namespace detail
+
+// Whether a 1-token spqr_matmul on this layer runs the int8-activation kernel with the
+// current kernel family (else it runs the exact row kernel).
+bool spqr_decode_int8_active(const SpqrLayer& w);
+
+// x [cols] rounded as the int8 decode kernel rounds it, in original column order:
+// xr[perm c] = d_g · q_c. For tests: that kernel's result equals
+// W_codes·xr + Σ_outliers delta·x (W_codes: the dequantized codes, outliers not applied).
+void spqr_decode_round_activations(const SpqrLayer& w, const float* x, float* xr);
 
 }  // namespace engine::cpu
