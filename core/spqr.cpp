@@ -64,12 +64,14 @@ void SpqrLayer::dequantize_row(int64_t r, float* out) const {
 
 void SpqrLayer::derive_outlier_deltas() {
   outlier_delta.resize((size_t)n_outliers);
-  outlier_col.resize((size_t)n_outliers);
+  outlier_col_delta16.resize((size_t)n_outliers);
+  outlier_delta16_finite = true;
   for (int64_t r = 0; r < rows; r++)
     for (int32_t k = outlier_rowptr[r]; k < outlier_rowptr[r + 1]; k++) {
       const int64_t c = outliers[k] >> 16, g = c / p.groupsize;
-      outlier_col[k] = (uint16_t)c;
       outlier_delta[k] = f16_to_f32((uint16_t)(outliers[k] & 0xffff)) - scale(r, g) * ((float)code(r, c) - zero(r, g));
+      outlier_col_delta16[k] = (uint32_t)c | (uint32_t)f32_to_f16(outlier_delta[k]) << 16;
+      if (!(std::fabs(outlier_delta[k]) <= 65504.0f)) outlier_delta16_finite = false;
     }
 }
 

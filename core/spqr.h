@@ -54,9 +54,12 @@ struct SpqrLayer {
   // value − dequantized code at each outlier, in f32, derived once on load: the
   // kernels add delta·x per outlier instead of re-deriving the group statistics.
   std::vector<float> outlier_delta;
-  // The stored column of each outlier (outliers[k] >> 16), derived with the deltas: the
-  // 1-token kernel reads these two (6 bytes per outlier) and not `outliers`.
-  std::vector<uint16_t> outlier_col;
+  // What the 1-token int8 kernel reads per outlier, 4 bytes as `outliers` is: the
+  // stored column (low 16 bits) and the delta rounded to f16 (high 16 bits).
+  // That kernel already rounds activations to int8; the delta's f16 rounding
+  // (2^-11 of it) is far smaller (docs/spqr-format.md).
+  std::vector<uint32_t> outlier_col_delta16;
+  bool outlier_delta16_finite = true;  // false when a delta is beyond f16's range
   void derive_outlier_deltas();
 
   // Owned storage when built in memory (by the quantizer or a test).

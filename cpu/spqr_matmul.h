@@ -13,7 +13,7 @@
 //   Each weight is dequantized once per call (per 256/192 tokens): ~1.2 cycles per
 //   weight, ~15-20% of a 128-token product (bench/NOTES.md), the FMAs the rest.
 //
-// - One token on AVX-512 VBMI + VNNI (spqr_decode_avx512.cpp): the activations are
+// - One token on AVX-512 VBMI + VNNI (spqr_decode_avx512vbmi.cpp): the activations are
 //   rounded to int8 per column group and each row streams its packed codes once
 //   (vpmultishiftqb unpacks, vpdpbusd dots), bandwidth-bound.
 //
@@ -105,7 +105,7 @@ bool spqr_gemm_avx2_supports(const SpqrLayer& w);  // also what spqr_gemm_avx512
 void spqr_gemm_avx2(const SpqrGemmJob& job);
 void spqr_gemm_avx512(const SpqrGemmJob& job);  // ld a multiple of 16
 
-// The 1-token product with int8 activations (spqr_decode_avx512.cpp): the activations
+// The 1-token product with int8 activations (spqr_decode_avx512vbmi.cpp): the activations
 // are gathered into stored column order and rounded to int8 per column group once per
 // call (d_g = max|x_g| / 127, q = round-to-nearest-even(x · 127 / max|x_g|)), laid out
 // for vpdpbusd; then each row streams its codes and statistics once.

@@ -125,7 +125,7 @@ TEST(Spqr, KernelsEqualTheDenseProduct) {
       cpu::spqr_matmul_transposed(L, dy.data(), n, dx.data(), pool);
       // One token may run the int8-activation decode kernel: its exact result is the
       // dequantized codes times x rounded as it rounds it, plus the outliers' deltas
-      // times the exact x (test_spqr_kernels.cpp bounds its distance to W·x).
+      // (rounded to f16) times the exact x (test_spqr_kernels.cpp bounds its distance to W·x).
       std::vector<float> xr = x;
       const bool int8 = n == 1 && cpu::spqr_decode_int8_active(L);
       if (int8) cpu::spqr_decode_round_activations(L, x.data(), xr.data());
@@ -139,7 +139,8 @@ TEST(Spqr, KernelsEqualTheDenseProduct) {
           if (int8)
             for (int32_t k = L.outlier_rowptr[r]; k < L.outlier_rowptr[r + 1]; k++) {
               const int64_t c = L.perm[L.outliers[k] >> 16];
-              ref += (double)L.outlier_delta[k] * ((double)x[c] - xr[c]);
+              const double dh = f16_to_f32((uint16_t)(L.outlier_col_delta16[k] >> 16));
+              ref += dh * x[c] - (double)L.outlier_delta[k] * xr[c];
             }
           EXPECT_NEAR(y[t * rows + r], ref, 1e-5 * mag + 1e-30) << rows << "x" << cols << " n=" << n;
         }

@@ -15,11 +15,13 @@
 //     second-level statistics were decoded once per row group (times the group's
 //     activation scale d_g and Σ_j q_gj):
 //       acc += ss·d·(sc − sz) · (dot − zs·Σq·(zc − zz))   (float, 16 lanes = 16 groups)
-//   - outliers of the row, 16 at a time: gather the exact activations at their
-//     columns, one FMA with the f32 deltas (value − dequantized code);
+//   - outliers of the row, 16 at a time (4 bytes each: column | f16 delta): gather
+//     the exact activations at their columns, one FMA with the deltas (value −
+//     dequantized code, rounded to f16);
 //   - one horizontal sum per row.
 // About 24 vector instructions per 256 weights (the row kernel: ~300).
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx512vnni,avx2,fma,f16c")
+// Compiled with -mavx512vbmi -mavx512vnni (CMakeLists.txt, by the file name); called only
+// after spqr_decode_int8_active's cpuid check.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -29,13 +31,15 @@
 
 // GCC 12 reports the intrinsics' own _mm512_undefined_*() operands (self-initialised
 // on purpose) as "may be used uninitialized" once they are inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace engine::cpu::detail {
 
 bool spqr_decode_avx512_supports(const SpqrLayer& w) {
   return w.p.groupsize == 16 && (w.p.wbits == 3 || w.p.wbits == 4) && w.p.stat_bits != 16 &&
-         (int64_t)w.outlier_delta.size() == w.n_outliers && (int64_t)w.outlier_col.size() == w.n_outliers;
+         (int64_t)w.outlier_col_delta16.size() == w.n_outliers && w.outlier_delta16_finite;
 }
 
 void spqr_decode_prepare_avx512(const SpqrLayer& w, const float* x, SpqrDecodeActs& a) {
@@ -102,8 +106,7 @@ void decode_kernel(const SpqrDecodeJob& job) {
   const uint8_t* const stats = w.stats;
   const SpqrStats2* const stats2 = w.stats2;
   const int32_t* const rowptr = w.outlier_rowptr;
-  const uint16_t* const ocol = w.outlier_col.data();
-  const float* const delta = w.outlier_delta.data();
+  const uint32_t* const outl = w.outlier_col_delta16.data();
   const int32_t* const xq = job.acts->xq;
   const float* const xp = job.acts->xp;
   const float* const dx = job.acts->d;
@@ -115,7 +118,7 @@ void decode_kernel(const SpqrDecodeJob& job) {
   const __m512i sh_a = WBITS == 3 ? _mm512_set1_epi64(0x211e1b1809060300LL) : _mm512_set1_epi64(0x2c2824200c080400LL);
   const __m512i sh_b = WBITS == 3 ? _mm512_set1_epi64(0x2d2a272415120f0cLL) : _mm512_set1_epi64(0x3c3834301c181410LL);
   const __m512i cmask = _mm512_set1_epi8((1 << WBITS) - 1);
-  const __m512i m15 = _mm512_set1_epi32(15);
+  const __m512 nibble_f = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   // De-interleaving the fp16 second-level statistics of 16 groups (4 halves each).
   alignas(64) uint16_t ev[32];  // ss (sz) of group j: half 4j (4j + 1)
   for (int j = 0; j < 16; j++) ev[j] = (uint16_t)(4 * j), ev[16 + j] = (uint16_t)(4 * j + 1);
@@ -157,13 +160,12 @@ void decode_kernel(const SpqrDecodeJob& job) {
       const uint8_t* cr = codes + r * G * GB;
       const uint8_t* sr = stats + r * G;
       __m512 acc = _mm512_setzero_ps();
-      // The outlier streams (6 bytes per outlier), kPO entries ahead: every line that
+      // The outlier stream (4 bytes per outlier), kPO entries ahead: every line that
       // this row's range, shifted by kPO, touches.
       {
         constexpr int32_t kPO = 512;
         const int32_t ka = rowptr[r] + kPO, kb = rowptr[r + 1] + kPO;
-        for (int32_t k = ka & ~15; k < kb; k += 16) _mm_prefetch((const char*)(delta + k), _MM_HINT_T0);
-        for (int32_t k = ka & ~31; k < kb; k += 32) _mm_prefetch((const char*)(ocol + k), _MM_HINT_T0);
+        for (int32_t k = ka & ~15; k < kb; k += 16) _mm_prefetch((const char*)(outl + k), _MM_HINT_T0);
       }
       for (int64_t b = 0; b < nb; b++) {
         const uint8_t* cb = cr + b * 16 * GB;
@@ -197,9 +199,10 @@ void decode_kernel(const SpqrDecodeJob& job) {
                                   _mm512_load_si512(xb + 32));
         dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_multishift_epi64_epi8(sh_b, p1), cmask),
                                   _mm512_load_si512(xb + 48));
+        // The nibbles to floats by table lookup: vpermps reads only an index's low 4 bits.
         const __m512i s = _mm512_cvtepu8_epi32(sb);
-        const __m512 sc = _mm512_cvtepi32_ps(_mm512_and_si512(s, m15));
-        const __m512 zc = _mm512_cvtepi32_ps(_mm512_srli_epi32(s, 4));
+        const __m512 sc = _mm512_permutexvar_ps(s, nibble_f);
+        const __m512 zc = _mm512_permutexvar_ps(_mm512_srli_epi32(s, 4), nibble_f);
         const float* o = s2 + b * 64;
         // scale·d = A·sc − A·sz and zero·Σq = E·zc − E·zz, one FMA each (the products
         // A·sz, E·zz rounded once per row group: ~1e-7 of |A·sz|, far below 1e-5).
@@ -210,9 +213,11 @@ void decode_kernel(const SpqrDecodeJob& job) {
       // Outliers: + (value − dequantized code) · x, with the exact activation.
       for (int32_t k = rowptr[r], k1 = rowptr[r + 1]; k < k1; k += 16) {
         const __mmask16 m = k1 - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k1 - k)) - 1);
-        const __m512i col = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, ocol + k));
+        const __m512i cd = _mm512_maskz_loadu_epi32(m, outl + k);
+        const __m512i col = _mm512_and_si512(cd, _mm512_set1_epi32(0xffff));
         const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, col, xp, 4);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, delta + k), xv, acc);
+        const __m512 dl = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(cd, 16)));
+        acc = _mm512_fmadd_ps(dl, xv, acc);
       }
       y[r] = _mm512_reduce_add_ps(acc);
     }
