@@ -16,10 +16,15 @@ for t in f16 q8_0; do
   [ -f "$m" ] || $ENGINE init-model $shape --type $t --seed 1 -o "$m"
 done
 
+# Issue 3: SpQR w3 of the same model, when it has been made (see below: ~9-16 min).
+types="f16 q8_0"
+[ -f "$dir/bench-2048-spqr3.gguf" ] && types="$types spqr3"
 echo "== decode and prefill, $THREADS threads"
 printf '%-6s %12s %12s %14s %14s %10s\n' type prefill_t/s decode_t/s decode_GB/s measured_GB/s ratio
-for t in f16 q8_0; do
+declare -A decode
+for t in $types; do
   j=$($ENGINE bench -m "$dir/bench-2048-$t.gguf" -t "$THREADS" -p 64 -n 32 -r 3 --json 2>/dev/null)
+  decode[$t]=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["decode_tok_s"])' "$j")
   python3 - "$t" "$j" <<'PY'
 import json, sys
 r = json.loads(sys.argv[2])
@@ -27,6 +32,10 @@ print('%-6s %12.1f %12.2f %14.2f %14.2f %9.1f%%' % (sys.argv[1], r['prefill_tok_
       r['decode_bandwidth_gb_s'], r['measured_bandwidth_gb_s'], 100 * r['bandwidth_fraction']))
 PY
 done
+if [ -n "${decode[spqr3]:-}" ]; then
+  python3 -c 'import sys; print("SpQR w3 decode / F16 decode: %.2fx (target 3x)" % (float(sys.argv[1]) / float(sys.argv[2])))' \
+    "${decode[spqr3]}" "${decode[f16]}"
+fi
 
 # Issue 7: training tokens/s of a 2-block span, forward only against forward +
 # backward (the server's stateless RPCs), F16 and SpQR w3 base weights, with the

@@ -1,5 +1,6 @@
 #include "cpu/ops.h"
 
+#include "cpu/convert.h"
 #include "cpu/matmul_ggml.h"
 
 #include <algorithm>
@@ -119,7 +120,7 @@ void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, float* 
     std::vector<float> qr(hd), scratch((size_t)ggml::scratch_floats(pos0 + n, hd));
     for (int64_t job = begin; job < end; job++) {
       const int64_t t = job / n_head, h = job % n_head, kvh = h / group;
-      for (int64_t i = 0; i < hd; i++) qr[i] = f16_to_f32(f32_to_f16(q[(t * n_head + h) * hd + i]));
+      round_to_f16_row(q + (t * n_head + h) * hd, qr.data(), hd);
       gk.attend_f16(qr.data(), k + kvh * hd, v + kvh * hd, kv_stride, pos0 + t + 1, hd, scale, n >= 2,
                     out + (t * n_head + h) * hd, scratch.data());
     }
