@@ -2,6 +2,8 @@
 // The model code calls linear() and never needs to know which.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 
 #include "core/spqr.h"
 #include "cpu/matmul.h"
@@ -22,6 +24,25 @@ struct Linear {
 inline void linear(const Linear& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
   if (w.spqr) spqr_matmul(*w.spqr, x, n, y, pool);
   else matmul(w.dense, x, n, y, pool);
+}
+
+// Several linears of one input X [n][cols]: Y_i [n][rows_i] = X · W_iᵀ (q, k, v; gate,
+// up). One-token SpQR products that run the int8 kernel share one parallel region
+// (spqr_decode_int8_many); anything else is one linear() after another. Same results
+// either way.
+inline void linear_same_input(std::initializer_list<std::pair<const Linear*, float*>> outs, const float* x,
+                              int64_t n, ThreadPool& pool) {
+  const SpqrLayer* layers[kSpqrDecodeManyMax];
+  float* ys[kSpqrDecodeManyMax];
+  int count = 0;
+  bool fused = n == 1 && outs.size() <= (size_t)kSpqrDecodeManyMax;
+  for (const auto& [w, y] : outs) {
+    if (!fused) break;
+    fused = w->spqr && spqr_decode_int8_active(*w->spqr);
+    layers[count] = w->spqr, ys[count] = y, count++;
+  }
+  if (fused) return spqr_decode_int8_many(layers, count, x, ys, pool);
+  for (const auto& [w, y] : outs) linear(*w, x, n, y, pool);
 }
 
 // dX [n][cols] = dY [n][rows] · W

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "core/error.h"
 #include "cpu/matmul.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -216,19 +217,30 @@ void spqr_decode_round_activations(const SpqrLayer& w, const float* x, float* xr
   }
 }
 
-static void spqr_decode_int8(const SpqrLayer& w, const float* x, float* y, ThreadPool& pool) {
+void spqr_decode_int8_many(const SpqrLayer* const* w, int count, const float* x, float* const* y, ThreadPool& pool) {
+  if (count < 1 || count > kSpqrDecodeManyMax) throw Error("spqr_decode_int8_many: 1 to 4 layers");
   // The caller's buffers (a thread_local named inside the lambda would be each worker's own).
-  thread_local detail::SpqrDecodeActs acts_buf;
-  detail::SpqrDecodeActs* acts = &acts_buf;
-  detail::spqr_decode_prepare_avx512(w, x, *acts);
-  pool.parallel_for(w.n_row_groups, 1, [&](int64_t q0, int64_t q1) {
-    detail::spqr_decode_avx512(detail::SpqrDecodeJob{&w, acts, q0, q1, y});
+  thread_local detail::SpqrDecodeActs acts_buf[kSpqrDecodeManyMax];
+  detail::SpqrDecodeActs* acts = acts_buf;
+  int64_t first[kSpqrDecodeManyMax + 1] = {0};  // layer i owns combined row groups [first[i], first[i+1])
+  for (int i = 0; i < count; i++) {
+    detail::spqr_decode_prepare_avx512(*w[i], x, acts[i]);
+    first[i + 1] = first[i] + w[i]->n_row_groups;
+  }
+  pool.parallel_for(first[count], 1, [&](int64_t q0, int64_t q1) {
+    for (int i = 0; i < count; i++) {
+      const int64_t a = std::max(q0, first[i]), b = std::min(q1, first[i + 1]);
+      if (a < b) detail::spqr_decode_avx512(detail::SpqrDecodeJob{w[i], &acts[i], a - first[i], b - first[i], y[i]});
+    }
   });
 }
 
 void spqr_matmul(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   const Family fam = family();
-  if (n_tok == 1 && w.rows > 0 && spqr_decode_int8_active(w)) return spqr_decode_int8(w, x, y, pool);
+  if (n_tok == 1 && w.rows > 0 && spqr_decode_int8_active(w)) {
+    const SpqrLayer* one = &w;
+    return spqr_decode_int8_many(&one, 1, x, &y, pool);
+  }
   if (n_tok >= kGemmMinTokens && fam != Family::Scalar && detail::spqr_gemm_avx2_supports(w))
     return spqr_gemm(w, x, n_tok, y, pool, fam);
   std::vector<float> xp, gsum;

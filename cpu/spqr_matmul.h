@@ -140,6 +140,13 @@ void spqr_decode_avx512(const SpqrDecodeJob& job);
 // current kernel family (else it runs the exact row kernel).
 bool spqr_decode_int8_active(const SpqrLayer& w);
 
+// Several 1-token products of one input x [cols] (q, k and v; gate and up), y[i] [rows of
+// w[i]], in one parallel region: the threads work through the layers' row groups one
+// after another and meet once, not once per layer. Every layer must be
+// spqr_decode_int8_active and have x's width; at most kSpqrDecodeManyMax layers.
+constexpr int kSpqrDecodeManyMax = 4;
+void spqr_decode_int8_many(const SpqrLayer* const* w, int count, const float* x, float* const* y, ThreadPool& pool);
+
 // x [cols] rounded as the int8 decode kernel rounds it, in original column order:
 // xr[perm c] = d_g · q_c. For tests: that kernel's result equals
 // W_codes·xr + Σ_outliers delta·x (W_codes: the dequantized codes, outliers not applied).

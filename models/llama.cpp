@@ -188,10 +188,8 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
 
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
   if (tap) tap(BlockTap::AttnIn, h.data(), n, d);
-  cpu::linear(w.wq, h.data(), n, q.data(), pool);
+  cpu::linear_same_input({{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}}, h.data(), n, pool);
   add_bias(q.data(), w.bq, n, qd);
-  cpu::linear(w.wk, h.data(), n, k.data(), pool);
-  cpu::linear(w.wv, h.data(), n, v.data(), pool);
   add_bias(k.data(), w.bk, n, kvd);
   add_bias(v.data(), w.bv, n, kvd);
   cpu::rope_ggml(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
@@ -209,8 +207,7 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
   std::vector<float> g((size_t)(n * hp.n_ff)), u((size_t)(n * hp.n_ff));
   cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
   if (tap) tap(BlockTap::FfnIn, h.data(), n, d);
-  cpu::linear(w.w_gate, h.data(), n, g.data(), pool);
-  cpu::linear(w.w_up, h.data(), n, u.data(), pool);
+  cpu::linear_same_input({{&w.w_gate, g.data()}, {&w.w_up, u.data()}}, h.data(), n, pool);
   cpu::swiglu_ggml(g.data(), u.data(), g.data(), n, hp.n_ff);
   if (tap) tap(BlockTap::FfnAct, g.data(), n, hp.n_ff);
   cpu::linear(w.w_down, g.data(), n, tmp.data(), pool);

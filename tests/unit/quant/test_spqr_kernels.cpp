@@ -219,3 +219,34 @@ TEST(SpqrKernels, OutliersInAnyOrder) {
     EXPECT_EQ(a, b) << "transposed, n=" << n;
   }
 }
+
+// q, k and v (gate and up) in one parallel region give what three calls give, bit for
+// bit: the same kernel on the same rounded activations, only the scheduling differs.
+TEST(SpqrKernels, SharedInputProductsEqualSeparateOnes) {
+  ThreadPool pool(2);
+  const std::string best = cpu::kernel_name();
+  if (!cpu::set_kernel_family("avx512")) GTEST_SKIP() << "no AVX-512";
+  std::vector<float> W;
+  const SpqrLayer a = make_layer(96, 272, QuantMethod::SpQR, 3, &W, pool);
+  const SpqrLayer b = make_layer(16, 272, QuantMethod::SpQR, 3, &W, pool);
+  const SpqrLayer c = make_layer(40, 272, QuantMethod::SpQR, 4, &W, pool);
+  if (!cpu::spqr_decode_int8_active(a)) {
+    cpu::set_kernel_family(best.c_str());
+    GTEST_SKIP() << "no AVX-512 VBMI + VNNI";
+  }
+  std::mt19937 rng(9);
+  std::normal_distribution<float> N(0, 1);
+  std::vector<float> x(272);
+  for (auto& v : x) v = N(rng);
+  std::vector<float> ya(96), yb(16), yc(40), fa(96, NAN), fb(16, NAN), fc(40, NAN);
+  cpu::spqr_matmul(a, x.data(), 1, ya.data(), pool);
+  cpu::spqr_matmul(b, x.data(), 1, yb.data(), pool);
+  cpu::spqr_matmul(c, x.data(), 1, yc.data(), pool);
+  const SpqrLayer* layers[] = {&a, &b, &c};
+  float* ys[] = {fa.data(), fb.data(), fc.data()};
+  cpu::spqr_decode_int8_many(layers, 3, x.data(), ys, pool);
+  EXPECT_EQ(ya, fa);
+  EXPECT_EQ(yb, fb);
+  EXPECT_EQ(yc, fc);
+  cpu::set_kernel_family(best.c_str());
+}
