@@ -241,6 +241,22 @@ __global__ void __launch_bounds__(kGemvThreads) spqr_gemv_kernel(SpqrDeviceView 
 
 constexpr int BM = 64, BN = 64, BK = 32;
 
+// acc[i][j] += Σ_k A[k][4·ia + i] · B[k][4·ib + j]: one thread's 4×4 outputs of a
+// BK-deep chunk held in shared memory (the GEMM and the transposed GEMM share it).
+__device__ __forceinline__ void tile_fma_4x4(float (&acc)[4][4], const float (*A)[BM + 4], const float (*B)[BN + 4],
+                                             int ia, int ib) {
+#pragma unroll 8
+  for (int k = 0; k < BK; k++) {
+    const float4 a = *(const float4*)&A[k][ia * 4];
+    const float4 b = *(const float4*)&B[k][ib * 4];
+    const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
+  }
+}
+
 // Y[t][r] = Σ_c W[r][c]·x[t][perm c]: tile of 64 rows (blockIdx.x) × 64 tokens (blockIdx.y).
 __global__ void __launch_bounds__(256) spqr_gemm_kernel(SpqrDeviceView v, const float* x, int n, float* y) {
   __shared__ __align__(16) float Ws[BK][BM + 4];  // [stored column in chunk][row]
@@ -273,16 +289,7 @@ __global__ void __launch_bounds__(256) spqr_gemm_kernel(SpqrDeviceView v, const 
       }
     }
     __syncthreads();
-#pragma unroll 8
-    for (int k = 0; k < BK; k++) {
-      const float4 a = *(const float4*)&Ws[k][tr * 4];
-      const float4 b = *(const float4*)&Xs[k][tt * 4];
-      const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
-    }
+    tile_fma_4x4(acc, Ws, Xs, tr, tt);
     __syncthreads();
   }
 #pragma unroll
@@ -339,16 +346,7 @@ __global__ void __launch_bounds__(256) spqr_gemm_t_kernel(SpqrDeviceView v, cons
       }
     }
     __syncthreads();
-#pragma unroll 8
-    for (int k = 0; k < BK; k++) {
-      const float4 a = *(const float4*)&Ws[k][tc * 4];
-      const float4 b = *(const float4*)&Ds[k][tt * 4];
-      const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
-    }
+    tile_fma_4x4(acc, Ws, Ds, tc, tt);
     __syncthreads();
   }
 #pragma unroll
