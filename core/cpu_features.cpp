@@ -37,6 +37,7 @@ CpuFeatures detect() {
   f.avx2 = avx2 && fma && f16c;
   f.avx512 = f.avx2 && zmm_ok && avx512f && avx512dq && avx512bw && avx512vl;
   f.avx512_vnni = f.avx512 && (c & (1u << 11));
+  f.avx512_vbmi = f.avx512 && (c & (1u << 1));
   unsigned a1, b1, c1, d1;
   __cpuid_count(7, 1, a1, b1, c1, d1);
   f.avx_vnni = f.avx2 && (a1 & (1u << 4));

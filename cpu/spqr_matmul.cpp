@@ -11,10 +11,6 @@
 #include "core/error.h"
 #include "cpu/matmul.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
 namespace engine::cpu {
 
 namespace detail {
@@ -185,19 +181,7 @@ static void spqr_gemm(const SpqrLayer& w, const float* x, int64_t n_tok, float* 
 }
 
 // AVX-512 VBMI (vpermb, vpmultishiftqb) and VNNI (vpdpbusd), on top of the AVX-512 family.
-static bool has_vbmi_vnni() {
-  static const bool ok = [] {
-#if defined(__x86_64__) || defined(__i386__)
-    unsigned a, b, c, d;
-    if (!cpu_features().avx512 || !cpu_features().avx512_vnni || __get_cpuid_max(0, nullptr) < 7) return false;
-    __cpuid_count(7, 0, a, b, c, d);
-    return (c & (1u << 1)) != 0;  // AVX512_VBMI
-#else
-    return false;
-#endif
-  }();
-  return ok;
-}
+static bool has_vbmi_vnni() { return cpu_features().avx512_vbmi && cpu_features().avx512_vnni; }
 
 bool spqr_decode_int8_active(const SpqrLayer& w) {
   return family() == Family::Avx512 && has_vbmi_vnni() && detail::spqr_decode_avx512_supports(w);
