@@ -1,6 +1,6 @@
 // llama.cpp's CPU arithmetic (ggml's kernels as its x86 AVX2 build runs them),
 // reproduced bit for bit, so our inference forward gives llama.cpp's logits
-// exactly (../shared/oracle/stories260K: every row of the three prompts equal,
+// exactly (the stories260K oracle of tests/unit/models/test_llama_oracle.cpp: every row of the three prompts equal,
 // bench/NOTES.md "Logits against llama.cpp"). Each function names the ggml
 // kernel it follows; the orders that matter are:
 //
