@@ -1,8 +1,8 @@
 // llama.cpp's CPU arithmetic (ggml's kernels as its x86 AVX2 build runs them),
 // reproduced bit for bit, so our inference forward gives llama.cpp's logits
-// exactly (the stories260K oracle of tests/unit/models/test_llama_oracle.cpp: every row of the three prompts equal,
-// bench/NOTES.md "Logits against llama.cpp"). Each function names the ggml
-// kernel it follows; the orders that matter are:
+// exactly (tests/unit/models/test_llama_oracle.cpp: every row of the three
+// stories260K prompts equal, bench/NOTES.md "Logits against llama.cpp"). Each
+// function names the ggml kernel it follows; the orders that matter are:
 //
 //   hsum8(a)   = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))   tinyBLAS hsum, soft_max's
 //   reduce8(a) = ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7))   GGML_F32x8_REDUCE (hadd)
