@@ -162,10 +162,11 @@ void gemv_q8_rows(const WeightView& w, int64_t r0, int64_t r1, const int8_t* xq,
     // spread over the lanes of each block pair with vpermps (fewer instructions per
     // byte than per-block broadcasts: in-cache speed matters because two threads
     // must each keep up with their share of DRAM bandwidth).
+    // Prefetched twice as far ahead as the float rows: measured +4% (bench/NOTES.md).
     for (; j + 4 <= nb; j += 4) {
-      prefetch((const char*)(b + j) + kPrefetch);
-      prefetch((const char*)(b + j) + kPrefetch + 64);
-      prefetch((const char*)(b + j) + kPrefetch + 128);
+      prefetch((const char*)(b + j) + 2 * kPrefetch);
+      prefetch((const char*)(b + j) + 2 * kPrefetch + 64);
+      prefetch((const char*)(b + j) + 2 * kPrefetch + 128);
       const __m512i wq0 = load_2blocks(b + j), wq1 = load_2blocks(b + j + 2);
       const __m512i aw0 = _mm512_abs_epi8(wq0), aw1 = _mm512_abs_epi8(wq1);
       const __mmask64 n0 = _mm512_movepi8_mask(wq0), n1 = _mm512_movepi8_mask(wq1);
