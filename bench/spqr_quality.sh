@@ -22,7 +22,7 @@ row() {  # name, bits, model
   python3 - "$1" "$3" "$j" <<'PY'
 import json, sys
 r = json.loads(sys.argv[3])
-print('| %-34s | %6s | %7.4f | %+6.2f%% | %.4f |' % (sys.argv[1], sys.argv[2], r['ppl'], 100 * (r['ppl'] / 4.6059 - 1), r['kl_mean']))
+print('| %-42s | %6s | %7.4f | %+6.2f%% | %.4f |' % (sys.argv[1], sys.argv[2], r['ppl'], 100 * (r['ppl'] / 4.6059 - 1), r['kl_mean']))
 PY
 }
 
@@ -39,8 +39,13 @@ RTN w4 g16 s3|--method rtn --wbits 4
 RTN w3 g16 s3|--method rtn --wbits 3
 GPTQ w3 g16 (fp16 stats)|--method gptq --wbits 3
 GPTQ w3 g64 (fp16 stats)|--method gptq --wbits 3 --groupsize 64
+SpQR w3 g16 s3, no outliers, plain stats|--wbits 3 --outlier-threshold 1000 --stat-search 0
 SpQR w3 g16 s3, no outliers|--wbits 3 --outlier-threshold 1000
 SpQR w3 g16 s3, tau 0.5|--wbits 3 --outlier-threshold 0.5
+SpQR w3 g16 s3, tau 0.2, plain stats|--wbits 3 --stat-search 0
 SpQR w3 g16 s3, tau 0.2|--wbits 3
+SpQR w4 g16 s3, no outliers, plain stats|--wbits 4 --outlier-threshold 1000 --stat-search 0
+SpQR w4 g16 s3, no outliers|--wbits 4 --outlier-threshold 1000
+SpQR w4 g16 s3, tau 0.5|--wbits 4 --outlier-threshold 0.5
 SpQR w4 g16 s3, tau 0.2|--wbits 4
 EOF2

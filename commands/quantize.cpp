@@ -29,6 +29,8 @@ static int cmd_quantize(int argc, char** argv) {
   p.add("--stat-groupsize", "G", "output rows per second-level group (beta2)", &opt.cfg.p.stat_groupsize);
   p.add("--outlier-threshold", "T", "outlier threshold, relative to the layer's mean error scale", &opt.cfg.outlier_threshold);
   p.add("--perm", "P", "column order: act-order or identity", &perm);
+  p.add("--stat-search", "N", "SpQR: search each row's statistics codes within +-N of the rounded ones (0: plain rounding; default 1)",
+        &opt.cfg.stat_search);
   p.add("--percdamp", "X", "Hessian damping, relative to its mean diagonal", &opt.cfg.percdamp);
   p.add("--method", "M", "spqr, gptq (no outliers, fp16 statistics) or rtn (no error feedback)", &method);
   p.add("--head-type", "T", "store the output head as f32, f16 or q8_0 (default: as in the input)", &head_type);
@@ -40,6 +42,7 @@ static int cmd_quantize(int argc, char** argv) {
     if (!quant_method_from_name(method, &opt.cfg.method)) throw Error("unknown --method '" + method + "' (spqr, gptq, rtn)");
     if (perm != "act-order" && perm != "identity") throw Error("--perm is act-order or identity");
     opt.cfg.act_order = perm == "act-order";
+    if (opt.cfg.stat_search < 0 || opt.cfg.stat_search > 4) throw Error("--stat-search is 0 to 4");
     if (opt.cfg.method == QuantMethod::GPTQ && !p.given("--stat-bits")) {
       opt.cfg.p.stat_bits = 16;  // GPTQ keeps plain fp16 statistics
       opt.cfg.p.stat_groupsize = 1;

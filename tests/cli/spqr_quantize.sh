@@ -38,6 +38,7 @@ printf 'tiny' >"$TMP/short.txt"
 expect_fail "calibration too short" "calibration text has" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$TMP/short.txt"
 expect_fail "impossible group size" "--groupsize must be" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --groupsize 0
 expect_fail "impossible bits" "--wbits must be" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --wbits 12
+expect_fail "impossible statistics search" "--stat-search is 0 to 4" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --stat-search 9
 expect_fail "already quantized" "already quantized" "$ENGINE" quantize -m "$Q" -o "$TMP/x.gguf" --calib "$CAL"
 expect_fail "not a model" "not a model file" "$ENGINE" quantize -m "$SHARED/models/vocab/ggml-vocab-gpt-2.gguf" -o "$TMP/x.gguf" --calib "$CAL"
 expect_fail "missing calibration" "cannot open" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$TMP/none.txt"

@@ -99,6 +99,36 @@ TEST(Spqr, ErrorFeedbackAndOutliersHelp) {
   EXPECT_LT(err[2], err[0]);  // SpQR beats RTN
 }
 
+// With H = I there is no error feedback between columns, so each group's error is
+// its own: the statistics-code search, whose candidates include the rounded codes,
+// can only lower it. With a real Hessian it should still help.
+TEST(Spqr, StatisticsCodeSearchLowersTheError) {
+  ThreadPool pool(2);
+  Problem pr = make_problem(64, 128, 512, 11);
+  std::vector<double> I((size_t)(pr.cols * pr.cols), 0.0);
+  for (int64_t c = 0; c < pr.cols; c++) I[c * pr.cols + c] = 1.0;
+  for (const std::vector<double>* H : {&I, &pr.H}) {
+    double err[2];
+    for (int search = 0; search < 2; search++) {
+      std::vector<float> W = pr.W;
+      QuantConfig c = config(QuantMethod::SpQR, 3);
+      c.stat_search = search;
+      if (H == &I) c.outlier_threshold = 1e30f;  // no outliers: groups independent
+      LayerReport rep;
+      SpqrLayer L = quantize_layer(W, pr.rows, pr.cols, *H, c, pool, &rep);
+      err[search] = rep.rel_error;
+      std::vector<float> row((size_t)pr.cols);  // the format still reproduces W exactly
+      for (int64_t r = 0; r < pr.rows; r++) {
+        L.dequantize_row(r, row.data());
+        for (int64_t k = 0; k < pr.cols; k++) ASSERT_EQ(row[k], W[r * pr.cols + k]);
+      }
+    }
+    std::printf("%s: relative error %.5f plain, %.5f with the search\n", H == &I ? "H = I" : "H", err[0], err[1]);
+    if (H == &I) EXPECT_LE(err[1], err[0]);
+    else EXPECT_LT(err[1], err[0]);
+  }
+}
+
 TEST(Spqr, BitsAreCountedAsInThePaper) {
   ThreadPool pool(1);
   Problem pr = make_problem(256, 256, 64, 3);
