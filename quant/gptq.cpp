@@ -167,7 +167,7 @@ SpqrLayer quantize_layer(std::vector<float>& W, int64_t rows, int64_t cols, cons
       const int n = (int)(g1 - g0);
       // 1. First-level statistics per row, fitted without the likely outliers (SpQR).
       std::vector<float> raw_s((size_t)rows), raw_z((size_t)rows);
-      std::vector<float> fitv(spqr && cfg.stat_search > 0 ? (size_t)(rows * n) : 0);  // what the statistics were fitted on
+      std::vector<float> fitv(spqr && cfg.stat_search > 0 && P.stat_bits != 16 ? (size_t)(rows * n) : 0);  // what the statistics were fitted on
       pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         std::vector<float> v((size_t)n), loo((size_t)n);
         std::vector<double> d((size_t)n);
@@ -210,32 +210,33 @@ SpqrLayer quantize_layer(std::vector<float>& W, int64_t rows, int64_t cols, cons
           std::vector<uint8_t> qs((size_t)(r1 - r0)), qz((size_t)(r1 - r0));
           quantize_stats(&raw_s[r0], (int)(r1 - r0), P.stat_bits, &s2.scale_scale, &s2.scale_zero, qs.data());
           quantize_stats(&raw_z[r0], (int)(r1 - r0), P.stat_bits, &s2.zero_scale, &s2.zero_zero, qz.data());
-          if (!fitv.empty()) {
-            // Each row's codes: the pair near the rounded ones with the smallest weighted error.
-            const int smax = (1 << P.stat_bits) - 1, R = cfg.stat_search;
-            const float ss = f16_to_f32(s2.scale_scale), sz = f16_to_f32(s2.scale_zero);
-            const float zs = f16_to_f32(s2.zero_scale), zz = f16_to_f32(s2.zero_zero);
-            std::vector<double> d((size_t)n);
-            for (int c = 0; c < n; c++) d[c] = ucc(g0 + c);
-            pool.parallel_for(r1 - r0, 4, [&](int64_t a, int64_t b) {
-              for (int64_t i = a; i < b; i++) {
-                const float* v = fitv.data() + (r0 + i) * n;
-                int bs = qs[i], bz = qz[i];
-                double best = INFINITY;
-                for (int cs = std::max(0, qs[i] - R); cs <= std::min(smax, qs[i] + R); cs++)
-                  for (int cz = std::max(0, qz[i] - R); cz <= std::min(smax, qz[i] + R); cz++) {
-                    const MinMax m{ss * ((float)cs - sz), zs * ((float)cz - zz)};
-                    const double e = group_error(v, d.data(), n, m, maxq, -1);
-                    if (e < best) best = e, bs = cs, bz = cz;
-                  }
-                qs[i] = (uint8_t)bs;
-                qz[i] = (uint8_t)bz;
-              }
-            });
-          }
           for (int64_t r = r0; r < r1; r++)
             L.stats_buf[(size_t)(r * L.n_groups + g)] = (uint8_t)(qs[r - r0] | (qz[r - r0] << 4));
         }
+      }
+      if (!fitv.empty()) {
+        // 2b. Each row's codes: the pair near the rounded ones with the smallest weighted error.
+        const int smax = (1 << P.stat_bits) - 1, R = cfg.stat_search;
+        std::vector<double> d((size_t)n);
+        for (int c = 0; c < n; c++) d[c] = ucc(g0 + c);
+        pool.parallel_for(rows, 16, [&](int64_t a, int64_t b) {
+          for (int64_t r = a; r < b; r++) {
+            const SpqrStats2& s2 = L.stats2_buf[(size_t)(r / P.stat_groupsize * L.n_groups + g)];
+            const float ss = f16_to_f32(s2.scale_scale), sz = f16_to_f32(s2.scale_zero);
+            const float zs = f16_to_f32(s2.zero_scale), zz = f16_to_f32(s2.zero_zero);
+            uint8_t& code = L.stats_buf[(size_t)(r * L.n_groups + g)];
+            const int qs = code & 15, qz = code >> 4;
+            int bs = qs, bz = qz;
+            double best = INFINITY;
+            for (int cs = std::max(0, qs - R); cs <= std::min(smax, qs + R); cs++)
+              for (int cz = std::max(0, qz - R); cz <= std::min(smax, qz + R); cz++) {
+                const MinMax m{ss * ((float)cs - sz), zs * ((float)cz - zz)};
+                const double e = group_error(fitv.data() + r * n, d.data(), n, m, maxq, -1);
+                if (e < best) best = e, bs = cs, bz = cz;
+              }
+            code = (uint8_t)(bs | bz << 4);
+          }
+        });
       }
       L.point_to_owned();
       for (int64_t r = 0; r < rows; r++) {

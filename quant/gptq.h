@@ -23,7 +23,7 @@ struct QuantConfig {
   bool act_order = true;           // permute columns by diag(H), descending
   float percdamp = 1.0f;           // H_ii += percdamp · mean(diag H)
   int blocksize = 128;             // lazy-batch width of the error feedback
-  // SpQR only: after the min-max fit of the statistics and their second-level
+  // SpQR with bilevel statistics only: after the min-max fit of the statistics and their second-level
   // quantization, each row's (scale code, zero code) is searched within ±stat_search
   // of the rounded codes for the smallest Hessian-weighted error of its group (0: the
   // paper's plain rounding). Same format, same bits; on stories260K it cuts the KL
