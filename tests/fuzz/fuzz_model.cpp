@@ -2,7 +2,7 @@
 // it (hyper-parameters, tensor shapes and types, SpQR layers: permutation, outlier
 // rows and columns, statistics codes) must refuse anything inconsistent with an
 // engine::Error, and whatever loads must run a forward pass and the head without
-// reading out of bounds. Seeds (tests/fuzz/seeds/fuzz_model) are tiny F16 and SpQR
+// reading out of bounds. Seeds (tests/fuzz/seeds/fuzz_model) are tiny F16, Q8_0 and SpQR
 // models made by `engine init-model` and `engine quantize`, see the README there.
 #include <cstddef>
 #include <cstdint>
