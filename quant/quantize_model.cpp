@@ -88,7 +88,9 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
   w.copy_metadata(f);
   spqr_write_params(w, opt.cfg.p, quant_method_name(opt.cfg.method));
   w.set_f32("spqr.outlier_threshold", opt.cfg.outlier_threshold);
-  w.set_u32("spqr.stat_search", opt.cfg.method == QuantMethod::SpQR ? (uint32_t)opt.cfg.stat_search : 0u);
+  // The search runs only for SpQR with bilevel statistics (quant/gptq.cpp); record what ran.
+  const bool searched = opt.cfg.method == QuantMethod::SpQR && opt.cfg.p.stat_bits != 16;
+  w.set_u32("spqr.stat_search", searched ? (uint32_t)opt.cfg.stat_search : 0u);
   w.set_string("spqr.permutation", opt.cfg.act_order ? "act-order" : "identity");
   w.set_u32("spqr.calibration_samples", (uint32_t)N);
   w.set_u32("spqr.calibration_seqlen", (uint32_t)S);
