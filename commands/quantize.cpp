@@ -29,7 +29,7 @@ static int cmd_quantize(int argc, char** argv) {
   p.add("--stat-groupsize", "G", "output rows per second-level group (beta2)", &opt.cfg.p.stat_groupsize);
   p.add("--outlier-threshold", "T", "outlier threshold, relative to the layer's mean error scale", &opt.cfg.outlier_threshold);
   p.add("--perm", "P", "column order: act-order or identity", &perm);
-  p.add("--stat-search", "N", "SpQR: search each row's statistics codes within +-N of the rounded ones (0: plain rounding)",
+  p.add("--stat-search", "N", "SpQR: search each row's statistics codes within +-N (0-4) of the rounded ones (0: plain rounding)",
         &opt.cfg.stat_search);
   p.add("--percdamp", "X", "Hessian damping, relative to its mean diagonal", &opt.cfg.percdamp);
   p.add("--method", "M", "spqr, gptq (no outliers, fp16 statistics) or rtn (no error feedback)", &method);
