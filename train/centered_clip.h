@@ -1,0 +1,37 @@
+// Robust aggregation of n peers' contributions to one part of a vector.
+//
+// CenteredClip (Karimireddy et al. 2021; BTARD, Gorbunov et al. 2022): start from
+// the coordinate-wise median and iterate
+//   x ← x + Σᵢ wᵢ·(gᵢ − x)·min(1, τ/‖gᵢ − x‖) / Σᵢ wᵢ
+// until ‖Δx‖ <= tol·(1 + ‖x‖) or `iters` iterations. With τ = ∞ it is the weighted
+// mean after one iteration; a contribution far from the others moves x by at
+// most τ·wᵢ/Σw per iteration, so one liar among n cannot drag the result far.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace engine::train {
+
+enum class Aggregator { Mean, CenteredClip };
+// "mean" / "centered-clip"; false when unknown.
+bool aggregator_from_name(const std::string& s, Aggregator* out);
+
+struct ClipConfig {
+  float tau = 1.0f;           // clipping radius, in the units of the vectors
+  int iters = 20;             // iteration cap
+  float tol = 1e-6f;          // relative step size that ends the iteration
+};
+
+struct ClipStats {
+  int iterations = 0;
+  int clipped = 0;            // contributions scaled down in the last iteration
+};
+
+// out[dim] = aggregate of inputs[i][dim] with weights w[i] (> 0). Mean: Σ wᵢgᵢ / Σ wᵢ
+// (accumulated in double, so it is the weighted mean to f32 rounding).
+void aggregate(Aggregator a, const std::vector<const float*>& inputs, const std::vector<double>& w, int64_t dim,
+               const ClipConfig& c, float* out, ClipStats* stats = nullptr);
+
+}  // namespace engine::train

@@ -1,0 +1,82 @@
+// A whole Llama model as trainable f32 parameters in ONE flat vector.
+//
+// Full-parameter training (engine train) needs every weight mutable and in f32
+// (the master weights), and the collaborative averager needs "the model" as one
+// vector it can split into parts, all-reduce and checksum. So the parameters
+// live in `data` back to back, in a fixed order of llama.cpp-named tensors, and
+// the gradient is a vector of the same layout. Views (LlamaBlockWeights with F32
+// cpu::Linear) point into `data`, so the inference-path ops run on it directly.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/gguf.h"
+#include "core/thread_pool.h"
+#include "models/llama.h"
+#include "train/adapter.h"        // Window
+#include "train/cross_entropy.h"  // CrossEntropyResult
+
+namespace engine::train {
+
+struct ParamTensor {
+  std::string name;            // llama.cpp's: token_embd.weight, blk.3.attn_q.weight, ...
+  int64_t offset = 0;          // into ModelParams::data, in floats
+  std::vector<int64_t> ne;     // GGUF order: ne[0] innermost (cols), ne[1] rows
+  int64_t numel() const;
+  bool is_matrix() const { return ne.size() == 2; }  // weight decay applies to matrices only
+};
+
+struct ModelParams {
+  LlamaHParams hp;             // arch "llama"; n_ctx_train is the training seqlen or more
+  std::vector<ParamTensor> tensors;  // token_embd, output_norm, output, then blk.0.* .. blk.L-1.*
+  std::vector<float> data;     // every parameter, f32
+
+  // Zero-filled parameters of a model shaped like hp (untied head: output.weight present).
+  static ModelParams layout(const LlamaHParams& hp);
+  // Random init, deterministic for a seed whatever the thread count: N(0, init_std²) for
+  // matrices (residual projections attn_output and ffn_down scaled by 1/sqrt(2·n_layer)),
+  // ones for norms.
+  static ModelParams init_random(const LlamaHParams& hp, uint64_t seed, float init_std);
+  // Any F32/F16/BF16/Q8_0 llama-family GGUF converted to f32 (a tied head is untied by
+  // copying the embedding). SpQR files are refused with a clear Error.
+  static ModelParams from_gguf(const GGUFFile& f);
+
+  int64_t size() const { return (int64_t)data.size(); }
+  const ParamTensor& tensor(const std::string& name) const;  // Error when absent
+  float* ptr(const std::string& name) { return data.data() + tensor(name).offset; }
+  const float* ptr(const std::string& name) const { return data.data() + tensor(name).offset; }
+
+  // Views into data (valid until data is resized).
+  LlamaBlockWeights block(int64_t b) const;
+  // xxh3-64 of the raw bytes of data: equal on peers whose parameters are bit-identical.
+  uint64_t checksum() const;
+  // Checks another model (e.g. a checkpoint or a peer's config) has the same shape;
+  // throws Error naming the first difference.
+  void check_same_shape(const LlamaHParams& other, const std::string& what) const;
+};
+
+// A byte-level vocabulary that llama.cpp reads: SentencePiece ("llama") tokens <unk>,
+// <s>, </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, and "▁" (so a space is one
+// token). Any text tokenizes; nothing to fit. Its size:
+constexpr int64_t kByteVocabSize = 260;
+void set_byte_vocab(GGUFWriter& w);
+
+// Writes p as a llama.cpp-layout GGUF (general.architecture = llama, hyper-parameters,
+// tensors as `type`: F32 or F16 (F16 keeps norms in F32)). The tokenizer metadata is
+// copied from `vocab_from` when given, else the byte vocabulary. `extra` lets the caller
+// add metadata (training provenance). Atomic: temp file in the same folder, then rename.
+void write_model_gguf(const ModelParams& p, const std::string& path, DType type, const GGUFFile* vocab_from,
+                      const std::function<void(GGUFWriter&)>& extra = nullptr);
+
+// Σ cross-entropy of the model over the windows, and (grad non-null, same layout and
+// size as p.data) the gradient of grad_scale·Σloss ACCUMULATED into grad: every
+// tensor — embedding, norms, attention, FFN, head. Each window: embed → blocks
+// (training forward, checkpoints) → fused head + loss → blocks backward (recomputing)
+// → embedding backward. Small models (n_embd <= 512) run windows in parallel, each
+// into its own gradient buffer, summed in window order: deterministic for a thread count.
+CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
+                                       float* grad, ThreadPool& pool);
+
+}  // namespace engine::train

@@ -1,0 +1,59 @@
+// The network side of a training peer on its own thread: one libuv loop with the
+// peer's Rpc and DhtNode. The trainer's thread computes gradients (seconds of
+// work) while this loop keeps answering the DHT, state downloads and averaging
+// traffic. Everything net:: is touched only from the loop thread; the trainer
+// hands work over with post() / run().
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/dht_node.h"
+#include "net/rpc.h"
+
+namespace engine::train {
+
+class NetThread {
+ public:
+  // Listens on `listen` ("" = do not listen: client mode, outgoing calls only) and
+  // starts the loop thread. The DHT is bootstrapped from initial_peers (empty: the
+  // first node of a swarm). Error when the address cannot be bound or bootstrap fails.
+  NetThread(const std::string& listen, const std::vector<std::string>& initial_peers, net::RpcOptions rpc_opts = {},
+            net::DhtOptions dht_opts = {});
+  ~NetThread();  // stops the DHT and the Rpc, joins the thread
+  NetThread(const NetThread&) = delete;
+  NetThread& operator=(const NetThread&) = delete;
+
+  // Runs fn on the loop thread soon (thread-safe).
+  void post(std::function<void()> fn);
+  // Runs fn on the loop thread and blocks the caller until fn's `done` is called
+  // (from the loop), or timeout_ms passes (then returns false; `done` may still be
+  // called later and is then ignored).
+  bool run(const std::function<void(std::function<void()> done)>& fn, uint32_t timeout_ms);
+
+  net::Rpc& rpc() { return *rpc_; }       // loop thread only
+  net::DhtNode& dht() { return *dht_; }   // loop thread only
+  const std::string& address() const { return address_; }  // "" in client mode
+  net::NodeId id() const { return id_; }
+
+ private:
+  static void on_async(uv_async_t* a);
+  void drain();
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  std::unique_ptr<net::Rpc> rpc_;
+  std::unique_ptr<net::DhtNode> dht_;
+  std::string address_;
+  net::NodeId id_;
+  std::mutex mu_;
+  std::vector<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace engine::train

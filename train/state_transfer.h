@@ -1,0 +1,48 @@
+// Downloading a training state from a peer of the run (hivemind's
+// load_state_from_peers): a peer that starts late, restarts, falls behind the
+// global epoch, or finds its parameter checksum in the minority asks another
+// peer for its whole state (parameters, optimizer moments, epoch).
+//
+// train.state request {min_epoch} → streamed parts of at most chunk_bytes, then a
+// final reply {epoch, size, xxh3}. The downloader checks the byte count and the
+// xxh3 of what arrived, and refuses a state older than min_epoch. Bytes are
+// opaque here (train/pretrain.h serialize_state makes them).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "net/rpc.h"
+
+namespace engine::train {
+
+struct StateSnapshot {
+  int64_t epoch = -1;
+  std::shared_ptr<const std::string> bytes;  // null: nothing to offer yet
+};
+
+class StateServer {
+ public:
+  // Registers train.state on rpc. `snapshot` is called on the loop thread and must
+  // be thread-safe with whoever updates the state.
+  StateServer(net::Rpc& rpc, std::function<StateSnapshot()> snapshot, size_t chunk_bytes = 1u << 20);
+
+ private:
+  net::Rpc& rpc_;
+  std::function<StateSnapshot()> snapshot_;
+  size_t chunk_bytes_;
+};
+
+struct DownloadResult {
+  bool ok = false;
+  std::string error;
+  int64_t epoch = -1;
+  std::string bytes;
+};
+
+// Loop thread. done once, by timeout_ms. max_bytes bounds what a hostile peer can make us hold.
+void download_state(net::Rpc& rpc, const std::string& addr, int64_t min_epoch, uint32_t timeout_ms,
+                    uint64_t max_bytes, std::function<void(DownloadResult)> done);
+
+}  // namespace engine::train
