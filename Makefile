@@ -7,7 +7,7 @@ CMAKE_ARGS ?=
 
 # Debian packages the project needs; `make deps` installs only the missing ones.
 DEPS := cmake g++ make libuv1-dev libmsgpack-cxx-dev libxxhash-dev libgtest-dev libgmock-dev \
-        clang libclang-rt-14-dev iproute2 python3
+        clang libclang-rt-14-dev iproute2 python3 fortunes
 
 .PHONY: all deps build test test-unit test-san demo bench fuzz fuzz-smoke clean
 

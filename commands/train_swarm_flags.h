@@ -1,0 +1,81 @@
+// Flags of `engine train --swarm` (collaborative training, train/collaborative.h):
+// where the run is, how big its steps are, how peers average.
+#pragma once
+#include <cstdio>
+#include <string>
+
+#include "core/cli.h"
+#include "core/error.h"
+#include "net/address.h"
+#include "train/collaborative.h"
+
+namespace engine {
+
+struct CollabFlags {
+  bool swarm = false, client_mode = false, verbose = false;
+  std::string initial_peers, run = "run", listen = "127.0.0.1:0", aggregator = "centered-clip", wire = "f32",
+              byzantine = "none";
+  int64_t target_batch = 0;
+  double bandwidth = 1.0, averaging_timeout_s = 30, matchmaking_time_s = 1.5, progress_period_s = 0.5;
+  float clip_tau = 1.0f;
+  int clip_iters = 20;
+
+  void add_to(ArgParser& p) {
+    p.flag("--swarm", "train together with the peers of --run (data-parallel, DeDLOC-style averaging)", &swarm);
+    p.add("--initial-peers", "ADDR,...", "DHT peers of the run (engine dht, or any peer); none: this peer starts it",
+          &initial_peers);
+    p.add("--run", "NAME", "the run's name in the DHT; every peer of a run trains the same model config", &run);
+    p.add("--listen", "ADDR", "where this peer accepts connections (DHT, averaging, state downloads)", &listen);
+    p.flag("--client-mode", "accept no connections (behind NAT/firewall): send and receive, reduce nothing",
+           &client_mode);
+    p.add("--target-batch", "S", "samples (windows) the peers accumulate together per optimizer step "
+          "(default: --batch)", &target_batch);
+    p.add("--bandwidth", "X", "announced bandwidth: this peer reduces a share of the vector proportional to it",
+          &bandwidth);
+    p.add("--aggregator", "A", "mean or centered-clip (Byzantine-robust)", &aggregator);
+    p.add("--clip-tau", "T", "CenteredClip radius, in units of the mean gradient", &clip_tau);
+    p.add("--clip-iters", "N", "CenteredClip iteration cap", &clip_iters);
+    p.add("--wire-dtype", "T", "gradients on the wire: f32, f16 or int8 (8-bit blockwise)", &wire);
+    p.add("--averaging-timeout", "SECONDS", "an all-reduce round never takes longer", &averaging_timeout_s);
+    p.add("--matchmaking-time", "SECONDS", "how long peers gather into a group", &matchmaking_time_s);
+    p.add("--progress-period", "SECONDS", "how often progress is published to the DHT", &progress_period_s);
+    p.add("--byzantine", "MODE", "TEST HOOK: send a corrupted gradient every round: sign-flip (-1000x), scale "
+          "(1000x), random (1000x-norm random direction), delayed (8 steps old); none", &byzantine);
+    p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
+  }
+
+  // The collaborative configuration; `config_text` describes the model and
+  // optimizer (every peer of the run must give the same).
+  train::CollabConfig config(int64_t batch, const std::string& config_text) const {
+    train::CollabConfig c;
+    c.run = run;
+    c.initial_peers = net::split_list(initial_peers);
+    c.listen = listen;
+    c.client_mode = client_mode;
+    c.target_batch = target_batch > 0 ? target_batch : batch;
+    if (c.target_batch < 1) throw Error("--target-batch must be positive");
+    if (bandwidth <= 0) throw Error("--bandwidth must be positive");
+    c.bandwidth = bandwidth;
+    if (progress_period_s <= 0 || matchmaking_time_s <= 0 || averaging_timeout_s <= 0)
+      throw Error("--progress-period, --matchmaking-time and --averaging-timeout must be positive");
+    c.progress_period_s = progress_period_s;
+    c.progress_ttl_s = std::max(10.0, progress_period_s * 10);
+    c.matchmaking.gather_ms = (uint32_t)(matchmaking_time_s * 1000);
+    c.matchmaking.join_window_ms = (uint32_t)(matchmaking_time_s * 2000) + 1000;
+    if (!train::aggregator_from_name(aggregator, &c.allreduce.aggregator))
+      throw Error("--aggregator is mean or centered-clip, not '" + aggregator + "'");
+    if (!(clip_tau > 0) || clip_iters < 1) throw Error("--clip-tau and --clip-iters must be positive");
+    c.allreduce.clip.tau = clip_tau;
+    c.allreduce.clip.iters = clip_iters;
+    if (!train::wire_dtype_from_name(wire, &c.allreduce.wire))
+      throw Error("--wire-dtype is f32, f16 or int8, not '" + wire + "'");
+    c.allreduce.deadline_ms = (uint32_t)(averaging_timeout_s * 1000);
+    if (!train::byzantine_from_name(byzantine, &c.byzantine))
+      throw Error("--byzantine is none, sign-flip, scale, random or delayed, not '" + byzantine + "'");
+    c.config_msgpack = config_text;
+    if (verbose) c.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
+    return c;
+  }
+};
+
+}  // namespace engine

@@ -1,0 +1,419 @@
+#include "train/collaborative.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+
+#include "core/error.h"
+#include "train/net_thread.h"
+#include "train/progress_tracker.h"
+#include "train/state_transfer.h"
+
+namespace engine::train {
+
+bool byzantine_from_name(const std::string& s, Byzantine* out) {
+  static const std::pair<const char*, Byzantine> names[] = {{"none", Byzantine::None},
+                                                            {"sign-flip", Byzantine::SignFlip},
+                                                            {"scale", Byzantine::Scale},
+                                                            {"random", Byzantine::Random},
+                                                            {"delayed", Byzantine::Delayed}};
+  for (auto& [n, b] : names)
+    if (s == n) return *out = b, true;
+  return false;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Runs an asynchronous operation of the loop thread from the trainer's thread and
+// waits for its single result. `start` is copied into the loop's task, so a
+// timeout here never leaves the loop holding references to this stack frame.
+template <class T>
+std::optional<T> await(NetThread& net, uint32_t timeout_ms, std::function<void(std::function<void(T)>)> start) {
+  auto slot = std::make_shared<std::optional<T>>();
+  auto mu = std::make_shared<std::mutex>();
+  const bool ok = net.run(
+      [start, slot, mu](std::function<void()> done) {
+        start([slot, mu, done](T v) {
+          {
+            std::lock_guard<std::mutex> lock(*mu);
+            *slot = std::move(v);
+          }
+          done();
+        });
+      },
+      timeout_ms);
+  std::lock_guard<std::mutex> lock(*mu);
+  if (!ok || !*slot) return std::nullopt;
+  return std::move(**slot);
+}
+
+// What a dishonest peer sends (BTARD's attacks), for the --byzantine test hook.
+class Adversary {
+ public:
+  Adversary(Byzantine kind, int64_t delay, uint64_t seed) : kind_(kind), delay_(delay), rng_(seed) {}
+  bool active() const { return kind_ != Byzantine::None; }
+  // Called with each honest mean gradient, in step order; returns what to send.
+  void corrupt(std::vector<float>& g) {
+    switch (kind_) {
+      case Byzantine::None: return;
+      case Byzantine::SignFlip:  // −1000× the honest gradient
+        for (float& x : g) x *= -1000.0f;
+        return;
+      case Byzantine::Scale:  // +1000×: right direction, absurd size
+        for (float& x : g) x *= 1000.0f;
+        return;
+      case Byzantine::Random: {  // a random direction with 1000× the honest norm
+        double norm = 0;
+        for (float x : g) norm += (double)x * x;
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        double rn = 0;
+        for (float& x : g) x = nd(rng_), rn += (double)x * x;
+        const float s = rn > 0 ? (float)(1000.0 * std::sqrt(norm / rn)) : 0.0f;
+        for (float& x : g) x *= s;
+        return;
+      }
+      case Byzantine::Delayed: {  // the gradient of `delay` steps ago (stale but plausible)
+        past_.push_back(g);
+        if ((int64_t)past_.size() > delay_ + 1) past_.pop_front();
+        g = past_.front();
+        return;
+      }
+    }
+  }
+
+ private:
+  Byzantine kind_;
+  int64_t delay_;
+  std::mt19937_64 rng_;
+  std::deque<std::vector<float>> past_;
+};
+
+std::string hex_id(const net::NodeId& id) { return "@" + id.hex(); }
+
+class Peer {
+ public:
+  Peer(Trainer& t, const CollabConfig& cc) : t_(t), cc_(cc), adversary_(cc.byzantine, cc.byzantine_delay, 7) {}
+
+  void run(const std::function<void(const CollabStepReport&)>& on_step,
+           const std::function<void(int64_t)>& checkpoint);
+  CollabTotals totals;
+
+ private:
+  void log(const std::string& s) const {
+    if (cc_.log) cc_.log(s);
+  }
+  void start_network();
+  void stop_network();
+  void check_run_config();
+  // Publishes our progress, then reads the run's; nullopt when the DHT did not answer.
+  std::optional<GlobalProgress> exchange_progress(int64_t samples, double sps);
+  // Downloads the state of a peer at >= min_epoch (preferring `prefer_xxh3` when
+  // nonzero); true when the state was replaced.
+  bool catch_up(const GlobalProgress& g, int64_t min_epoch, uint64_t prefer_xxh3);
+  // The checksum the run agrees on at our epoch: the one most peers report, ties to
+  // the lowest peer id. 0 when no other peer reports one.
+  uint64_t agreed_checksum(const GlobalProgress& g) const;
+  StateSnapshot snapshot();
+
+  Trainer& t_;
+  const CollabConfig& cc_;
+  Adversary adversary_;
+  std::unique_ptr<NetThread> net_;
+  std::unique_ptr<ButterflyAllReduce> allreduce_;
+  std::unique_ptr<Matchmaker> matchmaker_;
+  std::unique_ptr<StateServer> state_server_;
+  std::mutex state_mu_;  // the trainer's state, against the loop thread's snapshots
+  StateSnapshot snap_;
+  uint64_t params_xxh3_ = 0;
+};
+
+StateSnapshot Peer::snapshot() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (snap_.epoch != t_.step() || !snap_.bytes) {
+    snap_.epoch = t_.step();
+    snap_.bytes = std::make_shared<const std::string>(serialize_state(t_.state()));
+  }
+  return snap_;
+}
+
+void Peer::start_network() {
+  net_ = std::make_unique<NetThread>(cc_.client_mode ? std::string() : cc_.listen, cc_.initial_peers);
+  const bool ok = net_->run(
+      [this](std::function<void()> done) {
+        allreduce_ = std::make_unique<ButterflyAllReduce>(net_->rpc());
+        matchmaker_ = std::make_unique<Matchmaker>(net_->rpc(), net_->dht());
+        if (!cc_.client_mode) state_server_ = std::make_unique<StateServer>(net_->rpc(), [this] { return snapshot(); });
+        done();
+      },
+      10000);
+  if (!ok) throw Error("the network thread did not start");
+  if (!cc_.client_mode) log("listening on " + net_->address() + " (others join with --initial-peers " + net_->address() + ")");
+  else log("client mode: not accepting connections");
+}
+
+void Peer::stop_network() {
+  if (!net_) return;
+  net_->run(
+      [this](std::function<void()> done) {
+        state_server_.reset();
+        matchmaker_.reset();
+        allreduce_.reset();
+        done();
+      },
+      10000);
+  net_.reset();
+}
+
+void Peer::check_run_config() {
+  const uint32_t timeout = (uint32_t)(cc_.join_timeout_s * 1000);
+  auto theirs = await<std::vector<std::string>>(*net_, timeout, [this](std::function<void(std::vector<std::string>)> done) {
+    fetch_run_config(net_->dht(), cc_.run, std::move(done));
+  });
+  if (!theirs) throw Error("run '" + cc_.run + "': the DHT did not answer (is --initial-peers right?)");
+  for (const std::string& c : *theirs)
+    if (c != cc_.config_text)
+      throw Error("run '" + cc_.run + "' trains another model or optimizer config than this peer's flags give (" +
+                  describe_run_config(c) + " vs this peer's " + describe_run_config(cc_.config_text) + ")");
+  auto put = await<bool>(*net_, timeout, [this](std::function<void(bool)> done) {
+    publish_run_config(net_->dht(), cc_.run, cc_.config_text, cc_.progress_ttl_s * 6, std::move(done));
+  });
+  if (!put || !*put) log("warning: could not publish the run's config (continuing)");
+}
+
+std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sps) {
+  PeerProgress mine;
+  mine.peer = hex_id(net_->id());
+  mine.epoch = t_.step();
+  mine.samples = samples;
+  mine.samples_per_s = sps;
+  mine.addr = net_->address();
+  mine.bandwidth = cc_.bandwidth;
+  mine.client_mode = cc_.client_mode;
+  mine.params_xxh3 = params_xxh3_;
+  const uint32_t timeout = 10000;
+  await<bool>(*net_, timeout, [this, mine](std::function<void(bool)> done) {
+    publish_progress(net_->dht(), cc_.run, mine, cc_.progress_ttl_s, std::move(done));
+  });
+  auto g = await<GlobalProgress>(*net_, timeout, [this](std::function<void(GlobalProgress)> done) {
+    fetch_progress(net_->dht(), cc_.run, [done](const GlobalProgress& g) { done(g); });
+  });
+  if (!g) return std::nullopt;
+  // Our own record as we know it now, whatever copy the DHT returned.
+  GlobalProgress& G = *g;
+  auto it = std::find_if(G.records.begin(), G.records.end(), [&](const PeerProgress& p) { return p.peer == mine.peer; });
+  if (it == G.records.end()) G.records.push_back(mine);
+  else *it = mine;
+  G.epoch = 0;
+  for (auto& p : G.records) G.epoch = std::max(G.epoch, p.epoch);
+  G.samples_at_epoch = 0, G.samples_per_s = 0, G.peers = (int)G.records.size(), G.peers_at_epoch = 0;
+  for (auto& p : G.records)
+    if (p.epoch == G.epoch) G.samples_at_epoch += p.samples, G.samples_per_s += p.samples_per_s, G.peers_at_epoch++;
+  return g;
+}
+
+uint64_t Peer::agreed_checksum(const GlobalProgress& g) const {
+  std::map<uint64_t, std::pair<int, std::string>> votes;  // checksum -> (count, lowest peer)
+  int others = 0;
+  for (auto& p : g.records) {
+    if (p.epoch != t_.step() || p.params_xxh3 == 0) continue;
+    if (p.peer != hex_id(net_->id())) others++;
+    auto& v = votes[p.params_xxh3];
+    if (v.first == 0 || p.peer < v.second) v.second = p.peer;
+    v.first++;
+  }
+  if (others == 0) return 0;
+  uint64_t best = 0;
+  std::pair<int, std::string> bv{0, ""};
+  for (auto& [sum, v] : votes)
+    if (v.first > bv.first || (v.first == bv.first && v.second < bv.second)) best = sum, bv = v;
+  return best;
+}
+
+bool Peer::catch_up(const GlobalProgress& g, int64_t min_epoch, uint64_t prefer_xxh3) {
+  std::vector<PeerProgress> sources;
+  for (auto& p : g.records)
+    if (p.epoch >= min_epoch && !p.addr.empty() && p.peer != hex_id(net_->id())) sources.push_back(p);
+  // Highest epoch first; among equals, the agreed checksum first.
+  std::sort(sources.begin(), sources.end(), [&](const PeerProgress& a, const PeerProgress& b) {
+    if (a.epoch != b.epoch) return a.epoch > b.epoch;
+    return (a.params_xxh3 == prefer_xxh3) > (b.params_xxh3 == prefer_xxh3);
+  });
+  const uint64_t max_bytes = (uint64_t)t_.state().params.size() * 3 * sizeof(float) + (1u << 20);
+  const uint32_t timeout = (uint32_t)(cc_.join_timeout_s * 1000);
+  for (const PeerProgress& src : sources) {
+    log("downloading state (epoch " + std::to_string(src.epoch) + ") from " + src.addr);
+    const std::string addr = src.addr;
+    auto r = await<DownloadResult>(*net_, timeout + 1000, [this, addr, min_epoch, timeout, max_bytes](
+                                                              std::function<void(DownloadResult)> done) {
+      download_state(net_->rpc(), addr, min_epoch, timeout, max_bytes, std::move(done));
+    });
+    if (!r || !r->ok) {
+      log("state download from " + addr + " failed: " + (r ? r->error : std::string("timed out")));
+      continue;
+    }
+    try {
+      TrainState s = deserialize_state(r->bytes);
+      t_.state().params.check_same_shape(s.params.hp, "the downloaded state");
+      std::lock_guard<std::mutex> lock(state_mu_);
+      const int64_t samples = t_.state().samples;
+      t_.state() = std::move(s);
+      t_.state().samples = samples;  // this peer's own accounting goes on
+      params_xxh3_ = t_.state().params.checksum();
+      log("state loaded: epoch " + std::to_string(t_.step()));
+      totals.state_downloads++;
+      return true;
+    } catch (const Error& e) {
+      log("state from " + addr + " refused: " + e.what());
+    }
+  }
+  return false;
+}
+
+void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
+               const std::function<void(int64_t)>& checkpoint) {
+  start_network();
+  struct Stop {
+    Peer* p;
+    ~Stop() { p->stop_network(); }
+  } stop{this};
+  check_run_config();
+  params_xxh3_ = t_.state().params.checksum();
+
+  const PretrainConfig& cfg = t_.config();
+  // Join: a run further along than our state hands us its state first.
+  if (auto g = exchange_progress(0, 0); g && g->epoch > t_.step()) catch_up(*g, g->epoch, agreed_checksum(*g));
+
+  const int64_t P = t_.state().params.size();
+  std::vector<float> grad((size_t)P);
+  // This peer's data position: micro-batch k draws batch_for_step(data_seed, k).
+  uint64_t data_seed = cc_.data_seed;
+  if (data_seed == 0)
+    for (int i = 0; i < 8; i++) data_seed = (data_seed << 8) | net_->id().b[i];
+  int64_t micro = t_.state().samples / std::max<int64_t>(cfg.batch, 1);
+  const auto t_start = Clock::now();
+  StepReport first;
+  first.step = t_.step(), first.steps = cfg.steps, first.has_eval = true, first.eval_loss = t_.evaluate();
+  on_step(CollabStepReport{first});
+
+  while (t_.step() < cfg.steps) {
+    // ---- accumulate until the run's samples at this epoch reach the target ----
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    int64_t local_samples = 0, tokens = 0;
+    double loss_sum = 0;
+    bool moved_on = false, repaired = false;
+    const auto t_step = Clock::now();
+    auto last_poll = Clock::now() - std::chrono::hours(1);
+    for (;;) {
+      const auto windows = batch_for_step(t_.data(), data_seed, micro++, cfg.batch, cfg.seqlen);
+      const CrossEntropyResult r = t_.accumulate(windows, 1.0f, grad.data());
+      local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
+      if (seconds_since(last_poll) < cc_.progress_period_s && local_samples < cc_.target_batch) continue;
+      last_poll = Clock::now();
+      auto g = exchange_progress(local_samples, local_samples / std::max(seconds_since(t_step), 1e-3));
+      if (!g) continue;  // the DHT is slow: keep computing, ask again later
+      if (g->epoch > t_.step()) {  // the run stepped without us: our gradient is stale
+        log("behind: run at epoch " + std::to_string(g->epoch) + ", this peer at " + std::to_string(t_.step()));
+        moved_on = catch_up(*g, g->epoch, 0);
+        break;
+      }
+      const uint64_t agreed = agreed_checksum(*g);
+      if (agreed != 0 && agreed != params_xxh3_) {  // our parameters are in the minority
+        log("parameters differ from the run's (xxh3 " + std::to_string(params_xxh3_) + " vs " +
+            std::to_string(agreed) + "): reloading state");
+        repaired = catch_up(*g, t_.step(), agreed);
+        if (repaired) break;
+      }
+      if (g->samples_at_epoch >= cc_.target_batch) break;
+    }
+    totals.computed += local_samples;
+    if (moved_on || repaired) {  // start the epoch again on the new state
+      totals.discarded += local_samples;
+      continue;
+    }
+    totals.contributed += local_samples;
+
+    // ---- match, all-reduce, step ----
+    CollabStepReport rep;
+    rep.local_samples = local_samples;
+    const auto t_match = Clock::now();
+    GroupMember me{net_->id(), net_->address(), cc_.bandwidth, cc_.client_mode};
+    const int64_t epoch = t_.step();
+    const double weight = (double)tokens;
+    const MatchmakingConfig mmc = cc_.matchmaking;
+    auto spec = await<RoundSpec>(*net_, mmc.gather_ms + mmc.join_window_ms + 2 * mmc.rpc_timeout_ms + 5000,
+                                 [this, me, epoch, weight, mmc](std::function<void(RoundSpec)> done) {
+                                   matchmaker_->form_group(cc_.run, epoch, me, weight, mmc, std::move(done));
+                                 });
+    if (!spec) {  // the loop thread is stuck: average alone rather than hang
+      spec = RoundSpec{"solo", {me}, 0};
+    }
+    rep.matchmaking_s = seconds_since(t_match);
+    rep.group_size = (int)spec->members.size();
+
+    std::vector<float> mean((size_t)P);
+    const float inv = tokens > 0 ? 1.0f / (float)tokens : 0.0f;
+    for (int64_t i = 0; i < P; i++) mean[i] = grad[i] * inv;
+    std::function<void(std::vector<float>&)> corrupt;
+    if (adversary_.active()) corrupt = [this](std::vector<float>& v) { adversary_.corrupt(v); };
+    const AllReduceConfig arc = cc_.allreduce;
+    const auto t_ar = Clock::now();
+    RoundSpec round = *spec;
+    auto result = await<AllReduceResult>(*net_, arc.deadline_ms + 5000,
+                                         [this, round, mean, weight, arc, corrupt](std::function<void(AllReduceResult)> done) mutable {
+                                           allreduce_->all_reduce(round, std::move(mean), weight, arc, std::move(done),
+                                                                  corrupt);
+                                         });
+    rep.allreduce_s = seconds_since(t_ar);
+    std::vector<float>& avg = result ? result->averaged : mean;
+    if (result) {
+      rep.parts_failed = result->parts_failed;
+      rep.dropped = (int)result->dropped.size();
+      rep.bytes_sent = result->bytes_sent, rep.bytes_received = result->bytes_received;
+    } else {
+      log("all-reduce did not finish: stepping with the local gradient (the checksum check repairs it)");
+    }
+    if (avg.size() != (size_t)P) avg = mean;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      rep.step.grad_norm = t_.apply_step(avg.data(), &rep.step.lr);
+      t_.state().samples += local_samples;
+      params_xxh3_ = t_.state().params.checksum();
+    }
+    rep.params_xxh3 = params_xxh3_;
+    rep.step.step = t_.step(), rep.step.steps = cfg.steps;
+    rep.step.loss = tokens > 0 ? loss_sum / (double)tokens : 0;
+    rep.step.tokens = tokens;
+    rep.step.seconds = seconds_since(t_step);
+    rep.step.elapsed = seconds_since(t_start);
+    const bool last = t_.step() == cfg.steps;
+    if (last || (cfg.eval_every > 0 && t_.step() % cfg.eval_every == 0))
+      rep.step.has_eval = true, rep.step.eval_loss = t_.evaluate();
+    // Tell the run we stepped (samples 0 at the new epoch, with our checksum) right away,
+    // so slower peers see the new epoch and the others can compare checksums.
+    exchange_progress(0, 0);
+    on_step(rep);
+    if (checkpoint && cfg.checkpoint_every > 0 && t_.step() % cfg.checkpoint_every == 0 && !last)
+      checkpoint(t_.step());
+  }
+}
+
+}  // namespace
+
+CollabTotals collaborative_train(Trainer& t, const CollabConfig& cc,
+                                 const std::function<void(const CollabStepReport&)>& on_step,
+                                 const std::function<void(int64_t step)>& checkpoint) {
+  Peer peer(t, cc);
+  peer.run(on_step, checkpoint);
+  return peer.totals;
+}
+
+}  // namespace engine::train

@@ -1,0 +1,82 @@
+// Collaborative data-parallel training (DeDLOC, Diskin et al. 2021): every peer of
+// a run holds the whole model and trains on its own data; when the samples the
+// peers accumulated together reach the target batch, the peers at that epoch form
+// a group, all-reduce their mean gradients weighted by the tokens behind each
+// (Byzantine-robust with CenteredClip), and all take the same optimizer step, so
+// their parameters stay bit-identical.
+//
+// One step of one peer, as the code reads:
+//   accumulate   micro-batches into a gradient sum, publishing progress every
+//                progress_period_s, until the run's samples at this epoch reach
+//                target_batch (or the run moved on without us: catch up instead)
+//   match        form the epoch's group (train/matchmaking.h)
+//   all-reduce   butterfly over the group (train/butterfly.h)
+//   step         Trainer::apply_step on the aggregate; epoch + 1
+//   verify       publish the parameters' xxh3; if the majority of the epoch's
+//                peers reports another one, download state from one of them
+// A peer that starts late or is behind the global epoch downloads parameters,
+// optimizer state and epoch from a peer of the run (train/state_transfer.h).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "train/butterfly.h"
+#include "train/matchmaking.h"
+#include "train/pretrain.h"
+
+namespace engine::train {
+
+// Test hook (--byzantine): what a dishonest peer sends instead of its gradient.
+enum class Byzantine { None, SignFlip, Scale, Random, Delayed };
+bool byzantine_from_name(const std::string& s, Byzantine* out);  // "none", "sign-flip", "scale", "random", "delayed"
+
+struct CollabConfig {
+  std::string run = "run";
+  std::vector<std::string> initial_peers;  // empty: this peer starts the run's DHT
+  std::string listen = "127.0.0.1:0";
+  bool client_mode = false;                // no listener: sends and receives, reduces nothing
+  int64_t target_batch = 64;               // samples (windows) per collaboration step
+  double bandwidth = 1.0;                  // announced: this peer's share of the reduction
+  double progress_period_s = 0.5;          // publish/fetch progress at most this often
+  double progress_ttl_s = 10;              // a vanished peer's progress expires after this
+  double join_timeout_s = 60;              // waiting for the DHT and a state download
+  AllReduceConfig allreduce;
+  MatchmakingConfig matchmaking;
+  Byzantine byzantine = Byzantine::None;
+  int64_t byzantine_delay = 8;             // steps behind, for Byzantine::Delayed
+  std::string config_text;                 // the run's model/optimizer config; joiners must match
+  uint64_t data_seed = 0;                  // this peer's data order; 0: derived from its id
+  std::function<void(const std::string&)> log;  // one line per event (joins, groups, repairs)
+};
+
+// What one collaboration step did, for the progress line and the CSV log.
+struct CollabStepReport {
+  StepReport step;                         // loss: this peer's mean over its micro-batches
+  int64_t local_samples = 0;               // windows this peer contributed to the step
+  int group_size = 1;
+  int parts_failed = 0;
+  int dropped = 0;                         // contributions excluded by our reductions
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  double allreduce_s = 0, matchmaking_s = 0;
+  uint64_t params_xxh3 = 0;
+  bool repaired = false;                   // state downloaded after a checksum mismatch
+};
+
+// This peer's sample accounting: every window it computed a gradient on was either
+// contributed to exactly one step or discarded (its epoch was over), never both.
+struct CollabTotals {
+  int64_t computed = 0, contributed = 0, discarded = 0;
+  int64_t state_downloads = 0;
+};
+
+// Trains `t` (its state, config and data) together with the peers of cc.run until
+// t.config().steps collaboration steps are done. on_step after every step;
+// checkpoint(step) as pretrain() does. Throws Error when the run's config differs
+// from cc.config_text or the DHT cannot be joined.
+CollabTotals collaborative_train(Trainer& t, const CollabConfig& cc,
+                         const std::function<void(const CollabStepReport&)>& on_step,
+                         const std::function<void(int64_t step)>& checkpoint);
+
+}  // namespace engine::train
