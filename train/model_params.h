@@ -15,6 +15,7 @@
 #include "core/gguf.h"
 #include "core/thread_pool.h"
 #include "models/llama.h"
+#include "models/llama_backward.h"  // LlamaBlockGrads
 #include "train/adapter.h"        // Window
 #include "train/cross_entropy.h"  // CrossEntropyResult
 
@@ -50,6 +51,9 @@ struct ModelParams {
 
   // Views into data (valid until data is resized).
   LlamaBlockWeights block(int64_t b) const;
+  // The same block's tensors in `grad` (a vector laid out like data): norm and
+  // linear weight gradient pointers for llama_block_backward.
+  LlamaBlockGrads block_grads(int64_t b, float* grad) const;
   // xxh3-64 of the raw bytes of data: equal on peers whose parameters are bit-identical.
   uint64_t checksum() const;
   // Checks another model (e.g. a checkpoint or a peer's config) has the same shape;
@@ -75,7 +79,9 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
 // tensor — embedding, norms, attention, FFN, head. Each window: embed → blocks
 // (training forward, checkpoints) → fused head + loss → blocks backward (recomputing)
 // → embedding backward. Small models (n_embd <= 512) run windows in parallel, each
-// into its own gradient buffer, summed in window order: deterministic for a thread count.
+// into its own gradient buffer, summed in window order: deterministic for a thread
+// count (waves of pool.size() windows, so pool.size() extra gradient buffers).
+// Inputs must be in [0, n_vocab); targets < 0 score nothing.
 CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
                                        float* grad, ThreadPool& pool);
 
