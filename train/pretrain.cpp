@@ -136,14 +136,13 @@ void pretrain(Trainer& t, const std::function<void(const StepReport&)>& on_step,
     rep.grad_norm = t.apply_step(grad.data(), &rep.lr);
     rep.step = st.step;
     st.samples += (int64_t)batch.size();
+    rep.seconds = std::chrono::duration<double>(clock::now() - t0).count();  // training only
     const bool last = st.step == end;
     if (last || (cfg.eval_every > 0 && st.step % cfg.eval_every == 0)) {
       rep.eval_loss = t.evaluate();
       rep.has_eval = std::isfinite(rep.eval_loss);
     }
-    const auto t1 = clock::now();
-    rep.seconds = std::chrono::duration<double>(t1 - t0).count();
-    rep.elapsed = std::chrono::duration<double>(t1 - t_begin).count();
+    rep.elapsed = std::chrono::duration<double>(clock::now() - t_begin).count();
     if (on_step) on_step(rep);
     if (checkpoint && (last || (cfg.checkpoint_every > 0 && st.step % cfg.checkpoint_every == 0))) checkpoint(st.step);
   }
