@@ -45,11 +45,13 @@ ModelParams tiny_model(uint64_t seed, int64_t vocab = 37) {
   return p;
 }
 
-std::vector<Window> random_windows(int64_t count, int64_t len, int64_t vocab, uint32_t seed) {
+// `count` windows of `len` tokens, the last one `last_len` (when given).
+std::vector<Window> random_windows(int64_t count, int64_t len, int64_t vocab, uint32_t seed, int64_t last_len = 0) {
   std::mt19937 rng(seed);
   std::vector<Window> ws((size_t)count);
   for (auto& w : ws) {
-    for (int64_t t = 0; t < len; t++) {
+    const int64_t l = &w == &ws.back() && last_len ? last_len : len;
+    for (int64_t t = 0; t < l; t++) {
       w.inputs.push_back((int32_t)(rng() % vocab));
       w.targets.push_back((int32_t)(rng() % vocab));
     }
@@ -164,7 +166,9 @@ TEST(ModelParams, InitIsDeterministic) {
 TEST(ModelParams, GradientMatchesFiniteDifferencesEveryTensor) {
   ThreadPool pool(2);
   const ModelParams p = tiny_model(3);
-  const std::vector<Window> ws = random_windows(2, 6, p.hp.n_vocab, 4);
+  // 6 and 20 tokens: weight gradients below and above 16 tokens take different
+  // paths in cpu::linear_backward_weight (a loop; the matmul kernels).
+  const std::vector<Window> ws = random_windows(2, 6, p.hp.n_vocab, 4, 20);
   const float scale = 0.5f;
   // The gradient is accumulated: start from a non-zero vector and subtract it.
   std::vector<float> start((size_t)p.size());
@@ -172,7 +176,7 @@ TEST(ModelParams, GradientMatchesFiniteDifferencesEveryTensor) {
   std::vector<float> grad = start;
   const CrossEntropyResult r = model_loss_and_grad(p, ws, scale, grad.data(), pool);
   for (size_t i = 0; i < grad.size(); i++) grad[i] -= start[i];
-  EXPECT_EQ(r.n_scored, 11);
+  EXPECT_EQ(r.n_scored, 25);
 
   const Vec theta(p.data.begin(), p.data.end());
   const double L0 = ref_loss(p, theta, ws, pool);
@@ -204,6 +208,27 @@ TEST(ModelParams, GradientMatchesFiniteDifferencesEveryTensor) {
   for (int64_t tok = 0; tok < p.hp.n_vocab; tok++) {
     if (used[tok]) continue;
     for (int64_t i = 0; i < p.hp.n_embd; i++) ASSERT_EQ(grad[te.offset + tok * p.hp.n_embd + i], 0.0f);
+  }
+}
+
+// cpu::linear_backward_weight on the matmul kernels (from 16 tokens), ragged sizes,
+// accumulating and scaled, against a double sum.
+TEST(ModelParams, WeightGradientOfManyTokens) {
+  ThreadPool pool(2);
+  for (int64_t n : {16, 45}) {
+    const int64_t rows = 37, cols = 21;
+    std::mt19937 rng((uint32_t)n);
+    std::normal_distribution<float> N(0, 1);
+    std::vector<float> dy((size_t)(n * rows)), x((size_t)(n * cols)), dw((size_t)(rows * cols), 0.5f);
+    for (auto& e : dy) e = N(rng);
+    for (auto& e : x) e = N(rng);
+    cpu::linear_backward_weight(dy.data(), x.data(), dw.data(), n, rows, cols, 0.25f, pool);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < cols; c++) {
+        double s = 0;
+        for (int64_t t = 0; t < n; t++) s += (double)dy[t * rows + r] * x[t * cols + c];
+        ASSERT_NEAR(dw[r * cols + c], 0.5 + 0.25 * s, 1e-5 * (1 + std::abs(s))) << n << " " << r << " " << c;
+      }
   }
 }
 
