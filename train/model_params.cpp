@@ -338,10 +338,19 @@ struct ModelViews {
   }
 };
 
+// Bytes of what one block's backward needs from its forward (LlamaBlockActs with
+// the linears' inputs) for n tokens.
+size_t block_acts_bytes(const LlamaHParams& hp, int64_t n) {
+  return (size_t)n * (size_t)(4 * hp.n_embd + 2 * hp.q_dim() + 2 * hp.kv_dim() + 3 * hp.n_ff) * sizeof(float);
+}
+
 // One window: loss, and (grad non-null) its gradient accumulated into grad, laid out
-// like p.data.
+// like p.data. When every block's activations fit in keep_acts_bytes they are kept
+// from the forward; otherwise only each block's input is (checkpoints [L][n][d]) and
+// the backward recomputes one block's activations at a time — the same numbers
+// either way, the forward being deterministic, for one more forward's work.
 CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, float grad_scale, float* grad,
-                                        ThreadPool& pool) {
+                                        size_t keep_acts_bytes, ThreadPool& pool) {
   const LlamaHParams& hp = m.p.hp;
   const int64_t d = hp.n_embd, n = (int64_t)w.inputs.size(), L = hp.n_layer;
   if ((int64_t)w.targets.size() != n) throw Error("window inputs and targets differ in length");
@@ -352,11 +361,14 @@ CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, fl
     if (tok < 0 || tok >= hp.n_vocab) throw Error("input token " + std::to_string(tok) + " is outside the vocabulary");
     std::copy(m.tok_embd + tok * d, m.tok_embd + (tok + 1) * d, x.begin() + t * d);
   }
-  // Forward, keeping each block's input (checkpoints [L][n][d]) when a backward follows.
-  std::vector<float> ck(grad ? (size_t)(L * n * d) : 0);
+  const bool keep_all = grad && (size_t)L * block_acts_bytes(hp, n) <= keep_acts_bytes;
+  const bool recompute = grad && !keep_all;
+  std::vector<LlamaBlockActs> acts(keep_all ? (size_t)L : recompute ? 1 : 0);
+  for (auto& a : acts) a.keep_linear_inputs = true;
+  std::vector<float> ck(recompute ? (size_t)(L * n * d) : 0);
   for (int64_t b = 0; b < L; b++) {
-    if (grad) std::copy(x.begin(), x.end(), ck.begin() + b * n * d);
-    llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool);
+    if (recompute) std::copy(x.begin(), x.end(), ck.begin() + b * n * d);
+    llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, keep_all ? &acts[b] : nullptr);
   }
   if (!grad) return head_cross_entropy(m.head, x.data(), w.targets.data(), n, grad_scale, nullptr, pool);
 
@@ -364,14 +376,14 @@ CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, fl
   const LmHeadGrads hg{grad + m.p.tensor("output.weight").offset, grad + m.p.tensor("output_norm.weight").offset};
   CrossEntropyResult r =
       head_cross_entropy(m.head, x.data(), w.targets.data(), n, grad_scale, dx.data(), pool, 64, &hg);
-  // Backward, block by block from the top, recomputing one block's activations at a time.
-  LlamaBlockActs acts;
-  acts.keep_linear_inputs = true;
   for (int64_t b = L - 1; b >= 0; b--) {
-    std::copy(ck.begin() + b * n * d, ck.begin() + (b + 1) * n * d, x.begin());
-    llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, &acts);
+    LlamaBlockActs* a = &acts[keep_all ? b : 0];
+    if (recompute) {
+      std::copy(ck.begin() + b * n * d, ck.begin() + (b + 1) * n * d, x.begin());
+      llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, a);
+    }
     LlamaBlockGrads g = m.p.block_grads(b, grad);
-    llama_block_backward(hp, m.blocks[b], acts, dx.data(), pool, &g);
+    llama_block_backward(hp, m.blocks[b], *a, dx.data(), pool, &g);
   }
   cpu::embedding_backward(w.inputs.data(), dx.data(), grad + m.p.tensor("token_embd.weight").offset, n, d);
   return r;
@@ -380,7 +392,7 @@ CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, fl
 }  // namespace
 
 CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
-                                       float* grad, ThreadPool& pool) {
+                                       float* grad, ThreadPool& pool, size_t keep_acts_bytes) {
   const ModelViews m(p);
   const int64_t nw = (int64_t)windows.size(), P = p.size();
   CrossEntropyResult total;
@@ -393,7 +405,7 @@ CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<W
   // Large models: one window at a time with parallel ops, straight into grad.
   const bool by_window = pool.size() > 1 && nw > 1 && p.hp.n_embd <= 512;
   if (!by_window) {
-    for (const Window& w : windows) add(window_loss_and_grad(m, w, grad_scale, grad, pool));
+    for (const Window& w : windows) add(window_loss_and_grad(m, w, grad_scale, grad, keep_acts_bytes, pool));
     return total;
   }
   const int64_t wave = std::min<int64_t>(pool.size(), nw);
@@ -404,7 +416,8 @@ CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<W
     pool.parallel_for(c, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; i++) {
         if (grad) bufs[i].assign((size_t)P, 0.0f);
-        res[i] = window_loss_and_grad(m, windows[w0 + i], grad_scale, grad ? bufs[i].data() : nullptr, pool);
+        res[i] = window_loss_and_grad(m, windows[w0 + i], grad_scale, grad ? bufs[i].data() : nullptr,
+                                        keep_acts_bytes, pool);
       }
     });
     for (int64_t i = 0; i < c; i++) add(res[i]);

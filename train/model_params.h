@@ -77,12 +77,18 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
 // Σ cross-entropy of the model over the windows, and (grad non-null, same layout and
 // size as p.data) the gradient of grad_scale·Σloss ACCUMULATED into grad: every
 // tensor — embedding, norms, attention, FFN, head. Each window: embed → blocks
-// (training forward, checkpoints) → fused head + loss → blocks backward (recomputing)
-// → embedding backward. Small models (n_embd <= 512) run windows in parallel, each
-// into its own gradient buffer, summed in window order: deterministic for a thread
-// count (waves of pool.size() windows, so pool.size() extra gradient buffers).
-// Inputs must be in [0, n_vocab); targets < 0 score nothing.
+// (training forward) → fused head + loss (head gradients) → blocks backward →
+// embedding backward. A window keeps every block's activations from the forward
+// when they take at most keep_acts_bytes (dim 256, 4 blocks, 128 tokens: ~8.5 MB);
+// beyond, only each block's input, and the backward recomputes one block at a time
+// (same numbers, one more forward of work; 0 = always recompute).
+// Small models (n_embd <= 512) run windows in parallel, each into its own gradient
+// buffer, added to grad in window order: the result does not depend on timing or on
+// the thread count (from 2 threads; 1 thread accumulates straight into grad). They
+// run in waves of pool.size() windows: pool.size() extra gradient buffers.
+// Inputs must be in [0, n_vocab) (else Error); targets < 0 score nothing.
+constexpr size_t kKeepActsBytes = size_t(64) << 20;
 CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
-                                       float* grad, ThreadPool& pool);
+                                       float* grad, ThreadPool& pool, size_t keep_acts_bytes = kKeepActsBytes);
 
 }  // namespace engine::train

@@ -246,6 +246,15 @@ TEST(ModelParams, ParallelWindowsAreDeterministic) {
   EXPECT_NEAR(r1.loss_sum, r3.loss_sum, 1e-9 * std::abs(r1.loss_sum));
   EXPECT_EQ(r1.n_scored, r3.n_scored);
   for (size_t i = 0; i < g1.size(); i++) ASSERT_NEAR(g1[i], g3a[i], 1e-5f * (1 + std::abs(g1[i]))) << i;
+  // Any thread count from 2 sums the same per-window buffers in the same order.
+  ThreadPool two(2);
+  std::vector<float> g2((size_t)p.size(), 0.0f);
+  model_loss_and_grad(p, ws, 1.0f, g2.data(), two);
+  EXPECT_EQ(g2, g3a);
+  // Recomputing activations instead of keeping them gives the same numbers.
+  std::vector<float> g3c((size_t)p.size(), 0.0f);
+  model_loss_and_grad(p, ws, 1.0f, g3c.data(), three, 0);
+  EXPECT_EQ(g3a, g3c);
   // Loss only: no gradient, same loss.
   const auto r0 = model_loss_and_grad(p, ws, 1.0f, nullptr, three);
   EXPECT_NEAR(r0.loss_sum, r1.loss_sum, 1e-9 * std::abs(r1.loss_sum));
