@@ -15,8 +15,9 @@ namespace fs = std::filesystem;
 
 PretrainConfig TrainFlags::defaults() {
   PretrainConfig c;
-  // A small run: the default model learns fortunes' spelling in about a minute on 2 cores.
-  c.steps = 200, c.batch = 8, c.seqlen = 128;
+  // A small run: the default model (0.87 M parameters) takes about a minute for 100
+  // steps on 2 cores (1500-2000 tok/s) and reaches a held-out loss of ~2.2 on fortunes.
+  c.steps = 100, c.batch = 8, c.seqlen = 128;
   c.lr = 3e-3f;
   c.eval_every = 25;
   c.eval_windows = 32;
@@ -45,8 +46,8 @@ void TrainFlags::add_to(ArgParser& p) {
                                  "batches follow from --seed and the step)", &resume);
   // Optimizer and schedule.
   p.add("--steps", "N", "optimizer steps in all (counting resumed ones); the schedule spans them", &cfg.steps);
-  p.add("--stop-after", "N", "stop after step N with a checkpoint (the schedule still spans --steps; --resume "
-                             "continues it)", &cfg.stop_at);
+  p.add("--stop-after", "N", "stop after step N with a checkpoint (0: at --steps); the schedule still spans "
+                             "--steps, so --resume continues it exactly", &cfg.stop_at);
   p.add("--batch", "B", "sequences per step", &cfg.batch);
   p.add("--seqlen", "T", "tokens per sequence", &cfg.seqlen);
   p.add("--lr", "X", "peak learning rate (AdamW)", &cfg.lr);
@@ -67,7 +68,8 @@ void TrainFlags::add_to(ArgParser& p) {
         &plot);
   p.add("--plot-logs", "LIST", "with --plot: only draw the CSV logs NAME=PATH,NAME=PATH,... on one chart and exit",
         &plot_logs);
-  p.add("--type", "f32|f16", "weight type of OUT.gguf (the state file keeps f32 master weights either way)", &type);
+  p.add("--type", "f32|f16", "weight type of OUT.gguf (with f16 the f32 master weights go to the state file, so "
+                            "--resume stays exact)", &type);
   p.add("-t,--threads", "N", "threads (default: all cores)", &threads);
 }
 
