@@ -68,7 +68,8 @@ constexpr int64_t kByteVocabSize = 260;
 void set_byte_vocab(GGUFWriter& w);
 
 // Writes p as a llama.cpp-layout GGUF (general.architecture = llama, hyper-parameters,
-// tensors as `type`: F32 or F16 (F16 keeps norms in F32)). The tokenizer metadata is
+// matrices as `type`: F32, F16, BF16 or Q8_0 (Q8_0: widths in blocks of 32); norms
+// always F32). The tokenizer metadata is
 // copied from `vocab_from` when given, else the byte vocabulary. `extra` lets the caller
 // add metadata (training provenance). Atomic: temp file in the same folder, then rename.
 void write_model_gguf(const ModelParams& p, const std::string& path, DType type, const GGUFFile* vocab_from,

@@ -337,6 +337,31 @@ TEST(ModelParams, TiedHeadIsUntiedAndBadFilesAreRefused) {
   std::remove(tied.c_str());
 }
 
+// Q8_0 and BF16 files load as their dequantized values.
+TEST(ModelParams, QuantizedFilesLoadDequantized) {
+  LlamaHParams hp = tiny_hp(kByteVocabSize);
+  hp.n_embd = 32, hp.n_ff = 64, hp.n_head = 4, hp.n_head_kv = 4;
+  const ModelParams p = ModelParams::init_random(hp, 21, 0.05f);
+  for (DType type : {DType::Q8_0, DType::BF16}) {
+    const std::string path = temp_path("quant.gguf");
+    write_model_gguf(p, path, type, nullptr);
+    const ModelParams q = ModelParams::from_gguf(*GGUFFile::open(path));
+    for (const ParamTensor& t : p.tensors) {
+      if (!t.is_matrix()) continue;
+      const int64_t cols = t.ne[0], rows = t.ne[1];
+      std::vector<uint8_t> row(dtype_row_bytes(type, cols));
+      std::vector<float> back((size_t)cols);
+      for (int64_t r = 0; r < rows; r++) {
+        quantize_row(type, p.data.data() + t.offset + r * cols, row.data(), cols);
+        dequantize_row(type, row.data(), back.data(), cols);
+        ASSERT_EQ(0, std::memcmp(back.data(), q.data.data() + t.offset + r * cols, cols * sizeof(float))) << t.name;
+      }
+    }
+    std::remove(path.c_str());
+  }
+  EXPECT_THROW(write_model_gguf(tiny_model(1, kByteVocabSize), temp_path("q.gguf"), DType::Q8_0, nullptr), Error);
+}
+
 // The byte vocabulary: any text, UTF-8 and newlines included, round-trips.
 TEST(ModelParams, ByteVocabRoundTripsAnyText) {
   GGUFWriter w;
