@@ -211,6 +211,31 @@ TEST(ModelParams, GradientMatchesFiniteDifferencesEveryTensor) {
   }
 }
 
+// The head's parameter gradients do not depend on whether dhidden is wanted.
+TEST(ModelParams, HeadGradientsWithoutInputGradient) {
+  ThreadPool pool(1);
+  const ModelParams p = tiny_model(17);
+  const int64_t n = 70, d = p.hp.n_embd, V = p.hp.n_vocab;  // two chunks: 64 + 6
+  LmHead head;
+  head.n_embd = d, head.n_vocab = V, head.eps = p.hp.rms_eps, head.norm = p.ptr("output_norm.weight");
+  head.out = cpu::WeightView{DType::F32, V, d, p.ptr("output.weight"), (size_t)d * sizeof(float)};
+  std::mt19937 rng(18);
+  std::normal_distribution<float> N(0, 1);
+  std::vector<float> h((size_t)(n * d)), dh((size_t)(n * d), 0.0f);
+  std::vector<int32_t> tg((size_t)n);
+  for (auto& e : h) e = N(rng);
+  for (auto& t : tg) t = (int32_t)(rng() % V);
+  std::vector<float> dout_a((size_t)(V * d), 0.0f), dnorm_a((size_t)d, 0.0f), dout_b = dout_a, dnorm_b = dnorm_a;
+  const LmHeadGrads a{dout_a.data(), dnorm_a.data()}, b{dout_b.data(), dnorm_b.data()};
+  head_cross_entropy(head, h.data(), tg.data(), n, 0.5f, dh.data(), pool, 64, &a);
+  head_cross_entropy(head, h.data(), tg.data(), n, 0.5f, nullptr, pool, 64, &b);
+  EXPECT_EQ(dout_a, dout_b);
+  EXPECT_EQ(dnorm_a, dnorm_b);
+  double s = 0;
+  for (float e : dnorm_a) s += std::abs(e);
+  EXPECT_GT(s, 0.0);
+}
+
 // cpu::linear_backward_weight on the matmul kernels (from 16 tokens), ragged sizes,
 // accumulating and scaled, against a double sum.
 TEST(ModelParams, WeightGradientOfManyTokens) {
