@@ -45,13 +45,15 @@ void linear_fwd(const cpu::Linear& w, const LoraLinear* l, const float* x, int64
   cpu::matmul_add(f32_view(l->B, w.rows(), r), sax.data(), n, y, pool);       // y += B·(scale·ax)
 }
 
-// dx [n][cols] (+)= dy·W (+ the adapter's path), and the adapter's dA, dB:
+// dx [n][cols] (+)= dy·W (+ the adapter's path), the weight's own gradient when
+// wanted (dw [rows][cols] += dyᵀ·x), and the adapter's dA, dB:
 //   dB += scale·dyᵀ·ax;  dax = scale·dy·B;  dA += daxᵀ·x;  dx += dax·A.
 void linear_bwd(const cpu::Linear& w, const LoraLinear* l, const float* x, const std::vector<float>& ax,
                 const float* dy, int64_t n, float* dx, bool accumulate, std::vector<float>& scratch,
-                ThreadPool& pool) {
+                ThreadPool& pool, float* dw = nullptr) {
   if (accumulate) linear_backward_add(w, dy, n, dx, scratch, pool);
   else cpu::linear_backward_input(w, dy, n, dx, pool);
+  if (dw) cpu::linear_backward_weight(dy, x, dw, n, w.rows(), w.cols(), 1.0f, pool);
   if (!l || l->rank == 0) return;
   const int64_t r = l->rank, rows = w.rows(), cols = w.cols();
   if (l->dB) cpu::linear_backward_weight(dy, ax.data(), l->dB, n, rows, r, l->scale, pool);
@@ -88,8 +90,9 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   std::vector<float> h((size_t)(n * d)), tmp((size_t)(n * std::max(d, ff)));
 
   const LlamaBlockLora* L = lora;
+  const bool keep = L || A.keep_linear_inputs;  // the backward needs the linears' inputs
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
-  if (L) A.h1 = h;
+  if (keep) A.h1 = h;
   linear_fwd(w.wq, L ? &L->q : nullptr, h.data(), n, A.q.data(), &A.ax[0], pool);
   linear_fwd(w.wk, L ? &L->k : nullptr, h.data(), n, A.k.data(), &A.ax[1], pool);
   linear_fwd(w.wv, L ? &L->v : nullptr, h.data(), n, A.v.data(), &A.ax[2], pool);
@@ -105,13 +108,13 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   A.x1.assign(x, x + n * d);
 
   cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
-  if (L) A.h2 = h;
+  if (keep) A.h2 = h;
   linear_fwd(w.w_gate, L ? &L->gate : nullptr, h.data(), n, A.g.data(), &A.ax[4], pool);
   linear_fwd(w.w_up, L ? &L->up : nullptr, h.data(), n, A.u.data(), &A.ax[5], pool);
   std::vector<float> a((size_t)(n * ff));
   cpu::swiglu(A.g.data(), A.u.data(), a.data(), n * ff);
   linear_fwd(w.w_down, L ? &L->down : nullptr, a.data(), n, tmp.data(), &A.ax[6], pool);
-  if (L) A.a = std::move(a);
+  if (keep) A.a = std::move(a);
   cpu::add_inplace(x, tmp.data(), n * d);
 }
 
@@ -123,33 +126,42 @@ void llama_block_backward(const LlamaHParams& hp, const LlamaBlockWeights& w, co
   const int64_t n = A.n, d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
   const std::vector<int32_t> pos = positions(n);
   std::vector<float> scratch;
+  LlamaBlockGrads none;
+  const LlamaBlockGrads& G = grads ? *grads : none;
+  if (G.wants_weights() && (A.h1.empty() || A.h2.empty() || A.a.empty()))
+    throw Error("block backward: weight gradients need a forward with keep_linear_inputs");
+  auto norm_grad = [](float* p, std::vector<float>& v) { return p ? p : (v.empty() ? nullptr : v.data()); };
+  float* d_attn_norm = grads ? norm_grad(grads->d_attn_norm, grads->attn_norm) : nullptr;
+  float* d_ffn_norm = grads ? norm_grad(grads->d_ffn_norm, grads->ffn_norm) : nullptr;
 
   // FFN half: x2 = x1 + Wdown·(silu(g)·u).
   std::vector<float> da((size_t)(n * ff)), dg((size_t)(n * ff), 0.0f), du((size_t)(n * ff), 0.0f);
-  linear_bwd(w.w_down, L ? &L->down : nullptr, A.a.data(), A.ax[6], dx, n, da.data(), false, scratch, pool);  // da [n][ff]
+  linear_bwd(w.w_down, L ? &L->down : nullptr, A.a.data(), A.ax[6], dx, n, da.data(), false, scratch, pool,
+             G.dw_down);                                                           // da [n][ff]
   cpu::swiglu_backward(da.data(), A.g.data(), A.u.data(), dg.data(), du.data(), n * ff);
   std::vector<float> dh((size_t)(n * d));
   linear_bwd(w.w_gate, L ? &L->gate : nullptr, A.h2.data(), A.ax[4], dg.data(), n, dh.data(), false, scratch,
-             pool);                                                                // dh2 [n][d]
-  linear_bwd(w.w_up, L ? &L->up : nullptr, A.h2.data(), A.ax[5], du.data(), n, dh.data(), true, scratch, pool);
-  cpu::rmsnorm_backward(dh.data(), A.x1.data(), w.ffn_norm, dx, grads ? grads->ffn_norm.data() : nullptr, n, d,
-                        hp.rms_eps);                                               // dx = dx1
+             pool, G.dw_gate);                                                     // dh2 [n][d]
+  linear_bwd(w.w_up, L ? &L->up : nullptr, A.h2.data(), A.ax[5], du.data(), n, dh.data(), true, scratch, pool,
+             G.dw_up);
+  cpu::rmsnorm_backward(dh.data(), A.x1.data(), w.ffn_norm, dx, d_ffn_norm, n, d, hp.rms_eps);  // dx = dx1
 
   // Attention half: x1 = x0 + Wo·attn(rope(Wq·h1), rope(Wk·h1), Wv·h1).
   std::vector<float> datt((size_t)(n * qd));
-  linear_bwd(w.wo, L ? &L->o : nullptr, A.att.data(), A.ax[3], dx, n, datt.data(), false, scratch, pool);  // [n][qd]
+  linear_bwd(w.wo, L ? &L->o : nullptr, A.att.data(), A.ax[3], dx, n, datt.data(), false, scratch, pool,
+             G.dwo);                                                               // datt [n][qd]
   std::vector<float> dq((size_t)(n * qd), 0.0f), dk((size_t)(n * kvd), 0.0f), dv((size_t)(n * kvd), 0.0f);
   cpu::attention_backward(datt.data(), A.q.data(), A.k.data(), A.v.data(), dq.data(), dk.data(), dv.data(), n, 0,
                           hp.n_head, hp.n_head_kv, hp.head_dim, pool);
   cpu::rope_backward(dq.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
   cpu::rope_backward(dk.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base,
                      hp.rope_layout);
-  linear_bwd(w.wq, L ? &L->q : nullptr, A.h1.data(), A.ax[0], dq.data(), n, dh.data(), false, scratch,
-             pool);                                                                // dh1 [n][d]
-  linear_bwd(w.wk, L ? &L->k : nullptr, A.h1.data(), A.ax[1], dk.data(), n, dh.data(), true, scratch, pool);
-  linear_bwd(w.wv, L ? &L->v : nullptr, A.h1.data(), A.ax[2], dv.data(), n, dh.data(), true, scratch, pool);
-  cpu::rmsnorm_backward(dh.data(), A.x0.data(), w.attn_norm, dx, grads ? grads->attn_norm.data() : nullptr, n, d,
-                        hp.rms_eps);                                               // dx = dx0
+  // dq, dk are now the gradients of Wq·h1, Wk·h1 (before rope): what the weights see.
+  linear_bwd(w.wq, L ? &L->q : nullptr, A.h1.data(), A.ax[0], dq.data(), n, dh.data(), false, scratch, pool,
+             G.dwq);                                                               // dh1 [n][d]
+  linear_bwd(w.wk, L ? &L->k : nullptr, A.h1.data(), A.ax[1], dk.data(), n, dh.data(), true, scratch, pool, G.dwk);
+  linear_bwd(w.wv, L ? &L->v : nullptr, A.h1.data(), A.ax[2], dv.data(), n, dh.data(), true, scratch, pool, G.dwv);
+  cpu::rmsnorm_backward(dh.data(), A.x0.data(), w.attn_norm, dx, d_attn_norm, n, d, hp.rms_eps);  // dx = dx0
 }
 
 void llama_span_forward_train(const LlamaModel& m, int64_t a, int64_t b, float* x, int64_t n, ThreadPool& pool,

@@ -7,9 +7,9 @@
 // block's activations at a time on the way back, so memory is one block's
 // activations plus n·n_embd per block — not the whole span's activations.
 //
-// All base weights are frozen: backward returns the gradient of the input hidden
-// states (what a client or the previous span needs), plus, when asked, the
-// gradients of the two norm vectors of each block.
+// Backward returns the gradient of the input hidden states (what a client or the
+// previous span needs), plus, when asked, the gradients of the two norm vectors of
+// each block and (full-parameter training, f32 weights) of its seven linears.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -42,15 +42,33 @@ struct LlamaBlockActs {
   std::vector<float> att;   // [n][q_dim]   attention output (input of Wo)
   std::vector<float> x1;    // [n][n_embd]  x0 + Wo·att (input of the FFN half)
   std::vector<float> g, u;  // [n][n_ff]    gate and up projections (before silu)
-  // With LoRA only (the inputs of the adapted linears, and A·x of each adapter):
+  // With LoRA, or keep_linear_inputs (weight gradients need the linears' inputs):
   std::vector<float> h1, h2;  // [n][n_embd]  normed inputs of q/k/v and of gate/up
   std::vector<float> a;       // [n][n_ff]    input of down
-  std::vector<float> ax[7];   // [n][rank]    A·x of q, k, v, o, gate, up, down
+  std::vector<float> ax[7];   // [n][rank]    A·x of q, k, v, o, gate, up, down (LoRA only)
+  // Set by the caller before the forward when the backward will want weight
+  // gradients: h1, h2, a are then kept (3 more [n][·] buffers per block).
+  bool keep_linear_inputs = false;
 };
 
-// Gradients of a block's trainable vectors (accumulated, +=).
+// Gradients of a block's trainable tensors (accumulated, +=). A null pointer (or an
+// empty vector) means "not wanted".
 struct LlamaBlockGrads {
-  std::vector<float> attn_norm, ffn_norm;  // [n_embd] each
+  std::vector<float> attn_norm, ffn_norm;  // [n_embd] each (used when the pointers below are null)
+  // Full-parameter training: the same gradients into caller-owned memory (e.g. a
+  // flat gradient vector). The norm pointers take precedence over the vectors.
+  float* d_attn_norm = nullptr;  // [n_embd]
+  float* d_ffn_norm = nullptr;   // [n_embd]
+  // Weight gradients of the linears, laid out like the weights [rows][cols]:
+  //   dW += Σ_t dy[t] ⊗ x[t]. Need the forward's acts with keep_linear_inputs.
+  float* dwq = nullptr;      // [q_dim][n_embd]
+  float* dwk = nullptr;      // [kv_dim][n_embd]
+  float* dwv = nullptr;      // [kv_dim][n_embd]
+  float* dwo = nullptr;      // [n_embd][q_dim]
+  float* dw_gate = nullptr;  // [n_ff][n_embd]
+  float* dw_up = nullptr;    // [n_ff][n_embd]
+  float* dw_down = nullptr;  // [n_embd][n_ff]
+  bool wants_weights() const { return dwq || dwk || dwv || dwo || dw_gate || dw_up || dw_down; }
 };
 
 // x [n][n_embd] in place, tokens at positions 0 .. n-1, f32 throughout.
@@ -59,7 +77,7 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
                                ThreadPool& pool, LlamaBlockActs* acts = nullptr, const LlamaBlockLora* lora = nullptr);
 
 // dx [n][n_embd]: on entry the gradient of the block's output, on return that of
-// its input. `grads`, when given, must be sized [n_embd] and is accumulated into.
+// its input. `grads`, when given, is accumulated into (see LlamaBlockGrads).
 // With `lora` (the same as the forward's), its dA/dB are accumulated.
 void llama_block_backward(const LlamaHParams& hp, const LlamaBlockWeights& w, const LlamaBlockActs& acts, float* dx,
                           ThreadPool& pool, LlamaBlockGrads* grads = nullptr, const LlamaBlockLora* lora = nullptr);

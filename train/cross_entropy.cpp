@@ -30,12 +30,17 @@ LmHead LmHead::from_model(const LlamaModel& m) {
 }
 
 CrossEntropyResult head_cross_entropy(const LmHead& head, const float* hidden, const int32_t* targets, int64_t n,
-                                      float scale, float* dhidden, ThreadPool& pool, int64_t chunk) {
+                                      float scale, float* dhidden, ThreadPool& pool, int64_t chunk,
+                                      const LmHeadGrads* head_grads) {
   const int64_t d = head.n_embd, V = head.n_vocab;
   chunk = std::max<int64_t>(1, std::min(chunk, n));
   for (int64_t t = 0; t < n; t++)
     if (targets[t] >= V) throw Error("target token " + std::to_string(targets[t]) + " is outside the vocabulary");
+  float* dout = head_grads ? head_grads->out : nullptr;
+  float* dnorm = head_grads ? head_grads->norm : nullptr;
+  const bool backward = dhidden || dout || dnorm;
   std::vector<float> hn((size_t)(chunk * d)), logits((size_t)(chunk * V)), dhn((size_t)(chunk * d));
+  std::vector<float> dh_scratch(dhidden ? 0 : (size_t)(chunk * d));  // norm grad wanted, input grad not
   std::vector<double> row_loss((size_t)chunk);
   CrossEntropyResult res;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
@@ -65,9 +70,12 @@ CrossEntropyResult head_cross_entropy(const LmHead& head, const float* hidden, c
     });
     for (int64_t r = 0; r < c; r++)
       if (tg[r] >= 0) res.loss_sum += row_loss[r], res.n_scored++;
-    if (!dhidden) continue;
+    if (!backward) continue;
+    if (dout) cpu::linear_backward_weight(logits.data(), hn.data(), dout, c, V, d, 1.0f, pool);  // [V][d]
+    if (!dhidden && !dnorm) continue;
     cpu::matmul_transposed(head.out, logits.data(), c, dhn.data(), pool);        // dhn [c][d]
-    cpu::rmsnorm_backward(dhn.data(), h, head.norm, dhidden + t0 * d, nullptr, c, d, head.eps);
+    cpu::rmsnorm_backward(dhn.data(), h, head.norm, dhidden ? dhidden + t0 * d : dh_scratch.data(), dnorm, c, d,
+                          head.eps);
   }
   return res;
 }

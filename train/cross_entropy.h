@@ -34,9 +34,21 @@ struct CrossEntropyResult {
   int64_t n_scored = 0;
 };
 
+// Gradients of the head's own parameters (full-parameter training; the head must
+// then be f32 or any dense format — only its values are read). Accumulated, scaled
+// like dhidden; null = not wanted:
+//   out  += Σ_t dlogits[t] ⊗ hn[t]      [n_vocab][n_embd]   (hn = rmsnorm(h)·norm)
+//   norm += rmsnorm_backward's dw        [n_embd]
+struct LmHeadGrads {
+  float* out = nullptr;
+  float* norm = nullptr;
+};
+
 // hidden, dhidden: [n][n_embd]; targets: [n]. dhidden may be null (loss only);
-// otherwise the gradient of scale·loss_sum is ACCUMULATED into it.
+// otherwise the gradient of scale·loss_sum is ACCUMULATED into it. `head_grads`
+// (may be null) receives the head's parameter gradients, also of scale·loss_sum.
 CrossEntropyResult head_cross_entropy(const LmHead& head, const float* hidden, const int32_t* targets, int64_t n,
-                                      float scale, float* dhidden, ThreadPool& pool, int64_t chunk = 64);
+                                      float scale, float* dhidden, ThreadPool& pool, int64_t chunk = 64,
+                                      const LmHeadGrads* head_grads = nullptr);
 
 }  // namespace engine::train

@@ -15,6 +15,7 @@
 #include "core/gguf.h"
 #include "core/thread_pool.h"
 #include "models/llama.h"
+#include "models/llama_backward.h"  // LlamaBlockGrads
 #include "train/adapter.h"        // Window
 #include "train/cross_entropy.h"  // CrossEntropyResult
 
@@ -50,6 +51,9 @@ struct ModelParams {
 
   // Views into data (valid until data is resized).
   LlamaBlockWeights block(int64_t b) const;
+  // The same block's tensors in `grad` (a vector laid out like data): norm and
+  // linear weight gradient pointers for llama_block_backward.
+  LlamaBlockGrads block_grads(int64_t b, float* grad) const;
   // xxh3-64 of the raw bytes of data: equal on peers whose parameters are bit-identical.
   uint64_t checksum() const;
   // Checks another model (e.g. a checkpoint or a peer's config) has the same shape;
@@ -64,7 +68,8 @@ constexpr int64_t kByteVocabSize = 260;
 void set_byte_vocab(GGUFWriter& w);
 
 // Writes p as a llama.cpp-layout GGUF (general.architecture = llama, hyper-parameters,
-// tensors as `type`: F32 or F16 (F16 keeps norms in F32)). The tokenizer metadata is
+// matrices as `type`: F32, F16, BF16 or Q8_0 (Q8_0: widths in blocks of 32); norms
+// always F32). The tokenizer metadata is
 // copied from `vocab_from` when given, else the byte vocabulary. `extra` lets the caller
 // add metadata (training provenance). Atomic: temp file in the same folder, then rename.
 void write_model_gguf(const ModelParams& p, const std::string& path, DType type, const GGUFFile* vocab_from,
@@ -73,10 +78,18 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
 // Σ cross-entropy of the model over the windows, and (grad non-null, same layout and
 // size as p.data) the gradient of grad_scale·Σloss ACCUMULATED into grad: every
 // tensor — embedding, norms, attention, FFN, head. Each window: embed → blocks
-// (training forward, checkpoints) → fused head + loss → blocks backward (recomputing)
-// → embedding backward. Small models (n_embd <= 512) run windows in parallel, each
-// into its own gradient buffer, summed in window order: deterministic for a thread count.
+// (training forward) → fused head + loss (head gradients) → blocks backward →
+// embedding backward. A window keeps every block's activations from the forward
+// when they take at most keep_acts_bytes (dim 256, 4 blocks, 128 tokens: ~8.5 MB);
+// beyond, only each block's input, and the backward recomputes one block at a time
+// (same numbers, one more forward of work; 0 = always recompute).
+// Small models (n_embd <= 512) run windows in parallel, each into its own gradient
+// buffer, added to grad in window order: the result does not depend on timing or on
+// the thread count (from 2 threads; 1 thread accumulates straight into grad). They
+// run in waves of pool.size() windows: pool.size() extra gradient buffers.
+// Inputs must be in [0, n_vocab) (else Error); targets < 0 score nothing.
+constexpr size_t kKeepActsBytes = size_t(64) << 20;
 CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
-                                       float* grad, ThreadPool& pool);
+                                       float* grad, ThreadPool& pool, size_t keep_acts_bytes = kKeepActsBytes);
 
 }  // namespace engine::train

@@ -8,14 +8,19 @@ namespace engine::train {
 void adamw_step(float* p, const float* g, int64_t n, AdamWState& s, const AdamWConfig& c, float lr) {
   if ((int64_t)s.m.size() != n) s.m.assign((size_t)n, 0.0f), s.v.assign((size_t)n, 0.0f);
   s.t++;
+  adamw_update(p, g, s.m.data(), s.v.data(), n, s.t, c, lr, c.weight_decay);
+}
+
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWConfig& c,
+                  float lr, float weight_decay) {
   // Bias corrections in double: β2^t for t in the thousands is 1 − small.
-  const double bc1 = 1.0 - std::pow((double)c.beta1, (double)s.t);
-  const double bc2 = 1.0 - std::pow((double)c.beta2, (double)s.t);
+  const double bc1 = 1.0 - std::pow((double)c.beta1, (double)t);
+  const double bc2 = 1.0 - std::pow((double)c.beta2, (double)t);
   for (int64_t i = 0; i < n; i++) {
-    s.m[i] = c.beta1 * s.m[i] + (1.0f - c.beta1) * g[i];
-    s.v[i] = c.beta2 * s.v[i] + (1.0f - c.beta2) * g[i] * g[i];
-    const double mh = s.m[i] / bc1, vh = s.v[i] / bc2;
-    p[i] -= (float)(lr * (mh / (std::sqrt(vh) + c.eps) + c.weight_decay * p[i]));
+    m[i] = c.beta1 * m[i] + (1.0f - c.beta1) * g[i];
+    v[i] = c.beta2 * v[i] + (1.0f - c.beta2) * g[i] * g[i];
+    const double mh = m[i] / bc1, vh = v[i] / bc2;
+    p[i] -= (float)(lr * (mh / (std::sqrt(vh) + c.eps) + weight_decay * p[i]));
   }
 }
 

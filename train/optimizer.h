@@ -27,6 +27,14 @@ struct AdamWState {
 // Increments s.t first; sizes s.m, s.v on first use.
 void adamw_step(float* p, const float* g, int64_t n, AdamWState& s, const AdamWConfig& c, float lr);
 
+// The same update on a range of a larger parameter vector, with its moments m, v [n]
+// owned by the caller and `t` the step being taken (1-based, already incremented):
+// full-parameter training decays matrices but not norms, so one optimizer step calls
+// this once per tensor with that tensor's weight_decay (c.weight_decay is ignored).
+// Elementwise, so splitting a range across threads gives the same bits.
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWConfig& c,
+                  float lr, float weight_decay);
+
 // Learning rate at `step` (0-based) of `total`: linear warm-up from lr/warmup to lr
 // over `warmup` steps, then cosine decay to lr·min_ratio at the last step.
 float lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_ratio);

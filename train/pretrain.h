@@ -16,8 +16,10 @@
 namespace engine::train {
 
 // The text of a file, or of every regular file in a folder (recursively, sorted by
-// path, joined with "\n"). Error naming the path when unreadable, empty or not text.
-std::string read_corpus(const std::string& path);
+// path, joined with "\n"; symlinks are not followed). In a folder, files with NUL
+// bytes are skipped (listed in *skipped for the caller to mention). Error naming the
+// path when missing, unreadable, empty or not text, or when a folder has no text.
+std::string read_corpus(const std::string& path, std::vector<std::string>* skipped = nullptr);
 
 struct PretrainConfig {
   int64_t steps = 1000, batch = 8, seqlen = 128;
@@ -29,6 +31,9 @@ struct PretrainConfig {
   int64_t eval_every = 50;        // 0: at the start and the end only
   int64_t eval_windows = 32;
   int64_t checkpoint_every = 0;   // 0: only at the end
+  int64_t stop_at = 0;            // > 0: pretrain() stops after this step (checkpointing); the
+                                  // schedule still spans `steps`, so a later --resume continues it exactly
+  int64_t warmup_steps() const;   // warmup, or its default
 };
 
 // What a checkpoint holds besides the weights: enough to continue bit for bit.
@@ -48,10 +53,14 @@ class Trainer {
   CrossEntropyResult accumulate(const std::vector<Window>& windows, float grad_scale, float* grad);
   // One optimizer step with the MEAN gradient g (clipped in place to cfg.clip):
   // lr from the warm-up + cosine schedule at step(), AdamW with decay on matrices;
-  // step() advances by one. Returns the gradient norm before clipping.
+  // step() advances by one (state().samples is the caller's to count). Returns the
+  // gradient norm before clipping.
   float apply_step(float* g, float* lr_used = nullptr);
-  // Mean held-out loss over the first cfg.eval_windows held-out windows.
+  float lr_at(int64_t step) const;  // the schedule's learning rate for 0-based `step`
+  // Mean held-out loss over the first cfg.eval_windows held-out windows (NaN when the
+  // held-out text is shorter than one window).
   double evaluate();
+  const std::vector<Window>& heldout() const { return heldout_; }
 
   int64_t step() const { return st_.step; }
   TrainState& state() { return st_; }
@@ -67,25 +76,29 @@ class Trainer {
   std::vector<Window> heldout_;
 };
 
-// The single-process loop: from state().step to cfg.steps, batch_for_step windows,
-// mean gradient over the batch's scored tokens, apply_step. on_step after every step
-// (and once before the first, with only the evaluation filled in); checkpoint(step)
-// every cfg.checkpoint_every steps.
+// The single-process loop: from state().step to cfg.steps (or cfg.stop_at), the
+// batch_for_step(seed, step) windows, mean gradient over the batch's scored tokens,
+// apply_step. on_step after every step (and once before the first, with tokens = 0 and
+// only the evaluation filled in); evaluation every cfg.eval_every steps and after the
+// last; checkpoint(step) every cfg.checkpoint_every steps and after the last.
 void pretrain(Trainer& t, const std::function<void(const StepReport&)>& on_step,
               const std::function<void(int64_t step)>& checkpoint);
 
-// Checkpoint = the model GGUF at `path` (llama.cpp opens it: weights only) + the
-// optimizer state beside it at state_path(path) (GGUF: optim.m, optim.v, train.step,
-// train.seed, train.samples, train.params_xxh3). Both written atomically (temp +
-// rename), the state first. load_checkpoint checks the state belongs to the model
-// (xxh3 of the parameters) and that its shape matches `expect` when given.
+// Checkpoint = the model GGUF at `path` (llama.cpp opens it: weights only; with
+// train.step and train.samples in its metadata) + the optimizer state beside it at
+// state_path(path) = path + ".state" (GGUF: optim.m, optim.v, train.step, train.seed,
+// train.samples, train.params_xxh3, and the f32 master weights train.params when the
+// model is written as f16). Both written atomically (temp + rename), the state first.
+// load_checkpoint checks the state belongs to the model (xxh3 of the parameters) and
+// that its shape matches `expect` when given.
 std::string state_path(const std::string& model_path);
 void save_checkpoint(const TrainState& s, const std::string& path, DType type, const GGUFFile* vocab_from,
                      const std::function<void(GGUFWriter&)>& extra = nullptr);
-TrainState load_checkpoint(const std::string& path);
+TrainState load_checkpoint(const std::string& path, const LlamaHParams* expect = nullptr);
 
 // Plain bytes of a TrainState for the network (state download): a small header
-// (magic, version, shape, step, seed, samples, n params) then params, m, v as f32.
+// (magic, version, shape, step, seed, samples, n params) then params, m, v as f32
+// (little-endian hosts only, like the rest of the wire format).
 std::string serialize_state(const TrainState& s);
 TrainState deserialize_state(std::string_view bytes);  // Error on any inconsistency
 

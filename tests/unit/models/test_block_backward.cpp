@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <random>
 
+#include "core/error.h"
 #include "models/llama_backward.h"
 #include "models/loaded_model.h"
 #include "tests/unit/models/block_reference.h"
@@ -270,4 +271,83 @@ TEST(BlockBackward, LoraEveryLinear) {
     EXPECT_LT(testref::rel_err(ads[i].dA, nA), 1e-3) << "dA of linear " << i;
     EXPECT_LT(testref::rel_err(ads[i].dB, nB), 1e-3) << "dB of linear " << i;
   }
+}
+
+// Full-parameter training: the weight gradients of all seven linears (and the
+// norms, through the pointer form of LlamaBlockGrads) against finite differences
+// of the reference, accumulated onto what the buffers held. The weights' format
+// does not matter to dW (it reads only activations and dY); F16 checks that.
+TEST(BlockBackward, LinearWeightGradients) {
+  ThreadPool pool(2);
+  struct Case {
+    DType type;
+    LlamaHParams hp;
+    bool bias;
+    int64_t n;
+  };
+  const Case cases[] = {
+      {DType::F32, hparams(12, 4, 2, 6, 4, 20, cpu::RopeLayout::Adjacent), false, 5},
+      {DType::F32, hparams(12, 4, 2, 6, 6, 20, cpu::RopeLayout::NeoX), true, 4},
+      {DType::F16, hparams(10, 2, 1, 5, 4, 14, cpu::RopeLayout::Adjacent), false, 6},
+  };
+  uint32_t seed = 90;
+  for (const Case& c : cases) {
+    RandomBlock blk(c.hp, c.type, c.bias, seed++);
+    std::mt19937 rng(seed++);
+    const int64_t d = c.hp.n_embd;
+    auto x = randn((size_t)(c.n * d), rng, 1.0f), r = randn((size_t)(c.n * d), rng, 1.0f);
+    LlamaBlockActs acts;
+    acts.keep_linear_inputs = true;
+    auto y = x;
+    llama_block_forward_train(c.hp, blk.w, y.data(), c.n, pool, &acts);
+    const cpu::Linear* lins[7] = {&blk.w.wq, &blk.w.wk, &blk.w.wv, &blk.w.wo, &blk.w.w_gate, &blk.w.w_up,
+                                  &blk.w.w_down};
+    // Buffers start at 0.25 (accumulation is checked by subtracting it).
+    std::vector<float> dw[7], dnorm[2];
+    for (int i = 0; i < 7; i++) dw[i].assign((size_t)(lins[i]->rows() * lins[i]->cols()), 0.25f);
+    for (auto& v : dnorm) v.assign((size_t)d, 0.25f);
+    LlamaBlockGrads g;
+    g.dwq = dw[0].data(), g.dwk = dw[1].data(), g.dwv = dw[2].data(), g.dwo = dw[3].data();
+    g.dw_gate = dw[4].data(), g.dw_up = dw[5].data(), g.dw_down = dw[6].data();
+    g.d_attn_norm = dnorm[0].data(), g.d_ffn_norm = dnorm[1].data();
+    std::vector<float> dx = r;
+    llama_block_backward(c.hp, blk.w, acts, dx.data(), pool, &g);
+    for (auto& v : dw)
+      for (auto& e : v) e -= 0.25f;
+    for (auto& v : dnorm)
+      for (auto& e : v) e -= 0.25f;
+
+    const testref::RefBlock ref(c.hp, blk.w, pool);
+    const Vec rd(r.begin(), r.end()), xd(x.begin(), x.end());
+    Vec testref::RefBlock::*mats[7] = {&testref::RefBlock::wq, &testref::RefBlock::wk, &testref::RefBlock::wv,
+                                       &testref::RefBlock::wo, &testref::RefBlock::wg, &testref::RefBlock::wu,
+                                       &testref::RefBlock::wd};
+    for (int i = 0; i < 7; i++) {
+      Vec num = testref::numeric_grad(
+          [&](const Vec& W) {
+            testref::RefBlock r2 = ref;
+            r2.*mats[i] = W;
+            return r2.forward(xd, c.n);
+          },
+          ref.*mats[i], rd);
+      EXPECT_LT(testref::rel_err(dw[i], num), 1e-3) << dtype_name(c.type) << " linear " << i;
+    }
+    Vec nn = testref::numeric_grad(
+        [&](const Vec& an) {
+          testref::RefBlock r2 = ref;
+          r2.attn_norm = an;
+          return r2.forward(xd, c.n);
+        },
+        ref.attn_norm, rd);
+    EXPECT_LT(testref::rel_err(dnorm[0], nn), 1e-3) << dtype_name(c.type);
+  }
+  // Weight gradients without the kept inputs are an Error, not a read of nothing.
+  auto hp = hparams(12, 4, 2, 6, 4, 20, cpu::RopeLayout::Adjacent);
+  RandomBlock blk(hp, DType::F32, false, 1);
+  std::vector<float> x(3 * 12, 0.5f), dq((size_t)(24 * 12));
+  LlamaBlockActs acts;
+  llama_block_forward_train(hp, blk.w, x.data(), 3, pool, &acts);
+  LlamaBlockGrads g;
+  g.dwq = dq.data();
+  EXPECT_THROW(llama_block_backward(hp, blk.w, acts, x.data(), pool, &g), Error);
 }

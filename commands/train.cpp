@@ -1,0 +1,59 @@
+// engine train: full-parameter training of a Llama model — from scratch (random
+// init, byte or GGUF vocabulary), or from a model's weights — on a text file or
+// folder, with exact resume, a CSV loss log and an SVG loss chart. The shared
+// flags and setup live in commands/train_flags.{h,cpp} so the collaborative mode
+// (--swarm) reuses them.
+#include <cstdio>
+#include <string>
+
+#include "commands/train_flags.h"
+#include "core/cli.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+using namespace engine;
+using namespace engine::train;
+
+static int cmd_train(int argc, char** argv) {
+  TrainFlags f;
+  ArgParser p("train",
+              "Train every weight of a Llama model on text: a new model of the given shape (random init) or "
+              "--init-from a model. Writes OUT.gguf (llama.cpp reads it), OUT.gguf.state (Adam moments, step: "
+              "--resume continues bit for bit), a CSV loss log and optionally an SVG loss chart.");
+  f.add_to(p);
+  // ---- --swarm: the collaborative mode registers its flags here (e.g. SwarmTrainFlags::add_to(p):
+  //      --swarm --initial-peers --run --target-batch --listen ...), defined in its own file.
+  p.epilog(
+      "Examples:\n"
+      "  engine train --data corpus.txt -o tiny.gguf --steps 200 --plot tiny.svg\n"
+      "  engine train --data corpus/ -o m.gguf --dim 256 --layers 6 --heads 8 --steps 2000 --checkpoint-every 100\n"
+      "  engine train --data corpus/ -o m.gguf --steps 4000 --resume m.gguf      (continue a run)\n"
+      "  engine train --plot cmp.svg --plot-logs single=a.csv,swarm=b.csv      (only draw logs)\n"
+      "Batches are a function of (--seed, step), so a resumed run repeats the uninterrupted one exactly.");
+  if (!p.parse(argc, argv)) return p.exit_code();
+  return run_command([&] {
+    if (!f.plot_logs.empty()) {
+      if (f.plot.empty()) throw Error("--plot-logs needs --plot SVG (the chart to write)");
+      plot_logs(f.plot_logs, f.plot, "engine train: loss");
+      std::fprintf(stderr, "train: wrote %s\n", f.plot.c_str());
+      return 0;
+    }
+    TrainSetup s = setup_training(f, p);
+    // ---- --swarm: hand over to the collaborative driver here, after every shared check:
+    //      if (swarm.enabled()) return train_collaborative(f, swarm, s);
+    ThreadPool pool(f.threads);
+    Trainer t(std::move(s.state), s.data, f.cfg, pool);
+    TrainReporter rep(f, t);
+    pretrain(
+        t, [&](const StepReport& r) { rep.report(r, t.state()); },
+        [&](int64_t step) {
+          save_training_checkpoint(f, s, t.state());
+          std::fprintf(stderr, "train: checkpoint at step %lld: %s\n", (long long)step, f.out.c_str());
+        });
+    rep.finish(t.state());
+    return 0;
+  });
+}
+
+ENGINE_COMMAND("train", "train every weight of a Llama model on text (from scratch or from a model), resumable",
+               cmd_train);

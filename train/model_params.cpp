@@ -1,0 +1,433 @@
+#include "train/model_params.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "core/error.h"
+#include "core/spqr.h"
+#include "cpu/ops.h"
+#include "models/llama_backward.h"
+
+namespace engine::train {
+
+int64_t ParamTensor::numel() const {
+  int64_t n = 1;
+  for (int64_t e : ne) n *= e;
+  return n;
+}
+
+namespace {
+
+// The tensors of one block, in file order, with their [rows][cols] (cols = 0: a vector).
+struct BlockTensor {
+  const char* suffix;
+  int64_t rows, cols;
+};
+std::vector<BlockTensor> block_tensors(const LlamaHParams& hp) {
+  const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
+  return {{"attn_norm.weight", d, 0},   {"attn_q.weight", qd, d},   {"attn_k.weight", kvd, d},
+          {"attn_v.weight", kvd, d},    {"attn_output.weight", d, qd}, {"ffn_norm.weight", d, 0},
+          {"ffn_gate.weight", ff, d},   {"ffn_up.weight", ff, d},   {"ffn_down.weight", d, ff}};
+}
+
+std::string blk(int64_t b, const char* suffix) { return "blk." + std::to_string(b) + "." + suffix; }
+
+// Fills in what a caller may leave at 0 and checks the rest is a model we can run.
+LlamaHParams normalised(LlamaHParams hp) {
+  if (hp.arch.empty()) hp.arch = "llama";
+  if (hp.n_head_kv == 0) hp.n_head_kv = hp.n_head;
+  if (hp.n_embd <= 0 || hp.n_ff <= 0 || hp.n_layer <= 0 || hp.n_head <= 0 || hp.n_head_kv <= 0 || hp.n_vocab <= 0)
+    throw Error("model shape: every size must be positive");
+  if (hp.n_embd % hp.n_head) throw Error("model shape: n_embd is not a multiple of the head count");
+  if (hp.n_head % hp.n_head_kv) throw Error("model shape: the head count is not a multiple of the kv-head count");
+  if (hp.head_dim == 0) hp.head_dim = hp.n_embd / hp.n_head;
+  if (hp.n_rot == 0) hp.n_rot = hp.head_dim;
+  if (hp.n_rot % 2 || hp.n_rot > hp.head_dim) throw Error("model shape: bad rope dimension count");
+  if (hp.n_ctx_train <= 0) hp.n_ctx_train = 2048;
+  return hp;
+}
+
+// SplitMix64 with its own stream per row, so the values do not depend on how rows
+// are split across threads. The row's starting state is MIXED from (tensor, row):
+// seeding row r with base + r·γ (γ the generator's own increment) would make row r+2
+// row r shifted by one value — rows of a matrix would be shifts of one another.
+struct SplitMix {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return ((next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+  float normal() {  // Box–Muller, one value per call
+    return (float)(std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform()));
+  }
+  static SplitMix for_row(uint64_t base, uint64_t row) {
+    SplitMix m{base ^ (row * 0xd1b54a32d192ed03ull)};
+    return SplitMix{m.next()};
+  }
+};
+
+uint64_t name_hash(const std::string& s) {  // FNV-1a
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+int file_type_of(DType t) {  // llama.cpp's general.file_type (LLAMA_FTYPE_*)
+  switch (t) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::Q8_0: return 7;
+    case DType::BF16: return 32;
+    default: return 0;
+  }
+}
+
+cpu::Linear f32_linear(const float* w, int64_t rows, int64_t cols) {
+  cpu::Linear l;
+  l.dense = cpu::WeightView{DType::F32, rows, cols, w, (size_t)cols * sizeof(float)};
+  return l;
+}
+
+}  // namespace
+
+// ---- layout and init ---------------------------------------------------------------
+
+ModelParams ModelParams::layout(const LlamaHParams& hp_in) {
+  ModelParams p;
+  p.hp = normalised(hp_in);
+  const LlamaHParams& hp = p.hp;
+  int64_t off = 0;
+  auto add = [&](const std::string& name, int64_t rows, int64_t cols) {
+    ParamTensor t;
+    t.name = name;
+    t.offset = off;
+    t.ne = cols ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows};
+    off += t.numel();
+    p.tensors.push_back(std::move(t));
+  };
+  add("token_embd.weight", hp.n_vocab, hp.n_embd);
+  add("output_norm.weight", hp.n_embd, 0);
+  add("output.weight", hp.n_vocab, hp.n_embd);
+  for (int64_t b = 0; b < hp.n_layer; b++)
+    for (const BlockTensor& t : block_tensors(hp)) add(blk(b, t.suffix), t.rows, t.cols);
+  p.data.assign((size_t)off, 0.0f);
+  return p;
+}
+
+ModelParams ModelParams::init_random(const LlamaHParams& hp, uint64_t seed, float init_std) {
+  ModelParams p = layout(hp);
+  // Residual projections are scaled down with depth (GPT-2's rule) so activations stay tame.
+  const float proj_std = init_std / std::sqrt(2.0f * (float)p.hp.n_layer);
+  for (const ParamTensor& t : p.tensors) {
+    float* w = p.data.data() + t.offset;
+    if (!t.is_matrix()) {
+      std::fill(w, w + t.numel(), 1.0f);
+      continue;
+    }
+    const bool proj = t.name.find("attn_output") != std::string::npos || t.name.find("ffn_down") != std::string::npos;
+    const float sd = proj ? proj_std : init_std;
+    const int64_t rows = t.ne[1], cols = t.ne[0];
+    const uint64_t base = seed * 0x2545F4914F6CDD1Dull ^ name_hash(t.name);
+    for (int64_t r = 0; r < rows; r++) {
+      SplitMix g = SplitMix::for_row(base, (uint64_t)r);
+      for (int64_t c = 0; c < cols; c++) w[r * cols + c] = g.normal() * sd;
+    }
+  }
+  return p;
+}
+
+ModelParams ModelParams::from_gguf(const GGUFFile& f) {
+  LlamaHParams hp = LlamaHParams::from_gguf(f);
+  if (f.has(kSpqrVersionKey))
+    f.fail("is SpQR-quantized; full-parameter training needs F32/F16/BF16/Q8_0 weights (train from the original)");
+  // llama and mistral share the block exactly; others differ (qwen2's biases and NeoX
+  // rope, granite's multipliers) and would not survive a round trip as "llama".
+  if (hp.arch != "llama" && hp.arch != "mistral")
+    f.fail("architecture '" + hp.arch + "' is not supported for full-parameter training (llama, mistral)");
+  if (f.find_tensor("blk.0.attn_q.bias")) f.fail("has attention biases, which full-parameter training lacks");
+  hp.arch = "llama";
+  ModelParams p = layout(hp);
+  for (const ParamTensor& t : p.tensors) {
+    const bool tied_head = t.name == "output.weight" && !f.find_tensor("output.weight");
+    const GGUFTensorInfo& ti = f.require_tensor(tied_head ? "token_embd.weight" : t.name);
+    if (ti.type != DType::F32 && ti.type != DType::F16 && ti.type != DType::BF16 && ti.type != DType::Q8_0)
+      f.fail("tensor " + ti.name + " has type " + dtype_name(ti.type) + "; F32, F16, BF16 or Q8_0 can be trained");
+    const int64_t cols = t.ne[0], rows = t.is_matrix() ? t.ne[1] : 1;
+    const bool same_shape = ti.n_elements() == t.numel() && ti.ne[0] == cols && (int64_t)ti.n_dims == (int64_t)t.ne.size();
+    if (!same_shape) f.fail("tensor " + ti.name + " does not have the shape the hyper-parameters give");
+    const size_t rb = dtype_row_bytes(ti.type, cols);
+    float* dst = p.data.data() + t.offset;
+    for (int64_t r = 0; r < rows; r++) dequantize_row(ti.type, ti.data + rb * (size_t)r, dst + r * cols, cols);
+  }
+  return p;
+}
+
+// ---- access --------------------------------------------------------------------------
+
+const ParamTensor& ModelParams::tensor(const std::string& name) const {
+  for (const ParamTensor& t : tensors)
+    if (t.name == name) return t;
+  throw Error("model parameters have no tensor '" + name + "'");
+}
+
+LlamaBlockWeights ModelParams::block(int64_t b) const {
+  if (b < 0 || b >= hp.n_layer) throw Error("block " + std::to_string(b) + " is outside the model");
+  // Block b's tensors follow the 3 head/embedding tensors, 9 per block, in block_tensors order.
+  const ParamTensor* t = &tensors[(size_t)(3 + 9 * b)];
+  auto at = [&](int i) { return data.data() + t[i].offset; };
+  auto lin = [&](int i) { return f32_linear(at(i), t[i].ne[1], t[i].ne[0]); };
+  LlamaBlockWeights w;
+  w.attn_norm = at(0);
+  w.wq = lin(1), w.wk = lin(2), w.wv = lin(3), w.wo = lin(4);
+  w.ffn_norm = at(5);
+  w.w_gate = lin(6), w.w_up = lin(7), w.w_down = lin(8);
+  return w;
+}
+
+LlamaBlockGrads ModelParams::block_grads(int64_t b, float* grad) const {
+  if (b < 0 || b >= hp.n_layer) throw Error("block " + std::to_string(b) + " is outside the model");
+  const ParamTensor* t = &tensors[(size_t)(3 + 9 * b)];
+  auto at = [&](int i) { return grad + t[i].offset; };
+  LlamaBlockGrads g;
+  g.d_attn_norm = at(0);
+  g.dwq = at(1), g.dwk = at(2), g.dwv = at(3), g.dwo = at(4);
+  g.d_ffn_norm = at(5);
+  g.dw_gate = at(6), g.dw_up = at(7), g.dw_down = at(8);
+  return g;
+}
+
+uint64_t ModelParams::checksum() const { return XXH3_64bits(data.data(), data.size() * sizeof(float)); }
+
+void ModelParams::check_same_shape(const LlamaHParams& other, const std::string& what) const {
+  const LlamaHParams o = normalised(other);
+  auto same = [&](const char* name, double a, double b) {
+    if (a != b)
+      throw Error(what + ": " + name + " is " + std::to_string(b) + ", the model's is " + std::to_string(a));
+  };
+  same("n_vocab", (double)hp.n_vocab, (double)o.n_vocab);
+  same("n_embd", (double)hp.n_embd, (double)o.n_embd);
+  same("n_ff", (double)hp.n_ff, (double)o.n_ff);
+  same("n_layer", (double)hp.n_layer, (double)o.n_layer);
+  same("n_head", (double)hp.n_head, (double)o.n_head);
+  same("n_head_kv", (double)hp.n_head_kv, (double)o.n_head_kv);
+  same("head_dim", (double)hp.head_dim, (double)o.head_dim);
+  same("n_rot", (double)hp.n_rot, (double)o.n_rot);
+  // Not shapes, but they change the function the parameters compute.
+  same("rope.freq_base", hp.rope_freq_base, o.rope_freq_base);
+  same("rms epsilon", hp.rms_eps, o.rms_eps);
+}
+
+// ---- files ---------------------------------------------------------------------------
+
+void set_byte_vocab(GGUFWriter& w) {
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;  // SentencePiece: 1 normal, 2 unknown, 3 control, 6 byte
+  auto add = [&](std::string t, float score, int32_t type) {
+    tokens.push_back(std::move(t));
+    scores.push_back(score);
+    types.push_back(type);
+  };
+  add("<unk>", 0, 2);
+  add("<s>", 0, 3);
+  add("</s>", 0, 3);
+  for (int b = 0; b < 256; b++) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    add(buf, 0, 6);
+  }
+  add("\xe2\x96\x81", -1, 1);  // "▁": a space is one token, not the 3 bytes of U+2581
+  if ((int64_t)tokens.size() != kByteVocabSize) throw Error("byte vocabulary has the wrong size");
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string("tokenizer.ggml.pre", "default");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_f32_array("tokenizer.ggml.scores", scores);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+  w.set_bool("tokenizer.ggml.add_eos_token", false);
+}
+
+void write_model_gguf(const ModelParams& p, const std::string& path, DType type, const GGUFFile* vocab_from,
+                      const std::function<void(GGUFWriter&)>& extra) {
+  if (type != DType::F32 && type != DType::F16 && type != DType::BF16 && type != DType::Q8_0)
+    throw Error(std::string("cannot write a model as ") + dtype_name(type) + " (f32, f16, bf16, q8_0)");
+  const LlamaHParams& hp = p.hp;
+  if (p.tensors.empty() || p.tensors.back().offset + p.tensors.back().numel() != p.size())
+    throw Error("model parameters do not match their layout");
+  GGUFWriter w;
+  const std::string a = hp.arch + ".";
+  w.set_string("general.architecture", hp.arch);
+  w.set_string("general.name", "engine-trained-" + std::to_string(hp.n_embd) + "x" + std::to_string(hp.n_layer));
+  w.set_u32("general.file_type", (uint32_t)file_type_of(type));
+  w.set_u32(a + "context_length", (uint32_t)hp.n_ctx_train);
+  w.set_u32(a + "embedding_length", (uint32_t)hp.n_embd);
+  w.set_u32(a + "feed_forward_length", (uint32_t)hp.n_ff);
+  w.set_u32(a + "block_count", (uint32_t)hp.n_layer);
+  w.set_u32(a + "attention.head_count", (uint32_t)hp.n_head);
+  w.set_u32(a + "attention.head_count_kv", (uint32_t)hp.n_head_kv);
+  if (hp.head_dim != hp.n_embd / hp.n_head) w.set_u32(a + "attention.key_length", (uint32_t)hp.head_dim);
+  w.set_u32(a + "rope.dimension_count", (uint32_t)hp.n_rot);
+  w.set_f32(a + "rope.freq_base", hp.rope_freq_base);
+  w.set_f32(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
+  w.set_u32(a + "vocab_size", (uint32_t)hp.n_vocab);
+  if (vocab_from) {
+    const GGUFValue* toks = vocab_from->find("tokenizer.ggml.tokens");
+    if (!toks) vocab_from->fail("has no tokenizer (tokenizer.ggml.tokens)");
+    if ((int64_t)toks->count != hp.n_vocab)
+      vocab_from->fail("has " + std::to_string(toks->count) + " tokens; the model's vocabulary is " +
+                       std::to_string(hp.n_vocab));
+    for (auto& kv : vocab_from->metadata())
+      if (kv.first.rfind("tokenizer.", 0) == 0) w.set(kv.first, kv.second);
+  } else {
+    if (hp.n_vocab != kByteVocabSize)
+      throw Error("the model's vocabulary is " + std::to_string(hp.n_vocab) + " tokens: give the file to copy the "
+                  "tokenizer from (the built-in byte vocabulary has " + std::to_string(kByteVocabSize) + ")");
+    set_byte_vocab(w);
+  }
+  if (extra) extra(w);
+  // Matrices in `type`, vectors (norms) always F32 as llama.cpp keeps them. F32 data
+  // is written straight from p.data; others are converted row by row first.
+  for (const ParamTensor& t : p.tensors) {
+    const float* src = p.data.data() + t.offset;
+    const DType tt = t.is_matrix() ? type : DType::F32;
+    if (tt == DType::F32) {
+      w.add_tensor(t.name, DType::F32, t.ne, src, (size_t)t.numel() * sizeof(float));
+      continue;
+    }
+    const int64_t cols = t.ne[0], rows = t.ne[1];
+    if (cols % dtype_block_size(tt))
+      throw Error("tensor " + t.name + ": " + std::to_string(cols) + " columns do not fit " + dtype_name(tt) + " blocks");
+    const size_t rb = dtype_row_bytes(tt, cols);
+    std::vector<uint8_t> buf(rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++) quantize_row(tt, src + r * cols, buf.data() + rb * (size_t)r, cols);
+    w.add_tensor_copy(t.name, tt, t.ne, buf.data(), buf.size());
+  }
+  w.write(path);  // to path + ".tmp", then renamed: never a half-written model under the name
+}
+
+// ---- loss and gradient -----------------------------------------------------------------
+
+namespace {
+
+// Everything model_loss_and_grad needs, viewed once.
+struct ModelViews {
+  const ModelParams& p;
+  std::vector<LlamaBlockWeights> blocks;
+  LmHead head;
+  const float* tok_embd;
+  explicit ModelViews(const ModelParams& params) : p(params) {
+    const LlamaHParams& hp = p.hp;
+    for (int64_t b = 0; b < hp.n_layer; b++) blocks.push_back(p.block(b));
+    head.n_embd = hp.n_embd;
+    head.n_vocab = hp.n_vocab;
+    head.eps = hp.rms_eps;
+    head.norm = p.ptr("output_norm.weight");
+    head.out = cpu::WeightView{DType::F32, hp.n_vocab, hp.n_embd, p.ptr("output.weight"),
+                               (size_t)hp.n_embd * sizeof(float)};
+    tok_embd = p.ptr("token_embd.weight");
+  }
+};
+
+// Bytes of what one block's backward needs from its forward (LlamaBlockActs with
+// the linears' inputs) for n tokens.
+size_t block_acts_bytes(const LlamaHParams& hp, int64_t n) {
+  return (size_t)n * (size_t)(4 * hp.n_embd + 2 * hp.q_dim() + 2 * hp.kv_dim() + 3 * hp.n_ff) * sizeof(float);
+}
+
+// One window: loss, and (grad non-null) its gradient accumulated into grad, laid out
+// like p.data. When every block's activations fit in keep_acts_bytes they are kept
+// from the forward; otherwise only each block's input is (checkpoints [L][n][d]) and
+// the backward recomputes one block's activations at a time — the same numbers
+// either way, the forward being deterministic, for one more forward's work.
+CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, float grad_scale, float* grad,
+                                        size_t keep_acts_bytes, ThreadPool& pool) {
+  const LlamaHParams& hp = m.p.hp;
+  const int64_t d = hp.n_embd, n = (int64_t)w.inputs.size(), L = hp.n_layer;
+  if ((int64_t)w.targets.size() != n) throw Error("window inputs and targets differ in length");
+  if (n == 0) return {};
+  std::vector<float> x((size_t)(n * d));                                     // [n][d]
+  for (int64_t t = 0; t < n; t++) {
+    const int32_t tok = w.inputs[t];
+    if (tok < 0 || tok >= hp.n_vocab) throw Error("input token " + std::to_string(tok) + " is outside the vocabulary");
+    std::copy(m.tok_embd + tok * d, m.tok_embd + (tok + 1) * d, x.begin() + t * d);
+  }
+  const bool keep_all = grad && (size_t)L * block_acts_bytes(hp, n) <= keep_acts_bytes;
+  const bool recompute = grad && !keep_all;
+  std::vector<LlamaBlockActs> acts(keep_all ? (size_t)L : recompute ? 1 : 0);
+  for (auto& a : acts) a.keep_linear_inputs = true;
+  std::vector<float> ck(recompute ? (size_t)(L * n * d) : 0);
+  for (int64_t b = 0; b < L; b++) {
+    if (recompute) std::copy(x.begin(), x.end(), ck.begin() + b * n * d);
+    llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, keep_all ? &acts[b] : nullptr);
+  }
+  if (!grad) return head_cross_entropy(m.head, x.data(), w.targets.data(), n, grad_scale, nullptr, pool);
+
+  std::vector<float> dx((size_t)(n * d), 0.0f);                              // d loss / d hidden [n][d]
+  const LmHeadGrads hg{grad + m.p.tensor("output.weight").offset, grad + m.p.tensor("output_norm.weight").offset};
+  CrossEntropyResult r =
+      head_cross_entropy(m.head, x.data(), w.targets.data(), n, grad_scale, dx.data(), pool, 64, &hg);
+  for (int64_t b = L - 1; b >= 0; b--) {
+    LlamaBlockActs* a = &acts[keep_all ? b : 0];
+    if (recompute) {
+      std::copy(ck.begin() + b * n * d, ck.begin() + (b + 1) * n * d, x.begin());
+      llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, a);
+    }
+    LlamaBlockGrads g = m.p.block_grads(b, grad);
+    llama_block_backward(hp, m.blocks[b], *a, dx.data(), pool, &g);
+  }
+  cpu::embedding_backward(w.inputs.data(), dx.data(), grad + m.p.tensor("token_embd.weight").offset, n, d);
+  return r;
+}
+
+}  // namespace
+
+CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
+                                       float* grad, ThreadPool& pool, size_t keep_acts_bytes) {
+  const ModelViews m(p);
+  const int64_t nw = (int64_t)windows.size(), P = p.size();
+  CrossEntropyResult total;
+  auto add = [&](const CrossEntropyResult& r) { total.loss_sum += r.loss_sum, total.n_scored += r.n_scored; };
+  // Small models: one window's ops are too small to split across threads, so windows
+  // run in parallel instead (ops called from a pool task run on that thread). They go
+  // in waves of pool.size(), each window into its own gradient buffer, and the
+  // buffers are added to grad in window order: the sum does not depend on timing,
+  // and memory is pool.size() gradient buffers whatever the number of windows.
+  // Large models: one window at a time with parallel ops, straight into grad.
+  const bool by_window = pool.size() > 1 && nw > 1 && p.hp.n_embd <= 512;
+  if (!by_window) {
+    for (const Window& w : windows) add(window_loss_and_grad(m, w, grad_scale, grad, keep_acts_bytes, pool));
+    return total;
+  }
+  const int64_t wave = std::min<int64_t>(pool.size(), nw);
+  std::vector<std::vector<float>> bufs(grad ? (size_t)wave : 0);
+  std::vector<CrossEntropyResult> res((size_t)wave);
+  for (int64_t w0 = 0; w0 < nw; w0 += wave) {
+    const int64_t c = std::min(wave, nw - w0);
+    pool.parallel_for(c, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        if (grad) bufs[i].assign((size_t)P, 0.0f);
+        res[i] = window_loss_and_grad(m, windows[w0 + i], grad_scale, grad ? bufs[i].data() : nullptr,
+                                        keep_acts_bytes, pool);
+      }
+    });
+    for (int64_t i = 0; i < c; i++) add(res[i]);
+    if (!grad) continue;
+    // grad[j] += buf_0[j] + ... in window order for every j: element-wise, so any split is exact.
+    pool.parallel_for(P, 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = 0; i < c; i++) cpu::add_inplace(grad + begin, bufs[i].data() + begin, end - begin);
+    });
+  }
+  return total;
+}
+
+}  // namespace engine::train
