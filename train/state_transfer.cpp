@@ -43,6 +43,8 @@ std::string part_head(uint64_t offset, size_t n) {
 
 // One download being served: the snapshot is kept alive until its last part left.
 struct Upload {
+  std::shared_ptr<int> active;  // the server's count of uploads, which this one is part of
+  ~Upload() { --*active; }
   net::Responder out;
   StateSnapshot snap;
   size_t chunk = 0;
@@ -84,8 +86,9 @@ void pump(const std::shared_ptr<Upload>& u) {
 
 // ---- server -------------------------------------------------------------------------
 
-StateServer::StateServer(net::Rpc& rpc, std::function<StateSnapshot()> snapshot, size_t chunk_bytes)
-    : rpc_(rpc), snapshot_(std::move(snapshot)) {
+StateServer::StateServer(net::Rpc& rpc, std::function<StateSnapshot()> snapshot, size_t chunk_bytes,
+                         int max_uploads)
+    : rpc_(rpc), snapshot_(std::move(snapshot)), max_uploads_(max_uploads) {
   // A part must fit in one frame with its envelope; keep 4 KiB for that.
   size_t max_chunk = rpc.options().limits.max_frame - 4096;
   chunk_bytes_ = std::clamp<size_t>(chunk_bytes, 1, max_chunk);
@@ -102,7 +105,15 @@ StateServer::StateServer(net::Rpc& rpc, std::function<StateSnapshot()> snapshot,
                                        std::to_string(min_epoch));
       return;
     }
+    // A peer that stops reading keeps its upload (and snapshot) until its
+    // connection closes: bound how many such snapshots we can be made to hold.
+    if (*active_ >= max_uploads_) {
+      r.fail(ErrorCode::kOverloaded, "too many state downloads in progress; retry later");
+      return;
+    }
     auto u = std::make_shared<Upload>();
+    u->active = active_;
+    ++*active_;
     u->out = r.responder;
     u->snap = std::move(snap);
     u->chunk = chunk_bytes_;

@@ -30,7 +30,10 @@ class StateServer {
   // above the snapshot's epoch, or with no snapshot yet, fails with code 10.
   // Parts are paced by the connection's write queue (at most about
   // soft_write_queue + chunk_bytes queued), so a large state never hits the hard limit.
-  StateServer(net::Rpc& rpc, std::function<StateSnapshot()> snapshot, size_t chunk_bytes = 1u << 20);
+  // At most max_uploads downloads are served at once (more: code 5, overloaded);
+  // each holds its snapshot until it ends or its connection closes.
+  StateServer(net::Rpc& rpc, std::function<StateSnapshot()> snapshot, size_t chunk_bytes = 1u << 20,
+              int max_uploads = 4);
   ~StateServer();  // answers later train.state requests with code 4
   StateServer(const StateServer&) = delete;
   StateServer& operator=(const StateServer&) = delete;
@@ -39,6 +42,8 @@ class StateServer {
   net::Rpc& rpc_;
   std::function<StateSnapshot()> snapshot_;
   size_t chunk_bytes_;
+  int max_uploads_;
+  std::shared_ptr<int> active_ = std::make_shared<int>(0);  // shared with uploads that outlive us
 };
 
 struct DownloadResult {

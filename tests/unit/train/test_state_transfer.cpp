@@ -108,6 +108,29 @@ TEST_F(State, TwentyMegabytesInPartsUnderASmallWriteQueue) {
   EXPECT_EQ(rpcs[0]->stats().violations, 0u);
 }
 
+TEST_F(State, ConcurrentUploadsAreBounded) {
+  net::Limits L;
+  L.soft_write_queue = 1u << 20;  // the first upload cannot finish in one go
+  two_peers(L);
+  rpcs.push_back(std::make_unique<Rpc>(&loop));
+  auto bytes = random_bytes(20u << 20);
+  server = std::make_unique<StateServer>(*rpcs[0], [&] { return StateSnapshot{1, bytes}; }, 1u << 20, 1);
+  std::vector<DownloadResult> out(2);
+  int done = 0;
+  for (size_t i = 0; i < 2; i++)
+    download_state(*rpcs[1 + i], rpcs[0]->address(), 0, 10000, 1ull << 30, [&, i](DownloadResult r) {
+      out[i] = std::move(r);
+      done++;
+    });
+  ASSERT_TRUE(run_until([&] { return done == 2; }, 15000));
+  EXPECT_NE(out[0].ok, out[1].ok);
+  const DownloadResult& refused = out[0].ok ? out[1] : out[0];
+  EXPECT_NE(refused.error.find("too many state downloads"), std::string::npos) << refused.error;
+  // Once the first is over, the slot is free again.
+  DownloadResult r = download(0);
+  EXPECT_TRUE(r.ok) << r.error;
+}
+
 TEST_F(State, NothingToOfferAndTooOld) {
   two_peers();
   StateSnapshot snap;
