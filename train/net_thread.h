@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,11 +30,15 @@ class NetThread {
   NetThread(const NetThread&) = delete;
   NetThread& operator=(const NetThread&) = delete;
 
-  // Runs fn on the loop thread soon (thread-safe).
+  // Runs fn on the loop thread soon (thread-safe). Dropped once shutdown began.
+  // An exception thrown by fn is printed and swallowed (the loop keeps serving).
   void post(std::function<void()> fn);
   // Runs fn on the loop thread and blocks the caller until fn's `done` is called
   // (from the loop), or timeout_ms passes (then returns false; `done` may still be
-  // called later and is then ignored).
+  // called later and is then ignored). Never call it from the loop thread (Error).
+  // Objects created on the loop (Matchmaker, StateServer, ...) must be destroyed
+  // there too, with run(), before the NetThread: its shutdown fails outstanding
+  // calls, whose callbacks would otherwise reach them.
   bool run(const std::function<void(std::function<void()> done)>& fn, uint32_t timeout_ms);
 
   net::Rpc& rpc() { return *rpc_; }       // loop thread only
@@ -42,8 +47,12 @@ class NetThread {
   net::NodeId id() const { return id_; }
 
  private:
+  void loop_main(const std::string& listen, const std::vector<std::string>& peers, net::RpcOptions rpc_opts,
+                 net::DhtOptions dht_opts, std::promise<std::string>& started);
   static void on_async(uv_async_t* a);
   void drain();
+  void shut_down();
+  void release_net();
   uv_loop_t loop_{};
   uv_async_t async_{};
   std::unique_ptr<net::Rpc> rpc_;
@@ -52,7 +61,8 @@ class NetThread {
   net::NodeId id_;
   std::mutex mu_;
   std::vector<std::function<void()>> queue_;
-  bool stopping_ = false;
+  bool stopping_ = false;  // under mu_; once set, nothing more is queued
+  std::string failed_bootstrap_;  // loop thread
   std::thread thread_;
 };
 

@@ -1,0 +1,427 @@
+// Leader-based group formation for one epoch (see matchmaking.h for the rules).
+// One formation is a Pending that moves through:
+//
+//   gathering --(gather_ms, read the DHT)--> following leader[0], leader[1], ...
+//                                      \--> leading (when the next leader to try is us)
+//   following --(join answered)--> done            leading --(all joined / window)--> done
+//   anything --(overall deadline)--> done (alone, or the group a leader has so far)
+//
+// Joins that reach us before we know our role are held: if we end up leading,
+// they are members; otherwise they are refused and their senders move on.
+#include "train/matchmaking.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "net/msg.h"
+
+namespace engine::train {
+
+using net::BadMessage;
+using net::ErrorCode;
+using net::NodeId;
+
+namespace {
+
+constexpr const char* kJoinMethod = "avg.join";
+constexpr size_t kMaxAddrBytes = 256;
+constexpr size_t kMaxRoundIdBytes = 512;
+constexpr uint32_t kMaxMembersOnWire = 4096;
+
+std::string group_key(const std::string& run, int64_t epoch) { return run + ".group." + std::to_string(epoch); }
+
+// A one-shot libuv timer calling a std::function; stop() and the destructor are
+// safe at any time (the handle is freed once libuv has closed it).
+class Timer {
+ public:
+  explicit Timer(uv_loop_t* loop) : t_(new uv_timer_t) {
+    uv_timer_init(loop, t_);
+    t_->data = this;
+  }
+  ~Timer() {
+    uv_close((uv_handle_t*)t_, [](uv_handle_t* h) { delete (uv_timer_t*)h; });
+  }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  void start(uint64_t ms, std::function<void()> fn) {
+    fn_ = std::move(fn);
+    uv_timer_start(t_, on_fire, ms, 0);
+  }
+  void stop() {
+    uv_timer_stop(t_);
+    fn_ = nullptr;
+  }
+
+ private:
+  static void on_fire(uv_timer_t* t) {
+    auto fn = std::move(((Timer*)t->data)->fn_);  // may destroy this Timer's owner
+    if (fn) fn();
+  }
+  uv_timer_t* t_;
+  std::function<void()> fn_;
+};
+
+// ---- wire forms ----------------------------------------------------------------------
+
+// Announcement under "<run>.group.<epoch>" / "@<id hex>": {addr, bandwidth, client, weight}.
+std::string encode_announcement(const GroupMember& me, double weight) {
+  net::Buf b;
+  net::Packer pk(b);
+  pk.pack_map(4);
+  net::pack_str(pk, "addr");
+  net::pack_str(pk, me.addr);
+  net::pack_str(pk, "bandwidth");
+  pk.pack_double(me.bandwidth);
+  net::pack_str(pk, "client");
+  me.client_mode ? pk.pack_true() : pk.pack_false();
+  net::pack_str(pk, "weight");
+  pk.pack_double(weight);
+  return b.s;
+}
+
+double positive_bandwidth(const msgpack::object& o) {
+  double bw = net::as_double(o, "bandwidth");
+  if (!(bw > 0) || !std::isfinite(bw)) throw BadMessage("bandwidth must be positive and finite");
+  return bw;
+}
+
+std::string bounded_addr(const msgpack::object& o) {
+  std::string_view a = net::as_str(o, "addr");
+  if (a.size() > kMaxAddrBytes) throw BadMessage("addr too long");
+  return std::string(a);
+}
+
+GroupMember decode_announcement(const NodeId& id, const msgpack::object& o) {
+  net::as_map(o, "announcement");
+  GroupMember m;
+  m.id = id;
+  m.addr = bounded_addr(net::need_field(o, "addr"));
+  m.bandwidth = positive_bandwidth(net::need_field(o, "bandwidth"));
+  m.client_mode = net::as_bool(net::need_field(o, "client"), "client") || m.addr.empty();
+  return m;
+}
+
+// A member on the wire: [id bin(20), addr str, bandwidth float, client bool].
+void pack_member(net::Packer& pk, const GroupMember& m) {
+  pk.pack_array(4);
+  net::pack_bin(pk, m.id.bytes());
+  net::pack_str(pk, m.addr);
+  pk.pack_double(m.bandwidth);
+  m.client_mode ? pk.pack_true() : pk.pack_false();
+}
+
+GroupMember unpack_member(const msgpack::object& o) {
+  const msgpack::object& a = net::as_array(o, "member");
+  if (a.via.array.size != 4) throw BadMessage("member must have 4 fields");
+  GroupMember m;
+  if (!NodeId::from_bytes(net::as_bin(a.via.array.ptr[0], "member id"), &m.id)) throw BadMessage("bad member id");
+  m.addr = bounded_addr(a.via.array.ptr[1]);
+  m.bandwidth = positive_bandwidth(a.via.array.ptr[2]);
+  m.client_mode = net::as_bool(a.via.array.ptr[3], "client");
+  return m;
+}
+
+// avg.join request: {run, epoch, member, weight}.
+std::string encode_join(const std::string& run, int64_t epoch, const GroupMember& me, double weight) {
+  net::Buf b;
+  net::Packer pk(b);
+  pk.pack_map(4);
+  net::pack_str(pk, "run");
+  net::pack_str(pk, run);
+  net::pack_str(pk, "epoch");
+  pk.pack_int64(epoch);
+  net::pack_str(pk, "member");
+  pack_member(pk, me);
+  net::pack_str(pk, "weight");
+  pk.pack_double(weight);
+  return b.s;
+}
+
+// avg.join result: {round, members}.
+std::string encode_group(const RoundSpec& spec) {
+  net::Buf b;
+  net::Packer pk(b);
+  pk.pack_map(2);
+  net::pack_str(pk, "round");
+  net::pack_str(pk, spec.round_id);
+  net::pack_str(pk, "members");
+  pk.pack_array((uint32_t)spec.members.size());
+  for (auto& m : spec.members) pack_member(pk, m);
+  return b.s;
+}
+
+// The leader's answer, checked: ids strictly increasing, and we are in it.
+RoundSpec decode_group(const msgpack::object& o, const NodeId& me) {
+  net::as_map(o, "group");
+  RoundSpec spec;
+  spec.round_id = std::string(net::as_str(net::need_field(o, "round"), "round"));
+  if (spec.round_id.empty() || spec.round_id.size() > kMaxRoundIdBytes) throw BadMessage("bad round id");
+  const msgpack::object& arr = net::as_array(net::need_field(o, "members"), "members");
+  if (arr.via.array.size > kMaxMembersOnWire) throw BadMessage("too many members");
+  for (uint32_t i = 0; i < arr.via.array.size; i++) {
+    spec.members.push_back(unpack_member(arr.via.array.ptr[i]));
+    if (i > 0 && !(spec.members[i - 1].id < spec.members[i].id)) throw BadMessage("members not sorted by id");
+    if (spec.members.back().id == me) spec.my_index = (int)i;
+  }
+  if (spec.my_index < 0) throw BadMessage("the group does not include us");
+  return spec;
+}
+
+RoundSpec alone(const std::string& run, int64_t epoch, const GroupMember& me) {
+  RoundSpec s;
+  s.round_id = run + "." + std::to_string(epoch) + ".solo." + me.id.short_hex();
+  s.members = {me};
+  s.my_index = 0;
+  return s;
+}
+
+}  // namespace
+
+// ---- one formation ---------------------------------------------------------------------
+
+struct Matchmaker::Pending {
+  enum class Role { kGathering, kFollowing, kLeading, kDone };
+  struct Joiner {
+    GroupMember member;
+    net::Responder out;
+  };
+
+  Pending(uv_loop_t* loop) : phase(loop), deadline(loop) {}
+  std::string run;
+  int64_t epoch = 0;
+  GroupMember me;
+  double weight = 1;
+  MatchmakingConfig cfg;
+  std::function<void(RoundSpec)> done;
+  uint64_t deadline_ms = 0;  // loop time
+
+  Role role = Role::kGathering;
+  std::vector<GroupMember> candidates;  // from the DHT, without us, sorted by id
+  std::vector<GroupMember> leaders;     // who may lead (not client mode), us included, sorted by id
+  size_t next_leader = 0;
+  uint64_t join_call = 0;               // our avg.join in flight (0: none)
+  std::set<NodeId> expected;            // as leader: whom we wait for
+  std::map<NodeId, Joiner> joined;      // joins held for our answer
+  std::string closed_why;               // once done: what a late joiner is told
+  Timer phase, deadline;
+};
+
+Matchmaker::Matchmaker(net::Rpc& rpc, net::DhtNode& dht) : rpc_(rpc), dht_(dht) {
+  rpc_.handle(kJoinMethod, [this](net::Request& r) { on_join(r); });
+}
+
+Matchmaker::~Matchmaker() {
+  rpc_.handle(kJoinMethod, [](net::Request& r) { r.fail(ErrorCode::kUnavailable, "matchmaker stopped"); });
+  if (auto P = leading_) abandon(P);
+}
+
+void Matchmaker::form_group(const std::string& run, int64_t epoch, const GroupMember& me, double weight,
+                            const MatchmakingConfig& cfg, std::function<void(RoundSpec)> done) {
+  if (auto old = leading_; old && old->role != Pending::Role::kDone) finish(old, alone(old->run, old->epoch, old->me));
+  auto P = std::make_shared<Pending>(rpc_.loop());
+  leading_ = P;
+  P->run = run;
+  P->epoch = epoch;
+  P->me = me;
+  P->me.client_mode = me.client_mode || me.addr.empty();
+  P->weight = weight;
+  P->cfg = cfg;
+  P->done = std::move(done);
+  uint32_t total = cfg.deadline_ms ? cfg.deadline_ms : cfg.gather_ms + cfg.join_window_ms + 2 * cfg.rpc_timeout_ms;
+  P->deadline_ms = rpc_.now_ms() + total;
+
+  // The announcement outlives the round a little, so late readers still see who took part.
+  double expiration = dht_.now() + total / 1000.0 + 5;
+  std::string subkey = "@";  // (+= : GCC 12 warns falsely about "literal" + std::string)
+  subkey += me.id.hex();
+  dht_.put(group_key(run, epoch), subkey, encode_announcement(P->me, weight), expiration,
+           [](int, int, const net::LookupStats&) {});
+  std::weak_ptr<Pending> w = P;
+  P->phase.start(cfg.gather_ms, [this, w] {
+    if (auto p = w.lock()) read_candidates(p);
+  });
+  P->deadline.start(total, [this, w] {
+    if (auto p = w.lock()) on_deadline(p);
+  });
+}
+
+// After gathering: who announced for this epoch, and so who should lead.
+void Matchmaker::read_candidates(const std::shared_ptr<Pending>& P) {
+  dht_.get(group_key(P->run, P->epoch), [this, P](const net::GetResult& r) {
+    if (P->role == Pending::Role::kDone) return;  // (also after the Matchmaker is gone)
+    double now = dht_.now();
+    if (r.record.is_dict) {
+      for (auto& [sub, e] : r.record.dict) {
+        auto id = net::subkey_owner(sub);
+        if (!id || *id == P->me.id || e.expiration <= now) continue;
+        try {
+          auto oh = net::unpack_untrusted(e.value.data(), e.value.size());
+          P->candidates.push_back(decode_announcement(*id, oh.get()));
+        } catch (const BadMessage&) {
+          // A malformed announcement is not a candidate.
+        }
+      }
+    }
+    auto by_id = [](const GroupMember& a, const GroupMember& b) { return a.id < b.id; };
+    std::sort(P->candidates.begin(), P->candidates.end(), by_id);
+    for (auto& c : P->candidates)
+      if (!c.client_mode) P->leaders.push_back(c);
+    if (!P->me.client_mode) P->leaders.push_back(P->me);
+    std::sort(P->leaders.begin(), P->leaders.end(), by_id);
+    try_next_leader(P);
+  });
+}
+
+// Joins the lowest candidate not tried yet; when that is us, we lead.
+void Matchmaker::try_next_leader(const std::shared_ptr<Pending>& P) {
+  if (P->next_leader >= P->leaders.size()) {
+    finish(P, alone(P->run, P->epoch, P->me));
+    return;
+  }
+  const GroupMember leader = P->leaders[P->next_leader++];
+  if (leader.id == P->me.id) {
+    lead(P);
+    return;
+  }
+  uint64_t now = rpc_.now_ms();
+  if (now >= P->deadline_ms) {
+    finish(P, alone(P->run, P->epoch, P->me));
+    return;
+  }
+  P->role = Pending::Role::kFollowing;
+  uint32_t timeout = (uint32_t)std::min<uint64_t>(P->cfg.rpc_timeout_ms, P->deadline_ms - now);
+  P->join_call = rpc_.call(leader.addr, kJoinMethod, encode_join(P->run, P->epoch, P->me, P->weight), timeout,
+                           [this, P](const net::Reply& r) {
+                             P->join_call = 0;
+                             if (P->role == Pending::Role::kDone) return;
+                             if (r.ok()) {
+                               try {
+                                 finish(P, decode_group(*r.result, P->me.id));
+                                 return;
+                               } catch (const BadMessage&) {
+                                 // A leader that answers nonsense is as good as a dead one.
+                               }
+                             }
+                             try_next_leader(P);
+                           });
+}
+
+// We lead: wait for every candidate that may still come (all but the leaders
+// we found dead before us), at most join_window_ms.
+void Matchmaker::lead(const std::shared_ptr<Pending>& P) {
+  P->role = Pending::Role::kLeading;
+  std::set<NodeId> skipped;
+  for (size_t i = 0; i + 1 < P->next_leader; i++) skipped.insert(P->leaders[i].id);
+  for (auto& c : P->candidates)
+    if (!skipped.count(c.id)) P->expected.insert(c.id);
+  if (group_complete(*P)) {
+    close_group(P);
+    return;
+  }
+  std::weak_ptr<Pending> w = P;
+  P->phase.start(P->cfg.join_window_ms, [this, w] {
+    if (auto p = w.lock()) close_group(p);
+  });
+}
+
+bool Matchmaker::group_complete(const Pending& P) const {
+  if ((int)P.joined.size() + 1 >= P.cfg.max_group) return true;
+  for (auto& id : P.expected)
+    if (!P.joined.count(id)) return false;
+  return true;
+}
+
+// Answers every held join with the final group (sorted by id) and finishes.
+void Matchmaker::close_group(const std::shared_ptr<Pending>& P) {
+  if (P->role == Pending::Role::kDone) return;
+  RoundSpec spec;
+  spec.round_id = P->run + "." + std::to_string(P->epoch) + "." + P->me.id.short_hex();
+  spec.members.push_back(P->me);
+  for (auto& [id, j] : P->joined) spec.members.push_back(j.member);
+  std::sort(spec.members.begin(), spec.members.end(),
+            [](const GroupMember& a, const GroupMember& b) { return a.id < b.id; });
+  for (size_t i = 0; i < spec.members.size(); i++)
+    if (spec.members[i].id == P->me.id) spec.my_index = (int)i;
+  std::string answer = encode_group(spec);
+  for (auto& [id, j] : P->joined) j.out.respond(answer);
+  P->joined.clear();
+  finish(P, std::move(spec));
+}
+
+void Matchmaker::on_deadline(const std::shared_ptr<Pending>& P) {
+  if (P->role == Pending::Role::kLeading) close_group(P);  // those who made it form the group
+  else finish(P, alone(P->run, P->epoch, P->me));
+}
+
+// Ends the formation once: stops its timers and call, refuses the joins it
+// still holds, and hands the group over.
+void Matchmaker::finish(const std::shared_ptr<Pending>& P, RoundSpec spec) {
+  if (P->role == Pending::Role::kDone) return;
+  end(P, spec.members.size() > 1 ? "group of epoch " + std::to_string(P->epoch) + " is closed"
+                                 : "this peer averages alone at epoch " + std::to_string(P->epoch));
+  auto done = std::move(P->done);
+  if (done) done(std::move(spec));
+}
+
+// Without calling done: the Matchmaker is being destroyed.
+void Matchmaker::abandon(const std::shared_ptr<Pending>& P) {
+  if (P->role != Pending::Role::kDone) end(P, "matchmaker stopped");
+  P->done = nullptr;
+}
+
+void Matchmaker::end(const std::shared_ptr<Pending>& P, const std::string& why) {
+  P->role = Pending::Role::kDone;
+  P->closed_why = why;
+  P->phase.stop();
+  P->deadline.stop();
+  if (P->join_call) {
+    uint64_t id = P->join_call;
+    P->join_call = 0;
+    rpc_.cancel(id);  // its callback sees kDone and returns
+  }
+  for (auto& [id, j] : P->joined) j.out.fail(ErrorCode::kRejected, why);
+  P->joined.clear();
+}
+
+// ---- the leader's side ------------------------------------------------------------------
+
+void Matchmaker::on_join(net::Request& r) {
+  const msgpack::object& args = net::as_map(r.args, "args");
+  std::string run(net::as_str(net::need_field(args, "run"), "run"));
+  int64_t epoch = net::as_int(net::need_field(args, "epoch"), "epoch");
+  GroupMember m = unpack_member(net::need_field(args, "member"));
+  net::as_double(net::need_field(args, "weight"), "weight");
+  if (m.id != r.peer.id) {
+    r.fail(ErrorCode::kRejected, "the member's id is not the caller's");
+    return;
+  }
+  // Other members will dial the address we proved for this connection, never
+  // one it merely claims; a member without one takes part in client mode.
+  m.addr = m.client_mode ? "" : r.peer.listen;
+  m.client_mode = m.addr.empty();
+
+  std::shared_ptr<Pending> P = leading_;
+  if (!P || P->run != run || P->epoch != epoch) {
+    r.fail(ErrorCode::kNotFound, "not forming a group for " + run + " epoch " + std::to_string(epoch));
+    return;
+  }
+  if (P->role == Pending::Role::kDone) {
+    r.fail(ErrorCode::kRejected, P->closed_why);
+    return;
+  }
+  if (m.id == P->me.id) {
+    r.fail(ErrorCode::kRejected, "cannot join oneself");
+    return;
+  }
+  if (!P->joined.count(m.id) && (int)P->joined.size() + 1 >= P->cfg.max_group) {
+    r.fail(ErrorCode::kRejected, "group is full");
+    return;
+  }
+  auto old = P->joined.find(m.id);
+  if (old != P->joined.end()) old->second.out.fail(ErrorCode::kRejected, "superseded by a newer join");
+  P->joined[m.id] = Pending::Joiner{m, r.responder};
+  if (P->role == Pending::Role::kLeading && group_complete(*P)) close_group(P);
+}
+
+}  // namespace engine::train
