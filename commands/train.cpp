@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands/train_flags.h"
+#include "commands/train_swarm_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -21,8 +22,8 @@ static int cmd_train(int argc, char** argv) {
               "--init-from a model. Writes OUT.gguf (llama.cpp reads it), OUT.gguf.state (Adam moments, step: "
               "--resume continues bit for bit), a CSV loss log and optionally an SVG loss chart.");
   f.add_to(p);
-  // ---- --swarm: the collaborative mode registers its flags here (e.g. SwarmTrainFlags::add_to(p):
-  //      --swarm --initial-peers --run --target-batch --listen ...), defined in its own file.
+  CollabFlags swarm;  // --swarm and its flags (commands/train_swarm_flags.h)
+  swarm.add_to(p);
   p.epilog(
       "Examples:\n"
       "  engine train --data corpus.txt -o tiny.gguf --steps 200 --plot tiny.svg\n"
@@ -39,8 +40,7 @@ static int cmd_train(int argc, char** argv) {
       return 0;
     }
     TrainSetup s = setup_training(f, p);
-    // ---- --swarm: hand over to the collaborative driver here, after every shared check:
-    //      if (swarm.enabled()) return train_collaborative(f, swarm, s);
+    if (swarm.swarm) return train_collaborative(f, swarm, s);
     ThreadPool pool(f.threads);
     Trainer t(std::move(s.state), s.data, f.cfg, pool);
     TrainReporter rep(f, t);

@@ -234,14 +234,15 @@ void save_training_checkpoint(const TrainFlags& f, const TrainSetup& s, const Tr
 
 // ---- progress -----------------------------------------------------------------
 
-TrainReporter::TrainReporter(const TrainFlags& f, const Trainer& t)
-    : f_(f), log_(f.log, t.step() > 0 ? t.step() : -1), first_step_(t.step()), seqlen_(t.config().seqlen) {
+TrainReporter::TrainReporter(const TrainFlags& f, const Trainer& t, const std::string& extra_header)
+    : f_(f), log_(f.log, t.step() > 0 ? t.step() : -1, extra_header), first_step_(t.step()), seqlen_(t.config().seqlen) {
   for (const LossRow& r : log_.rows())
     if (std::isfinite(r.elapsed_s)) elapsed_before_ = r.elapsed_s;
 }
 
-void TrainReporter::report(const StepReport& r, const TrainState& st) {
+void TrainReporter::report(const StepReport& r, const TrainState& st, const std::string& extra) {
   LossRow row;
+  row.extra = extra;
   row.step = r.step;
   row.samples = st.samples;
   row.tokens = st.samples * seqlen_;  // every window scores seqlen targets

@@ -64,10 +64,11 @@ void save_training_checkpoint(const TrainFlags& f, const TrainSetup& s, const Tr
 // Progress on stderr, the CSV log, the chart (redrawn after each evaluation and at the end).
 class TrainReporter {
  public:
-  TrainReporter(const TrainFlags& f, const Trainer& t);
+  // extra_header: a driver's own CSV columns (the swarm's), filled by report()'s `extra`.
+  TrainReporter(const TrainFlags& f, const Trainer& t, const std::string& extra_header = "");
   // A StepReport from pretrain() (or a driver's own loop): tokens == 0 is an
   // evaluation-only report. `st` gives the sample count after the step.
-  void report(const StepReport& r, const TrainState& st);
+  void report(const StepReport& r, const TrainState& st, const std::string& extra = "");
   void finish(const TrainState& st);  // the summary lines, the final chart
   const LossLog& log() const { return log_; }
 

@@ -19,6 +19,7 @@ struct CollabFlags {
   double bandwidth = 1.0, averaging_timeout_s = 30, matchmaking_time_s = 1.5, progress_period_s = 0.5;
   float clip_tau = 1.0f;
   int clip_iters = 20;
+  uint64_t data_seed = 0;
 
   void add_to(ArgParser& p) {
     p.flag("--swarm", "train together with the peers of --run (data-parallel, DeDLOC-style averaging)", &swarm);
@@ -39,6 +40,8 @@ struct CollabFlags {
     p.add("--averaging-timeout", "SECONDS", "an all-reduce round never takes longer", &averaging_timeout_s);
     p.add("--matchmaking-time", "SECONDS", "how long peers gather into a group", &matchmaking_time_s);
     p.add("--progress-period", "SECONDS", "how often progress is published to the DHT", &progress_period_s);
+    p.add("--data-seed", "S", "this peer's data order (default: drawn from its peer id, so peers see different "
+          "windows)", &data_seed);
     p.add("--byzantine", "MODE", "TEST HOOK: send a corrupted gradient every round: sign-flip (-1000x), scale "
           "(1000x), random (1000x-norm random direction), delayed (8 steps old); none", &byzantine);
     p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
@@ -78,4 +81,15 @@ struct CollabFlags {
   }
 };
 
+}  // namespace engine
+
+namespace engine::train {
+struct TrainFlags;
+struct TrainSetup;
+}  // namespace engine::train
+
+namespace engine {
+// engine train --swarm: the collaborative run of the model TrainFlags describe
+// (commands/train_swarm.cpp). Writes f.out at the end, like the single-process run.
+int train_collaborative(train::TrainFlags& f, const CollabFlags& cf, train::TrainSetup& s);
 }  // namespace engine

@@ -97,7 +97,11 @@ class Adversary {
   std::deque<std::vector<float>> past_;
 };
 
-std::string hex_id(const net::NodeId& id) { return "@" + id.hex(); }
+std::string hex_id(const net::NodeId& id) {
+  std::string s = "@";
+  s += id.hex();  // (not "@" + hex(): GCC 12 warns -Wrestrict on that, wrongly)
+  return s;
+}
 
 class Peer {
  public:
@@ -173,18 +177,39 @@ void Peer::stop_network() {
   net_.reset();
 }
 
+// The run's config travels as a msgpack map {"config": text}; the text is what a
+// person reads when two peers disagree.
+std::string pack_run_config(const std::string& text) {
+  net::Buf b;
+  net::Packer pk(b);
+  pk.pack_map(1);
+  net::pack_str(pk, "config");
+  net::pack_str(pk, text);
+  return b.s;
+}
+std::string run_config_text_of(const std::string& msgpack) {
+  try {
+    auto h = net::unpack_untrusted(msgpack.data(), msgpack.size());
+    return std::string(net::as_str(net::need_field(h.get(), "config"), "config"));
+  } catch (const Error&) {
+    return "(unreadable)";
+  }
+}
+
 void Peer::check_run_config() {
   const uint32_t timeout = (uint32_t)(cc_.join_timeout_s * 1000);
-  auto theirs = await<std::vector<std::string>>(*net_, timeout, [this](std::function<void(std::vector<std::string>)> done) {
-    fetch_run_config(net_->dht(), cc_.run, std::move(done));
-  });
+  const std::string mine = pack_run_config(cc_.config_text);
+  auto theirs = await<std::optional<std::string>>(
+      *net_, timeout, [this](std::function<void(std::optional<std::string>)> done) {
+        fetch_run_config(net_->dht(), cc_.run, [done](const std::optional<std::string>& c) { done(c); });
+      });
   if (!theirs) throw Error("run '" + cc_.run + "': the DHT did not answer (is --initial-peers right?)");
-  for (const std::string& c : *theirs)
-    if (c != cc_.config_text)
-      throw Error("run '" + cc_.run + "' trains another model or optimizer config than this peer's flags give (" +
-                  describe_run_config(c) + " vs this peer's " + describe_run_config(cc_.config_text) + ")");
-  auto put = await<bool>(*net_, timeout, [this](std::function<void(bool)> done) {
-    publish_run_config(net_->dht(), cc_.run, cc_.config_text, cc_.progress_ttl_s * 6, std::move(done));
+  if (*theirs && !same_run_config(**theirs, mine))
+    throw Error("run '" + cc_.run + "' trains another model or optimizer config than this peer's flags give:\n  run:  " +
+                run_config_text_of(**theirs) + "\n  this: " + cc_.config_text);
+  if (!*theirs) log("no peer runs '" + cc_.run + "' yet: this peer starts it");
+  auto put = await<bool>(*net_, timeout, [this, mine](std::function<void(bool)> done) {
+    publish_run_config(net_->dht(), cc_.run, mine, cc_.progress_ttl_s * 6, std::move(done));
   });
   if (!put || !*put) log("warning: could not publish the run's config (continuing)");
 }
@@ -299,6 +324,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
   if (data_seed == 0)
     for (int i = 0; i < 8; i++) data_seed = (data_seed << 8) | net_->id().b[i];
   int64_t micro = t_.state().samples / std::max<int64_t>(cfg.batch, 1);
+  const float token_scale = 1.0f / (float)(cc_.target_batch * cfg.seqlen);
   const auto t_start = Clock::now();
   StepReport first;
   first.step = t_.step(), first.steps = cfg.steps, first.has_eval = true, first.eval_loss = t_.evaluate();
@@ -314,7 +340,9 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     auto last_poll = Clock::now() - std::chrono::hours(1);
     for (;;) {
       const auto windows = batch_for_step(t_.data(), data_seed, micro++, cfg.batch, cfg.seqlen);
-      const CrossEntropyResult r = t_.accumulate(windows, 1.0f, grad.data());
+      // Scaled as one process scales a batch of target_batch windows, so a lone peer
+      // whose micro-batch is the target batch computes exactly what engine train does.
+      const CrossEntropyResult r = t_.accumulate(windows, token_scale, grad.data());
       local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
       if (seconds_since(last_poll) < cc_.progress_period_s && local_samples < cc_.target_batch) continue;
       last_poll = Clock::now();
@@ -359,9 +387,13 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     rep.matchmaking_s = seconds_since(t_match);
     rep.group_size = (int)spec->members.size();
 
-    std::vector<float> mean((size_t)P);
-    const float inv = tokens > 0 ? 1.0f / (float)tokens : 0.0f;
-    for (int64_t i = 0; i < P; i++) mean[i] = grad[i] * inv;
+    // The mean over the tokens this peer actually scored (1 exactly when it did the target batch alone).
+    std::vector<float> mean(grad);
+    const double expected = (double)cc_.target_batch * (double)cfg.seqlen;
+    if (tokens > 0 && (double)tokens != expected) {
+      const float rescale = (float)(expected / (double)tokens);
+      for (float& x : mean) x *= rescale;
+    }
     std::function<void(std::vector<float>&)> corrupt;
     if (adversary_.active()) corrupt = [this](std::vector<float>& v) { adversary_.corrupt(v); };
     const AllReduceConfig arc = cc_.allreduce;

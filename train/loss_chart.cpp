@@ -80,10 +80,12 @@ struct Axis {
 
 }  // namespace
 
-std::string format_loss_row(const LossRow& r) {
-  return std::to_string(r.step) + "," + std::to_string(r.samples) + "," + std::to_string(r.tokens) + "," +
-         num(r.train_loss) + "," + num(r.eval_loss) + "," + num(r.lr, "%.4e") + "," + num(r.grad_norm) + "," +
-         num(r.tokens_per_s, "%.1f") + "," + num(r.elapsed_s, "%.3f");
+std::string format_loss_row(const LossRow& r, int extra_columns) {
+  std::string line = std::to_string(r.step) + "," + std::to_string(r.samples) + "," + std::to_string(r.tokens) + "," +
+                     num(r.train_loss) + "," + num(r.eval_loss) + "," + num(r.lr, "%.4e") + "," + num(r.grad_norm) +
+                     "," + num(r.tokens_per_s, "%.1f") + "," + num(r.elapsed_s, "%.3f");
+  if (extra_columns > 0) line += "," + (r.extra.empty() ? std::string((size_t)(extra_columns - 1), ',') : r.extra);
+  return line;
 }
 
 std::vector<LossRow> read_loss_csv(const std::string& path) {
@@ -124,14 +126,15 @@ std::vector<LossRow> read_loss_csv(const std::string& path) {
   return rows;
 }
 
-LossLog::LossLog(std::string path, int64_t resume_step) : path_(std::move(path)) {
+LossLog::LossLog(std::string path, int64_t resume_step, std::string extra_header) : path_(std::move(path)) {
+  if (!extra_header.empty()) extra_columns_ = 1 + (int)std::count(extra_header.begin(), extra_header.end(), ',');
   if (resume_step >= 0 && std::filesystem::exists(path_)) {
     for (const LossRow& r : read_loss_csv(path_))
       if (r.step <= resume_step) rows_.push_back(r);
   }
   // Rewritten whole (atomically) so rows past the checkpoint are gone before appending.
-  std::string text = std::string(kLossCsvHeader) + "\n";
-  for (const LossRow& r : rows_) text += format_loss_row(r) + "\n";
+  std::string text = std::string(kLossCsvHeader) + (extra_header.empty() ? "" : "," + extra_header) + "\n";
+  for (const LossRow& r : rows_) text += format_loss_row(r, extra_columns_) + "\n";
   write_file_atomic(path_, text.data(), text.size());
   out_.open(path_, std::ios::app);
   if (!out_) throw Error(path_ + ": cannot write the loss log");
@@ -139,7 +142,7 @@ LossLog::LossLog(std::string path, int64_t resume_step) : path_(std::move(path))
 
 void LossLog::append(const LossRow& r) {
   rows_.push_back(r);
-  out_ << format_loss_row(r) << "\n";
+  out_ << format_loss_row(r, extra_columns_) << "\n";
   out_.flush();
   if (!out_) throw Error(path_ + ": cannot write the loss log");
 }

@@ -17,6 +17,7 @@ struct LossRow {
   int64_t step = 0, samples = 0, tokens = 0;  // totals after the step
   double train_loss = NAN, eval_loss = NAN;
   double lr = NAN, grad_norm = NAN, tokens_per_s = NAN, elapsed_s = NAN;
+  std::string extra;  // a driver's own columns (LossLog's extra_header), comma-joined; not read back
 };
 
 // The header, in column order.
@@ -25,7 +26,8 @@ extern const char* const kLossCsvHeader;  // "step,samples,tokens,train_loss,eva
 // Reads a log back (columns found by their header names, so logs with extra or
 // reordered columns still read). Error naming the file when it is missing or malformed.
 std::vector<LossRow> read_loss_csv(const std::string& path);
-std::string format_loss_row(const LossRow& r);  // one CSV line, without the newline
+// One CSV line, without the newline; with extra columns, r.extra (or empty cells) after the standard ones.
+std::string format_loss_row(const LossRow& r, int extra_columns = 0);
 
 // A log open for appending. Fresh (resume_step < 0): the file is replaced by the
 // header. Resuming at step s: the rows already there are kept up to step s (rows
@@ -33,13 +35,15 @@ std::string format_loss_row(const LossRow& r);  // one CSV line, without the new
 // and new rows are appended. rows() holds everything, for redrawing the chart.
 class LossLog {
  public:
-  LossLog(std::string path, int64_t resume_step);
+  // extra_header: more columns after the standard ones ("a,b"), e.g. the swarm's.
+  LossLog(std::string path, int64_t resume_step, std::string extra_header = "");
   void append(const LossRow& r);  // written and flushed at once
   const std::vector<LossRow>& rows() const { return rows_; }
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
+  int extra_columns_ = 0;
   std::ofstream out_;
   std::vector<LossRow> rows_;
 };
