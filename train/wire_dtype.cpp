@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "cpu/convert.h"
 
 namespace engine::train {
 
@@ -44,9 +46,19 @@ int64_t wire_chunk_values(WireDType t, size_t chunk_bytes) {
   return 1;
 }
 
+namespace detail {
+void f32_to_f16_saturating_avx2(const float* src, uint16_t* dst, int64_t n);
+}
+
 namespace {
 
 constexpr float kF16Max = 65504.0f;
+
+void f16_encode(const float* x, uint16_t* h, int64_t n) {
+  static const bool f16c = cpu_features().avx2;
+  if (f16c) return detail::f32_to_f16_saturating_avx2(x, h, n);
+  for (int64_t i = 0; i < n; i++) h[i] = f32_to_f16(x[i] != x[i] ? x[i] : std::clamp(x[i], -kF16Max, kF16Max));
+}
 
 void q8_encode_block(const float* x, int64_t n, char* dst) {
   float amax = 0;
@@ -77,14 +89,9 @@ std::string wire_encode(WireDType t, const float* x, int64_t n) {
     case WireDType::F32:
       std::memcpy(out.data(), x, (size_t)n * 4);
       break;
-    case WireDType::F16: {
-      auto* h = (uint16_t*)out.data();
-      for (int64_t i = 0; i < n; i++) {
-        float v = x[i] != x[i] ? x[i] : std::clamp(x[i], -kF16Max, kF16Max);
-        h[i] = f32_to_f16(v);
-      }
+    case WireDType::F16:
+      f16_encode(x, (uint16_t*)out.data(), n);
       break;
-    }
     case WireDType::Q8:
       for (int64_t b = 0; b * kWireQ8Block < n; b++)
         q8_encode_block(x + b * kWireQ8Block, std::min(kWireQ8Block, n - b * kWireQ8Block),
@@ -103,11 +110,13 @@ void wire_decode(WireDType t, std::string_view bytes, float* out, int64_t n) {
       std::memcpy(out, bytes.data(), (size_t)n * 4);
       return;
     case WireDType::F16: {
-      const char* p = bytes.data();
-      for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = f16_to_f32(h);
+      // A view into a msgpack body may be oddly aligned: go through an aligned
+      // buffer (cheap next to the conversion) rather than read uint16_t from it.
+      uint16_t buf[4096];
+      for (int64_t i = 0; i < n; i += 4096) {
+        int64_t m = std::min<int64_t>(4096, n - i);
+        std::memcpy(buf, bytes.data() + 2 * i, (size_t)m * 2);
+        cpu::f16_to_f32_row(buf, out + i, m);
       }
       return;
     }
