@@ -30,7 +30,11 @@ struct ClipStats {
 };
 
 // out[dim] = aggregate of inputs[i][dim] with weights w[i] (> 0). Mean: Σ wᵢgᵢ / Σ wᵢ
-// (accumulated in double, so it is the weighted mean to f32 rounding).
+// (accumulated in double, so it is the weighted mean to f32 rounding). CenteredClip
+// starts from the lower weighted median per coordinate (the smallest value whose
+// cumulative weight reaches half the total) and accumulates norms and steps in
+// double; `out` holds x between iterations. Throws Error when inputs is empty or a
+// weight is not positive and finite.
 void aggregate(Aggregator a, const std::vector<const float*>& inputs, const std::vector<double>& w, int64_t dim,
                const ClipConfig& c, float* out, ClipStats* stats = nullptr);
 
