@@ -33,9 +33,21 @@ struct Peer {
 
 struct Run {
   double seconds = 0;             // slowest member
-  uint64_t bytes_per_member = 0;  // sent + received, payload, averaged over members
+  uint64_t bytes_per_member = 0;  // sent + received as counted by done() (serving may go on after it)
   int failed = 0;
 };
+
+// Payload one member sends per round (it receives as much): its contribution to
+// the others' parts, and its own part's result to each of the others.
+double payload_sent(const std::vector<GroupMember>& m, int64_t n, WireDType t, int who) {
+  auto off = partition(m, n);
+  double b = 0;
+  for (size_t j = 0; j + 1 < off.size(); j++) {
+    double part = (double)wire_bytes(t, off[j + 1] - off[j]);
+    b += (int)j == who ? part * (double)(m.size() - 1) : part;
+  }
+  return b;
+}
 
 // One round on every peer, each peer's loop on its own thread.
 Run one_round(std::vector<std::unique_ptr<Peer>>& peers, const std::vector<GroupMember>& members,
@@ -109,12 +121,13 @@ void bench_size(int64_t n, int reps) {
     }
     std::sort(times.begin(), times.end());
     double t_med = times[times.size() / 2];
-    if (t == WireDType::F32) f32_time = t_med, f32_bytes = (double)last.bytes_per_member;
-    std::printf("%10lld floats  %-4s  round %8.3f s  %9.1f MB/member/round  %7.1f MB/s/member  "
-                "time %.2fx f32  bytes %.3fx f32%s\n",
-                (long long)n, wire_dtype_name(t), t_med, last.bytes_per_member / 1e6,
-                last.bytes_per_member / 1e6 / t_med, t_med / f32_time, last.bytes_per_member / f32_bytes,
-                last.failed ? "  (PARTS FAILED)" : "");
+    if (t == WireDType::F32) f32_time = t_med;
+    double sent = payload_sent(members, n, t, 0);
+    if (t == WireDType::F32) f32_bytes = sent;
+    std::printf("%10lld floats  %-4s  round %7.3f s  sent %7.1f MB + received %7.1f MB per member  "
+                "(%.1f MB counted by done())  %6.1f MB/s sent  time %.2fx f32  bytes %.3fx f32%s\n",
+                (long long)n, wire_dtype_name(t), t_med, sent / 1e6, sent / 1e6, last.bytes_per_member / 1e6,
+                sent / 1e6 / t_med, t_med / f32_time, sent / f32_bytes, last.failed ? "  (PARTS FAILED)" : "");
     std::fflush(stdout);
   }
   for (auto& p : peers) {
