@@ -35,12 +35,12 @@ std::string run_config_text(const TrainFlags& f, const TrainSetup& s, int64_t ta
 }
 
 const char* kSwarmColumns =
-    "local_samples,group,params_xxh3,matchmaking_s,allreduce_s,bytes_sent,bytes_received,parts_failed,dropped";
+    "local_samples,group_samples,group,params_xxh3,matchmaking_s,allreduce_s,bytes_sent,bytes_received,parts_failed,dropped";
 
 std::string swarm_columns(const CollabStepReport& r) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%lld,%d,%016" PRIx64 ",%.3f,%.3f,%llu,%llu,%d,%d", (long long)r.local_samples,
-                r.group_size, r.params_xxh3, r.matchmaking_s, r.allreduce_s, (unsigned long long)r.bytes_sent,
+  std::snprintf(buf, sizeof buf, "%lld,%lld,%d,%016" PRIx64 ",%.3f,%.3f,%llu,%llu,%d,%d", (long long)r.local_samples,
+                (long long)r.group_samples, r.group_size, r.params_xxh3, r.matchmaking_s, r.allreduce_s, (unsigned long long)r.bytes_sent,
                 (unsigned long long)r.bytes_received, r.parts_failed, r.dropped);
   return buf;
 }

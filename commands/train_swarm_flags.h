@@ -75,7 +75,8 @@ struct CollabFlags {
     c.allreduce.deadline_ms = (uint32_t)(averaging_timeout_s * 1000);
     if (!train::byzantine_from_name(byzantine, &c.byzantine))
       throw Error("--byzantine is none, sign-flip, scale, random or delayed, not '" + byzantine + "'");
-    c.config_msgpack = config_text;
+    c.config_text = config_text;
+    c.data_seed = data_seed;
     if (verbose) c.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
     return c;
   }

@@ -289,9 +289,7 @@ bool Peer::catch_up(const GlobalProgress& g, int64_t min_epoch, uint64_t prefer_
       TrainState s = deserialize_state(r->bytes);
       t_.state().params.check_same_shape(s.params.hp, "the downloaded state");
       std::lock_guard<std::mutex> lock(state_mu_);
-      const int64_t samples = t_.state().samples;
       t_.state() = std::move(s);
-      t_.state().samples = samples;  // this peer's own accounting goes on
       params_xxh3_ = t_.state().params.checksum();
       log("state loaded: epoch " + std::to_string(t_.step()));
       totals.state_downloads++;
@@ -323,7 +321,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
   uint64_t data_seed = cc_.data_seed;
   if (data_seed == 0)
     for (int i = 0; i < 8; i++) data_seed = (data_seed << 8) | net_->id().b[i];
-  int64_t micro = t_.state().samples / std::max<int64_t>(cfg.batch, 1);
+  int64_t micro = 0;
   const float token_scale = 1.0f / (float)(cc_.target_batch * cfg.seqlen);
   const auto t_start = Clock::now();
   StepReport first;
@@ -338,21 +336,31 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     bool moved_on = false, repaired = false;
     const auto t_step = Clock::now();
     auto last_poll = Clock::now() - std::chrono::hours(1);
+    // What the other peers had at the last look, and how fast they go: between looks,
+    // the run's total is extrapolated (hivemind's progress tracker does the same), so
+    // a peer asks again as soon as the target may be reached, not a period later.
+    double others_samples = 0, others_rate = 0;
     for (;;) {
       const auto windows = batch_for_step(t_.data(), data_seed, micro++, cfg.batch, cfg.seqlen);
       // Scaled as one process scales a batch of target_batch windows, so a lone peer
       // whose micro-batch is the target batch computes exactly what engine train does.
       const CrossEntropyResult r = t_.accumulate(windows, token_scale, grad.data());
       local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
-      if (seconds_since(last_poll) < cc_.progress_period_s && local_samples < cc_.target_batch) continue;
+      const double since = seconds_since(last_poll);
+      const double estimate = (double)local_samples + others_samples + others_rate * std::min(since, 60.0);
+      if (since < cc_.progress_period_s && estimate < (double)cc_.target_batch) continue;
       last_poll = Clock::now();
-      auto g = exchange_progress(local_samples, local_samples / std::max(seconds_since(t_step), 1e-3));
+      const double my_rate = local_samples / std::max(seconds_since(t_step), 1e-3);
+      auto g = exchange_progress(local_samples, my_rate);
       if (!g) continue;  // the DHT is slow: keep computing, ask again later
       if (g->epoch > t_.step()) {  // the run stepped without us: our gradient is stale
         log("behind: run at epoch " + std::to_string(g->epoch) + ", this peer at " + std::to_string(t_.step()));
-        moved_on = catch_up(*g, g->epoch, 0);
+        catch_up(*g, g->epoch, 0);
+        moved_on = true;
         break;
       }
+      others_samples = std::max(0.0, (double)(g->samples_at_epoch - local_samples));
+      others_rate = std::max(0.0, g->samples_per_s - my_rate);
       const uint64_t agreed = agreed_checksum(*g);
       if (agreed != 0 && agreed != params_xxh3_) {  // our parameters are in the minority
         log("parameters differ from the run's (xxh3 " + std::to_string(params_xxh3_) + " vs " +
@@ -375,17 +383,22 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     const auto t_match = Clock::now();
     GroupMember me{net_->id(), net_->address(), cc_.bandwidth, cc_.client_mode};
     const int64_t epoch = t_.step();
+    // Matchmaking announces our samples (so every member learns the group's total);
+    // the all-reduce weighs by the tokens behind each mean gradient.
     const double weight = (double)tokens;
+    const double my_samples = (double)local_samples;
     const MatchmakingConfig mmc = cc_.matchmaking;
     auto spec = await<RoundSpec>(*net_, mmc.gather_ms + mmc.join_window_ms + 2 * mmc.rpc_timeout_ms + 5000,
-                                 [this, me, epoch, weight, mmc](std::function<void(RoundSpec)> done) {
-                                   matchmaker_->form_group(cc_.run, epoch, me, weight, mmc, std::move(done));
+                                 [this, me, epoch, my_samples, mmc](std::function<void(RoundSpec)> done) {
+                                   matchmaker_->form_group(cc_.run, epoch, me, my_samples, mmc, std::move(done));
                                  });
     if (!spec) {  // the loop thread is stuck: average alone rather than hang
       spec = RoundSpec{"solo", {me}, 0};
+      spec->members[0].weight = my_samples;
     }
     rep.matchmaking_s = seconds_since(t_match);
     rep.group_size = (int)spec->members.size();
+    for (const GroupMember& m : spec->members) rep.group_samples += (int64_t)m.weight;
 
     // The mean over the tokens this peer actually scored (1 exactly when it did the target batch alone).
     std::vector<float> mean(grad);
@@ -417,7 +430,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     {
       std::lock_guard<std::mutex> lock(state_mu_);
       rep.step.grad_norm = t_.apply_step(avg.data(), &rep.step.lr);
-      t_.state().samples += local_samples;
+      t_.state().samples += rep.group_samples;  // the run's samples: what a state download carries on
       params_xxh3_ = t_.state().params.checksum();
     }
     rep.params_xxh3 = params_xxh3_;

@@ -55,6 +55,7 @@ struct CollabConfig {
 struct CollabStepReport {
   StepReport step;                         // loss: this peer's mean over its micro-batches
   int64_t local_samples = 0;               // windows this peer contributed to the step
+  int64_t group_samples = 0;               // windows the whole group contributed (as matchmaking announced)
   int group_size = 1;
   int parts_failed = 0;
   int dropped = 0;                         // contributions excluded by our reductions

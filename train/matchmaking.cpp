@@ -102,23 +102,31 @@ GroupMember decode_announcement(const NodeId& id, const msgpack::object& o) {
   return m;
 }
 
-// A member on the wire: [id bin(20), addr str, bandwidth float, client bool].
+// A member on the wire: [id bin(20), addr str, bandwidth float, client bool, weight float].
 void pack_member(net::Packer& pk, const GroupMember& m) {
-  pk.pack_array(4);
+  pk.pack_array(5);
   net::pack_bin(pk, m.id.bytes());
   net::pack_str(pk, m.addr);
   pk.pack_double(m.bandwidth);
   m.client_mode ? pk.pack_true() : pk.pack_false();
+  pk.pack_double(m.weight);
+}
+
+double nonnegative_weight(const msgpack::object& o) {
+  const double w = net::as_double(o, "weight");
+  if (!(w >= 0) || !std::isfinite(w)) throw BadMessage("weight must be finite and not negative");
+  return w;
 }
 
 GroupMember unpack_member(const msgpack::object& o) {
   const msgpack::object& a = net::as_array(o, "member");
-  if (a.via.array.size != 4) throw BadMessage("member must have 4 fields");
+  if (a.via.array.size != 5) throw BadMessage("member must have 5 fields");
   GroupMember m;
   if (!NodeId::from_bytes(net::as_bin(a.via.array.ptr[0], "member id"), &m.id)) throw BadMessage("bad member id");
   m.addr = bounded_addr(a.via.array.ptr[1]);
   m.bandwidth = positive_bandwidth(a.via.array.ptr[2]);
   m.client_mode = net::as_bool(a.via.array.ptr[3], "client");
+  m.weight = nonnegative_weight(a.via.array.ptr[4]);
   return m;
 }
 
@@ -226,6 +234,7 @@ void Matchmaker::form_group(const std::string& run, int64_t epoch, const GroupMe
   P->me = me;
   P->me.client_mode = me.client_mode || me.addr.empty();
   P->weight = weight;
+  P->me.weight = weight;
   P->cfg = cfg;
   P->done = std::move(done);
   uint32_t total = cfg.deadline_ms ? cfg.deadline_ms : cfg.gather_ms + cfg.join_window_ms + 2 * cfg.rpc_timeout_ms;
@@ -391,7 +400,7 @@ void Matchmaker::on_join(net::Request& r) {
   std::string run(net::as_str(net::need_field(args, "run"), "run"));
   int64_t epoch = net::as_int(net::need_field(args, "epoch"), "epoch");
   GroupMember m = unpack_member(net::need_field(args, "member"));
-  net::as_double(net::need_field(args, "weight"), "weight");
+  m.weight = nonnegative_weight(net::need_field(args, "weight"));
   if (m.id != r.peer.id) {
     r.fail(ErrorCode::kRejected, "the member's id is not the caller's");
     return;

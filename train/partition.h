@@ -14,6 +14,7 @@ struct GroupMember {
   std::string addr;           // where its Rpc listens ("" for client-mode members)
   double bandwidth = 1.0;     // announced, any unit: only ratios matter
   bool client_mode = false;   // cannot accept connections: sends, reduces nothing
+  double weight = 0;          // what it brings to the round, as matchmaking announced it (samples)
 };
 
 // Part boundaries: offsets[j]..offsets[j+1] for reducer j (members with client_mode

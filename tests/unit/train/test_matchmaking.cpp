@@ -41,7 +41,7 @@ struct Match : traintest::LoopPeers {
     return m;
   }
   void start(size_t i, int64_t epoch = 3, MatchmakingConfig cfg = quick()) {
-    makers[i]->form_group("run1", epoch, member(i), 1.0, cfg, [this, i](RoundSpec s) {
+    makers[i]->form_group("run1", epoch, member(i), 10.0 + (double)i, cfg, [this, i](RoundSpec s) {
       EXPECT_FALSE(specs[i].has_value()) << "done called twice";
       specs[i] = std::move(s);
     });
@@ -61,6 +61,11 @@ struct Match : traintest::LoopPeers {
     for (size_t i : who) ids.push_back(rpcs[i]->id());
     std::sort(ids.begin(), ids.end());
     for (size_t k = 0; k < ids.size(); k++) EXPECT_EQ(first.members[k].id, ids[k]);
+    for (size_t i : who)  // each member's announced weight (its samples) reaches everyone
+      for (auto& m : first.members)
+        if (m.id == rpcs[i]->id()) {
+          EXPECT_EQ(m.weight, 10.0 + (double)i);
+        }
     for (size_t i : who) {
       const RoundSpec& s = *specs[i];
       EXPECT_EQ(s.round_id, first.round_id);
@@ -69,6 +74,7 @@ struct Match : traintest::LoopPeers {
         EXPECT_EQ(s.members[k].id, first.members[k].id);
         EXPECT_EQ(s.members[k].addr, first.members[k].addr);
         EXPECT_EQ(s.members[k].client_mode, first.members[k].client_mode);
+        EXPECT_EQ(s.members[k].weight, first.members[k].weight);
       }
       ASSERT_GE(s.my_index, 0);
       EXPECT_EQ(s.members[(size_t)s.my_index].id, rpcs[i]->id());
@@ -173,11 +179,12 @@ TEST_F(Match, LateJoinerIsRefused) {
   net::pack_str(pk, "epoch");
   pk.pack_int(3);
   net::pack_str(pk, "member");
-  pk.pack_array(4);
+  pk.pack_array(5);
   net::pack_bin(pk, rpcs[3]->id().bytes());
   net::pack_str(pk, rpcs[3]->address());
   pk.pack_double(1);
   pk.pack_false();
+  pk.pack_double(1);
   net::pack_str(pk, "weight");
   pk.pack_double(1);
   std::string err;
@@ -201,11 +208,12 @@ TEST_F(Match, ImpersonatedJoinIsRefused) {
   net::pack_str(pk, "epoch");
   pk.pack_int(3);
   net::pack_str(pk, "member");
-  pk.pack_array(4);
+  pk.pack_array(5);
   net::pack_bin(pk, net::NodeId::random().bytes());  // not the caller's id
   net::pack_str(pk, "127.0.0.1:9");
   pk.pack_double(1);
   pk.pack_false();
+  pk.pack_double(1);
   net::pack_str(pk, "weight");
   pk.pack_double(1);
   std::string err;
