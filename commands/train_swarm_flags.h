@@ -2,6 +2,7 @@
 // where the run is, how big its steps are, how peers average.
 #pragma once
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "core/cli.h"
@@ -20,6 +21,7 @@ struct CollabFlags {
   float clip_tau = 1.0f;
   int clip_iters = 20;
   uint64_t data_seed = 0;
+  std::string test_die;
 
   void add_to(ArgParser& p) {
     p.flag("--swarm", "train together with the peers of --run (data-parallel, DeDLOC-style averaging)", &swarm);
@@ -44,6 +46,8 @@ struct CollabFlags {
           "windows)", &data_seed);
     p.add("--byzantine", "MODE", "TEST HOOK: send a corrupted gradient every round: sign-flip (-1000x), scale "
           "(1000x), random (1000x-norm random direction), delayed (8 steps old); none", &byzantine);
+    p.add("--test-die", "round:E|step:E", "TEST HOOK: SIGKILL this process 3 ms into the all-reduce of epoch E, or "
+          "after its first micro-batch of epoch E", &test_die);
     p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
   }
 
@@ -77,6 +81,17 @@ struct CollabFlags {
       throw Error("--byzantine is none, sign-flip, scale, random or delayed, not '" + byzantine + "'");
     c.config_text = config_text;
     c.data_seed = data_seed;
+    if (!test_die.empty()) {
+      const size_t colon = test_die.find(':');
+      const std::string phase = test_die.substr(0, colon);
+      if (colon == std::string::npos || (phase != "round" && phase != "step"))
+        throw Error("--test-die is round:EPOCH or step:EPOCH, not '" + test_die + "'");
+      c.die_in_round = phase == "round";
+      char* end = nullptr;
+      const std::string num = test_die.substr(colon + 1);
+      c.die_at_epoch = std::strtoll(num.c_str(), &end, 10);
+      if (num.empty() || *end || c.die_at_epoch < 0) throw Error("--test-die: bad epoch '" + num + "'");
+    }
     if (verbose) c.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
     return c;
   }

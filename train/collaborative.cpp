@@ -8,7 +8,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <csignal>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "train/net_thread.h"
@@ -346,6 +348,10 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       // whose micro-batch is the target batch computes exactly what engine train does.
       const CrossEntropyResult r = t_.accumulate(windows, token_scale, grad.data());
       local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
+      if (cc_.die_at_epoch == t_.step() && !cc_.die_in_round) {
+        log("TEST HOOK: SIGKILL in the middle of epoch " + std::to_string(t_.step()));
+        std::raise(SIGKILL);
+      }
       const double since = seconds_since(last_poll);
       const double estimate = (double)local_samples + others_samples + others_rate * std::min(since, 60.0);
       if (since < cc_.progress_period_s && estimate < (double)cc_.target_batch) continue;
@@ -411,6 +417,15 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     if (adversary_.active()) corrupt = [this](std::vector<float>& v) { adversary_.corrupt(v); };
     const AllReduceConfig arc = cc_.allreduce;
     const auto t_ar = Clock::now();
+    log("epoch " + std::to_string(epoch) + ": group of " + std::to_string(spec->members.size()) + " (" +
+        std::to_string(rep.group_samples) + " samples), all-reduce");
+    if (cc_.die_at_epoch == epoch && cc_.die_in_round) {  // while our parts are on their way
+      log("TEST HOOK: SIGKILL 3 ms into the all-reduce of epoch " + std::to_string(epoch));
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        std::raise(SIGKILL);
+      }).detach();
+    }
     RoundSpec round = *spec;
     auto result = await<AllReduceResult>(*net_, arc.deadline_ms + 5000,
                                          [this, round, mean, weight, arc, corrupt](std::function<void(AllReduceResult)> done) mutable {

@@ -46,6 +46,10 @@ struct CollabConfig {
   MatchmakingConfig matchmaking;
   Byzantine byzantine = Byzantine::None;
   int64_t byzantine_delay = 8;             // steps behind, for Byzantine::Delayed
+  // Test hook (--test-die): SIGKILL this process at epoch die_at_epoch, a few
+  // milliseconds into its all-reduce (die_in_round) or after its first micro-batch.
+  int64_t die_at_epoch = -1;
+  bool die_in_round = false;
   std::string config_text;                 // the run's model/optimizer config; joiners must match
   uint64_t data_seed = 0;                  // this peer's data order; 0: derived from its id
   std::function<void(const std::string&)> log;  // one line per event (joins, groups, repairs)

@@ -8,7 +8,8 @@
 #   byzantine  4 peers, one sending -1000x gradients: CenteredClip stays near the
 #              honest loss, the plain mean does not
 #   bad input  a joiner with another model config is refused
-# Every process is started on ephemeral ports and reaped on exit.
+# Every process listens on an ephemeral port, every wait is bounded, and every
+# process is killed and reaped on exit.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/swarm_lib.bash"
 CORPUS=/usr/share/games/fortunes/computers
@@ -16,19 +17,27 @@ CORPUS=/usr/share/games/fortunes/computers
 DIFF="python3 $(dirname "$0")/gguf_tensors.py"
 SHAPE="--dim 64 --ffn 160 --layers 2 --heads 4 --seqlen 48 --lr 3e-3 --seed 5 --eval-windows 16 -t 1"
 tr() { timeout 300 "$ENGINE" train --data "$CORPUS" $SHAPE "$@"; }
-# peer NAME ARGS...: a swarm peer in the background (-> PEER_PID[NAME]).
+# peer NAME ARGS...: a swarm peer in the background (PEER_PID[NAME] is the engine itself,
+# so a SIGKILL reaches it); RUN names the run.
 declare -A PEER_PID
 peer() {
   local name=$1
   shift
-  tr --swarm --run "${RUN:-r}" --initial-peers "$DHT_ADDR" --listen 127.0.0.1:0 --matchmaking-time 0.4 \
-    --progress-period 0.2 --averaging-timeout 10 --verbose "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  "$ENGINE" train --data "$CORPUS" $SHAPE --swarm --run "${RUN:-r}" --initial-peers "$DHT_ADDR" \
+    --listen 127.0.0.1:0 --matchmaking-time 0.4 --progress-period 0.2 --averaging-timeout 10 --verbose "$@" \
+    >"$TMP/$name.out" 2>"$TMP/$name.err" &
   PEER_PID[$name]=$!
   PIDS+=($!)
 }
-wait_peers() {  # wait_peers NAME...: each exits 0 within the bound
-  local rc=0
-  for n in "$@"; do wait "${PEER_PID[$n]}" || { echo "peer $n exited with $?"; tail -5 "$TMP/$n.err"; rc=1; }; done
+# wait_peers NAME...: each exits 0 within 240 s (killed and failed otherwise).
+wait_peers() {
+  local rc=0 n
+  for n in "$@"; do
+    local p=${PEER_PID[$n]}
+    for _ in $(seq 2400); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+    wait "$p" || { echo "peer $n exited with $?"; tail -5 "$TMP/$n.err"; rc=1; }
+  done
   return $rc
 }
 # col FILE NAME: the values of a CSV column, one per line (rows where it is set).
@@ -41,44 +50,56 @@ start_dht
 # ---- exactness: one peer == one process ----
 tr --steps 20 --batch 4 -o "$TMP/single.gguf" 2>"$TMP/single.err" || die "single-process run failed"
 RUN=exact peer solo --steps 20 --batch 4 --target-batch 4 --data-seed 5 -o "$TMP/solo.gguf"
-wait_peers solo
+check "the lone peer completes" wait_peers solo
 check "1 peer, target 4 == engine train --batch 4 (bit for bit)" $DIFF "$TMP/single.gguf" "$TMP/solo.gguf"
 check "same loss at every step" cmp -s <(col "$TMP/single.csv" train_loss) <(col "$TMP/solo.csv" train_loss)
 
 # ---- parity: 3 peers against one process at equal samples ----
 STEPS=30
-tr --steps $STEPS --batch 12 --eval-every 10 -o "$TMP/ref.gguf" 2>"$TMP/ref.err" || die "reference run failed"
 for p in a b c; do RUN=par peer $p --steps $STEPS --batch 2 --target-batch 12 --eval-every 10 -o "$TMP/$p.gguf"; done
-wait_peers a b c
-check "3 peers complete $STEPS steps" test "$(col "$TMP/a.csv" step | tail -1)" = $STEPS
+check "3 peers complete" wait_peers a b c
+check "3 peers did $STEPS steps" test "$(col "$TMP/a.csv" step | tail -1)" = $STEPS
 for p in b c; do
-  check "peer $p: checksum equal to peer a's after every step" \
+  check "peer $p: parameter checksum equal to peer a's after every step" \
     cmp -s <(col "$TMP/a.csv" params_xxh3) <(col "$TMP/$p.csv" params_xxh3)
 done
 check "the three final models are identical" $DIFF "$TMP/a.gguf" "$TMP/c.gguf"
+# Each step's group total is what its members announced; the three peers' own counts
+# add up to it at every step (no sample counted twice, none left out).
+sums=$(paste -d' ' <(col "$TMP/a.csv" local_samples) <(col "$TMP/b.csv" local_samples) \
+  <(col "$TMP/c.csv" local_samples) <(col "$TMP/a.csv" group_samples) | awk '$1 + $2 + $3 != $4' | wc -l)
+check "every step's group total is the sum of the peers' own samples" test "$sums" -eq 0
+short=$(col "$TMP/a.csv" group_samples | awk '$1 < 12' | wc -l)
+check "every step used at least the target batch" test "$short" -eq 0
+# The single-process reference sees as many samples, in as many steps.
+total=$(col "$TMP/a.csv" group_samples | awk '{ s += $1 } END { print s }')
+B=$(( (total + STEPS / 2) / STEPS ))
+tr --steps $STEPS --batch $B --eval-every 10 -o "$TMP/ref.gguf" 2>"$TMP/ref.err" || die "reference run failed"
 ref=$(last_eval "$TMP/ref.csv")
 got=$(last_eval "$TMP/a.csv")
-echo "# parity: eval loss single $ref, 3 peers $got"
+echo "# parity: $total samples in $STEPS steps; eval loss: 3 peers $got, one process (batch $B) $ref"
 check "3 peers within 3% of the single-process eval loss ($got vs $ref)" within "$got" "$ref" 0.03
-# Every step: the peers' own contributions add up to at least the target batch.
-short=$(paste -d' ' <(col "$TMP/a.csv" local_samples) <(col "$TMP/b.csv" local_samples) \
-  <(col "$TMP/c.csv" local_samples) | awk '$1 + $2 + $3 < 12' | wc -l)
-check "every step has the target batch from the three peers' own counts" test "$short" -eq 0
+"$ENGINE" train --plot "$TMP/parity.svg" --plot-logs "single=$TMP/ref.csv,swarm=$TMP/a.csv" 2>/dev/null
+check "loss chart of both runs" grep -q "<polyline" "$TMP/parity.svg"
 
-# ---- churn: kill one peer mid-round, another mid-step, restart one ----
+# ---- churn: one peer SIGKILLed mid-round, another mid-step, one restarted ----
 STEPS=24
-for p in d e f; do RUN=churn peer $p --steps $STEPS --batch 2 --target-batch 12 -o "$TMP/$p.gguf"; done
-wait_for "$TMP/e.err" "all-reduce: round" 300 || die "no round started"
-kill -9 "${PEER_PID[e]}"
-wait_for "$TMP/f.out" "step 8/" 300 || die "no step 8"
-kill -9 "${PEER_PID[f]}"
+RUN=churn peer d --steps $STEPS --batch 2 --target-batch 12 -o "$TMP/d.gguf"
+RUN=churn peer e --steps $STEPS --batch 2 --target-batch 12 --test-die round:4 -o "$TMP/e.gguf"
+RUN=churn peer f --steps $STEPS --batch 2 --target-batch 12 --test-die step:8 -o "$TMP/f.gguf"
+wait_peers e
+check "peer e was killed in its all-reduce" grep -q "SIGKILL 3 ms into the all-reduce of epoch 4" "$TMP/e.err"
+wait_peers f
+check "peer f was killed in the middle of a step" grep -q "SIGKILL in the middle of epoch 8" "$TMP/f.err"
 RUN=churn peer f2 --steps $STEPS --batch 2 --target-batch 12 -o "$TMP/f2.gguf"
-wait_peers d f2
+check "the survivor and the restarted peer complete" wait_peers d f2
 check "the restarted peer downloaded state" grep -q "state loaded: epoch" "$TMP/f2.err"
-check "the survivors end with the same parameters" $DIFF "$TMP/d.gguf" "$TMP/f2.gguf"
-check "final steps agree" test "$(col "$TMP/d.csv" step | tail -1)" = "$(col "$TMP/f2.csv" step | tail -1)"
+check "the survivor and the restarted peer end with the same parameters" $DIFF "$TMP/d.gguf" "$TMP/f2.gguf"
+check "both did $STEPS steps" test "$(col "$TMP/d.csv" step | tail -1)$(col "$TMP/f2.csv" step | tail -1)" = $STEPS$STEPS
+check "checksums agree from the restart on" cmp -s <(col "$TMP/f2.csv" params_xxh3) \
+  <(col "$TMP/d.csv" params_xxh3 | tail -n "$(col "$TMP/f2.csv" params_xxh3 | wc -l)")
 # No sample counted twice: what a peer computed is what it contributed plus what it
-# threw away (gradients of an epoch the run had already left), never more.
+# threw away (gradients of an epoch the run had already left).
 for p in d f2; do
   check "peer $p: samples computed = contributed + discarded" awk '/samples computed/ {
     for (i = 1; i <= NF; i++) { if ($i == "computed") c = $(i + 1); if ($i == "contributed") s = $(i + 1);
@@ -88,26 +109,31 @@ done
 # ---- byzantine: 4 peers, one sign-flipping ----
 STEPS=20
 byz() {  # byz TAG AGGREGATOR MODE
+  local p mode
   for p in 1 2 3 4; do
     mode=none
     [ $p = 4 ] && mode=$3
     RUN=byz-$1 peer "$1$p" --steps $STEPS --batch 2 --target-batch 8 --aggregator $2 --byzantine $mode \
       -o "$TMP/$1$p.gguf"
   done
-  wait_peers "$11" "$12" "$13" "$14"
+  wait_peers "${1}1" "${1}2" "${1}3" "${1}4"
 }
-byz honest centered-clip none
-byz clip centered-clip sign-flip
+check "honest run" byz honest centered-clip none
+check "centered-clip run with a sign-flipping peer" byz clip centered-clip sign-flip
 byz mean mean sign-flip
 h=$(last_eval "$TMP/honest1.csv")
 c=$(last_eval "$TMP/clip1.csv")
 m=$(last_eval "$TMP/mean1.csv")
-echo "# byzantine sign-flip: honest $h, centered-clip $c, mean $m"
+echo "# byzantine sign-flip: eval loss honest $h, centered-clip $c, mean ${m:-none}"
 check "centered-clip with a sign-flipping peer within 5% of the honest run ($c vs $h)" within "$c" "$h" 0.05
 check "the plain mean with a sign-flipping peer does not ($m vs $h)" awk -v m="$m" -v h="$h" \
-  'BEGIN { exit !(m == "nan" || m == "-nan" || m > 1.05 * h) }'
+  'BEGIN { exit !(m == "" || m == "nan" || m == "-nan" || m > 1.05 * h) }'
 
 # ---- bad input: a joiner with another model ----
 expect_fail "a joiner with another config is refused" "trains another model" \
   tr --swarm --run par --initial-peers "$DHT_ADDR" --dim 32 --steps 2 --batch 2 -o "$TMP/x.gguf"
+check "nothing written by the refused joiner" test ! -e "$TMP/x.gguf"
+expect_fail "--swarm with an unreachable DHT" "bootstrap" \
+  tr --swarm --run par --initial-peers 127.0.0.1:1 --steps 2 --batch 2 -o "$TMP/x.gguf"
+expect_fail "a bad --aggregator" "--aggregator" tr --swarm --aggregator median --steps 2 -o "$TMP/x.gguf"
 finish
