@@ -259,10 +259,30 @@ struct ButterflyAllReduce::Round : std::enable_shared_from_this<Round> {
   }
 
   bool complete(const Sender& S) const { return !S.rejected && S.chunks == chunks_of(my_part); }
+  // Every sender has either sent all of its part or lost its place (rejected, gone):
+  // nothing more can come, so there is no reason to wait for the deadline.
   bool all_senders_complete() const {
     for (const Sender& S : senders)
-      if (!complete(S)) return false;
+      if (!complete(S) && !S.rejected) return false;
     return true;
+  }
+
+  // Member `id`'s connection closed: its contribution to our part will not come, and
+  // the part it reduces will not be served.
+  void peer_gone(const NodeId& gone) {
+    if (!started) return;
+    const int s = member_index(gone);
+    if (s < 0 || s == spec.my_index) return;
+    if (my_part >= 0 && !aggregated && !senders.empty() && !complete(senders[s])) {
+      senders[s].rejected = true;
+      senders[s].values = {};
+      senders[s].got = {};
+      if (all_senders_complete()) aggregate();
+    }
+    if (!member_done)
+      for (int j = 0; j < (int)parts.size(); j++)
+        if (reducers[j] == s && !parts[j].done) fail_part(j);
+    arm();
   }
 
   void aggregate() {
@@ -361,6 +381,8 @@ struct ButterflyAllReduce::Round : std::enable_shared_from_this<Round> {
       Part& P = R->parts[j];
       P.sends_open--;
       if (!rep.ok()) P.send_stopped = true;  // the reducer refused us: our contribution there is void
+      // Unreachable (refused, closed): the reducer is gone for this whole round.
+      if (rep.code == ErrorCode::kUnavailable) return R->peer_gone(R->spec.members[R->reducers[j]].id);
       R->pump(j);
     });
   }
@@ -381,6 +403,7 @@ struct ButterflyAllReduce::Round : std::enable_shared_from_this<Round> {
                  R->pump(j);
                } else {
                  R->fail_part(j);
+                 if (rep.code == ErrorCode::kUnavailable) R->peer_gone(R->spec.members[R->reducers[j]].id);
                }
              });
   }
@@ -500,9 +523,22 @@ struct ButterflyAllReduce::Round : std::enable_shared_from_this<Round> {
 ButterflyAllReduce::ButterflyAllReduce(net::Rpc& rpc) : rpc_(rpc) {
   rpc_.handle("avg.part", [this](net::Request& r) { on_part(r); });
   rpc_.handle("avg.result", [this](net::Request& r) { on_result(r); });
+  prev_on_closed_ = rpc_.on_peer_closed;
+  rpc_.on_peer_closed = [this](const net::PeerInfo& p, const std::string& why) {
+    if (prev_on_closed_) prev_on_closed_(p, why);
+    peer_gone(p.id);
+  };
+}
+
+void ButterflyAllReduce::peer_gone(const net::NodeId& id) {
+  // A round's done() may start or free rounds: walk a copy.
+  std::vector<std::shared_ptr<Round>> live;
+  for (auto& [rid, R] : rounds_) live.push_back(R);
+  for (auto& R : live) R->peer_gone(id);
 }
 
 ButterflyAllReduce::~ButterflyAllReduce() {
+  rpc_.on_peer_closed = prev_on_closed_;
   for (auto& [id, R] : rounds_) R->abandon();
   rounds_.clear();
   auto closed = [](net::Request& r) { r.fail(ErrorCode::kUnavailable, "averager closed"); };

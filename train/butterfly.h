@@ -100,8 +100,12 @@ class ButterflyAllReduce {
   std::shared_ptr<Round> round_for_message(std::string_view id, std::string* why);
   void forget(const std::string& id);  // frees a round, remembers that it is over
   bool is_over(const std::string& id) const;
+  // A connection to a peer closed: it will send nothing more and reduce nothing, so
+  // the rounds it is in stop waiting for it (instead of until their deadlines).
+  void peer_gone(const net::NodeId& id);
 
   net::Rpc& rpc_;
+  std::function<void(const net::PeerInfo&, const std::string&)> prev_on_closed_;
   std::map<std::string, std::shared_ptr<Round>> rounds_;
   std::vector<std::string> over_;  // recently freed round ids (a small ring), for clear errors
   size_t over_next_ = 0;

@@ -345,6 +345,40 @@ TEST(Butterfly, GoneReducerLeavesItsPartLocal) {
   }
 }
 
+TEST(Butterfly, MemberThatDiesMidRoundIsDroppedWithoutWaitingForTheDeadline) {
+  // All three start; member 2 then vanishes. The others learn it from their refused
+  // calls (or, had it connected, from its closed connections): its part fails, its
+  // contribution is dropped, and the round ends long before its 60 s deadline (the
+  // loop is run for at most 10 s).
+  Group g(3);
+  const int64_t d = 3000;
+  Vecs v = random_vecs(17, 3, d);
+  AllReduceConfig cfg = mean_cfg();
+  cfg.deadline_ms = 60000;
+  std::vector<std::optional<AllReduceResult>> res(3);
+  int done = 0;
+  for (int i = 0; i < 3; i++)
+    g.avg[i]->all_reduce(g.spec(i), v[i], 1.0, cfg, [&res, &done, i](AllReduceResult r) {
+      res[i] = std::move(r);
+      done++;
+    });
+  // Member 2 dies before anything went out: the others' calls to it are refused.
+  g.avg[2].reset();
+  g.rpc[2]->close();
+  ASSERT_TRUE(run_until(&g.loop, [&] { return res[0] && res[1]; }, 10000));
+  for (int i = 0; i < 2; i++) {
+    EXPECT_EQ(res[i]->parts_failed, 1) << i;
+    EXPECT_TRUE(has(res[i]->dropped, g.members[2].id)) << i;
+  }
+  // The surviving parts are the mean of the two survivors, the same on both.
+  auto off = partition(g.members, d);
+  auto ref = weighted_mean(v, {1, 1, 1}, {0, 1});
+  for (int64_t k = 0; k < off[2]; k++) {
+    ASSERT_EQ(res[0]->averaged[k], res[1]->averaged[k]);
+    ASSERT_NEAR(res[0]->averaged[k], ref[k], 2e-7 * (std::fabs(ref[k]) + 1e-3));
+  }
+}
+
 TEST(Butterfly, CenteredClipResistsAThousandfoldLiar) {
   // Honest vectors: a common vector plus noise σ = 0.01 per coordinate; each part
   // has ~1000 coordinates, so honest contributions lie ~0.3 from the honest mean
