@@ -36,7 +36,8 @@ struct CollabFlags {
     p.add("--bandwidth", "X", "announced bandwidth: this peer reduces a share of the vector proportional to it",
           &bandwidth);
     p.add("--aggregator", "A", "mean or centered-clip (Byzantine-robust)", &aggregator);
-    p.add("--clip-tau", "T", "CenteredClip radius, in units of the mean gradient", &clip_tau);
+    p.add("--clip-tau", "T", "CenteredClip radius, as a multiple of the median distance of the contributions from "
+          "their coordinate-wise median", &clip_tau);
     p.add("--clip-iters", "N", "CenteredClip iteration cap", &clip_iters);
     p.add("--wire-dtype", "T", "gradients on the wire: f32, f16 or int8 (8-bit blockwise)", &wire);
     p.add("--averaging-timeout", "SECONDS", "an all-reduce round never takes longer", &averaging_timeout_s);
@@ -74,6 +75,8 @@ struct CollabFlags {
     if (!(clip_tau > 0) || clip_iters < 1) throw Error("--clip-tau and --clip-iters must be positive");
     c.allreduce.clip.tau = clip_tau;
     c.allreduce.clip.iters = clip_iters;
+    c.allreduce.clip.relative = true;
+    c.allreduce.clip.max_weight_ratio = 4;  // a peer may bring up to 4x the median peer's samples
     if (!train::wire_dtype_from_name(wire, &c.allreduce.wire))
       throw Error("--wire-dtype is f32, f16 or int8, not '" + wire + "'");
     c.allreduce.deadline_ms = (uint32_t)(averaging_timeout_s * 1000);

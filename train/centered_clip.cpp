@@ -90,6 +90,35 @@ double clip_step(const std::vector<const float*>& g, const std::vector<double>& 
   return std::sqrt(step2);
 }
 
+// The median of v (the upper of the two middle values for an even count, so two
+// inputs give the larger distance and are averaged, not pinned to one of them).
+double upper_median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::vector<double> capped_weights(const std::vector<double>& w, double ratio) {
+  if (ratio <= 0) return w;
+  const double cap = ratio * upper_median(w);
+  std::vector<double> out(w);
+  for (double& x : out) x = std::min(x, cap);
+  return out;
+}
+
+// τ·median over inputs of ‖gᵢ − x0‖.
+float relative_tau(const std::vector<const float*>& g, const float* x0, int64_t dim, float tau) {
+  std::vector<double> dist(g.size());
+  for (size_t i = 0; i < g.size(); i++) {
+    double s = 0;
+    for (int64_t k = 0; k < dim; k++) {
+      const double d = (double)g[i][k] - (double)x0[k];
+      s += d * d;
+    }
+    dist[i] = std::sqrt(s);
+  }
+  return (float)((double)tau * upper_median(dist));
+}
+
 }  // namespace
 
 void aggregate(Aggregator a, const std::vector<const float*>& inputs, const std::vector<double>& w, int64_t dim,
@@ -99,10 +128,13 @@ void aggregate(Aggregator a, const std::vector<const float*>& inputs, const std:
   if (a == Aggregator::Mean || inputs.size() == 1) {
     weighted_mean(inputs, w, dim, out);
   } else {
-    weighted_median(inputs, w, dim, out);
+    const std::vector<double> wc = capped_weights(w, c.max_weight_ratio);
+    weighted_median(inputs, wc, dim, out);
+    const float tau = c.relative ? relative_tau(inputs, out, dim, c.tau) : c.tau;
+    st.tau = tau;
     for (int it = 0; it < std::max(1, c.iters); it++) {
       double x_norm = 0;
-      double step = clip_step(inputs, w, dim, c.tau, out, &x_norm, &st.clipped);
+      double step = clip_step(inputs, wc, dim, tau, out, &x_norm, &st.clipped);
       st.iterations = it + 1;
       if (step <= (double)c.tol * (1.0 + x_norm)) break;
     }

@@ -19,14 +19,22 @@ enum class Aggregator { Mean, CenteredClip };
 bool aggregator_from_name(const std::string& s, Aggregator* out);
 
 struct ClipConfig {
-  float tau = 1.0f;           // clipping radius, in the units of the vectors
+  float tau = 1.0f;           // clipping radius, in the units of the vectors (or relative, below)
   int iters = 20;             // iteration cap
   float tol = 1e-6f;          // relative step size that ends the iteration
+  // τ as a multiple of the median distance of the inputs from their coordinate-wise
+  // median, so one setting fits gradients of any scale. A minority of liars cannot
+  // inflate it: the median distance is an honest input's distance.
+  bool relative = false;
+  // Weights above max_weight_ratio × the median weight count as that much, so a
+  // liar cannot buy influence by claiming a huge weight (0: no cap).
+  double max_weight_ratio = 0;
 };
 
 struct ClipStats {
   int iterations = 0;
   int clipped = 0;            // contributions scaled down in the last iteration
+  float tau = 0;              // the radius used (relative τ resolved)
 };
 
 // out[dim] = aggregate of inputs[i][dim] with weights w[i] (> 0). Mean: Σ wᵢgᵢ / Σ wᵢ

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <mutex>
 
 #include "net/msg.h"
 
@@ -115,9 +116,22 @@ static GlobalProgress summarize(std::vector<PeerProgress> records) {
   return g;
 }
 
+// The DHT keeps the entry with the later expiration and refuses an equal one, and
+// its clock counts milliseconds: two reports within one millisecond would leave the
+// older standing. So each node's expirations for a key strictly increase.
+double next_expiration(const net::DhtNode& dht, const std::string& key, double wanted) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, std::string>, double> last;
+  std::lock_guard<std::mutex> lock(mu);
+  double& prev = last[{&dht, key}];
+  prev = std::max(wanted, prev + 0.001);
+  return prev;
+}
+
 void publish_progress(net::DhtNode& dht, const std::string& run, const PeerProgress& mine, double ttl_s,
                       std::function<void(bool ok)> done) {
-  dht.put(progress_key(run), own_subkey(dht), encode_progress(mine), dht.now() + ttl_s,
+  const std::string key = progress_key(run);
+  dht.put(key, own_subkey(dht), encode_progress(mine), next_expiration(dht, key, dht.now() + ttl_s),
           [done = std::move(done)](int stored, int, const net::LookupStats&) { done(stored > 0); });
 }
 

@@ -171,6 +171,41 @@ TEST(CenteredClip, OneLiarAtThousandTimesScale) {
   EXPECT_GT(dist(mean, honest), 1000.0);
 }
 
+TEST(CenteredClip, RelativeTauFollowsTheHonestSpreadAndCapsWeights) {
+  // Honest inputs at any scale s: common vector·s plus noise σ·s. With τ relative
+  // (1 × the median distance from the coordinate-wise median, ~ the honest spread),
+  // one liar sending -1000× the common vector moves the result by ~τ/3 at every
+  // scale; claiming a million times the weight buys it at most the 2× cap (~2τ/3),
+  // where uncapped it would drag the result many spreads away.
+  for (float scale : {1e-4f, 1.0f, 1e3f}) {
+    std::mt19937 rng(9);
+    const int d = 1000;
+    Vecs base = random_vecs(rng, 1, d, scale);
+    Vecs noise = random_vecs(rng, 3, d, 0.01f * scale);
+    Vecs g(4, std::vector<float>(d));
+    for (int i = 0; i < 3; i++)
+      for (int k = 0; k < d; k++) g[i][k] = base[0][k] + noise[i][k];
+    for (int k = 0; k < d; k++) g[3][k] = -1000.0f * base[0][k];
+    auto honest = ref_mean(Vecs(g.begin(), g.begin() + 3), {1, 1, 1});
+    double spread = 0;
+    for (int i = 0; i < 3; i++) spread = std::max(spread, dist(g[i], honest));
+    ClipConfig c{1.0f, 50, 1e-7f};
+    c.relative = true;
+    c.max_weight_ratio = 2;
+    std::vector<float> out(d);
+    ClipStats st;
+    aggregate(Aggregator::CenteredClip, ptrs(g), {1, 1, 1, 1}, d, c, out.data(), &st);
+    EXPECT_LT(dist(out, honest), 0.5 * spread) << "scale " << scale;
+    EXPECT_GT(st.tau, 0.5 * spread) << "scale " << scale;
+    EXPECT_LT(st.tau, 4 * spread) << "scale " << scale;
+    aggregate(Aggregator::CenteredClip, ptrs(g), {1, 1, 1, 1e6}, d, c, out.data(), &st);
+    EXPECT_LT(dist(out, honest), 1.5 * spread) << "scale " << scale;
+    c.max_weight_ratio = 0;
+    aggregate(Aggregator::CenteredClip, ptrs(g), {1, 1, 1, 1e6}, d, c, out.data(), &st);
+    EXPECT_GT(dist(out, honest), 3 * spread) << "scale " << scale << ": uncapped, the weight should win";
+  }
+}
+
 TEST(CenteredClip, RejectsBadWeights) {
   std::vector<float> a = {1, 2}, out(2);
   EXPECT_THROW(aggregate(Aggregator::Mean, {a.data()}, {0.0}, 2, {}, out.data()), engine::Error);
