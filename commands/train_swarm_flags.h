@@ -14,7 +14,7 @@ namespace engine {
 
 struct CollabFlags {
   bool swarm = false, client_mode = false, verbose = false;
-  std::string initial_peers, run = "run", listen = "127.0.0.1:0", aggregator = "centered-clip", wire = "f32",
+  std::string initial_peers, run = "run", listen = "127.0.0.1:0", announce, aggregator = "centered-clip", wire = "f32",
               byzantine = "none";
   int64_t target_batch = 0;
   double bandwidth = 1.0, averaging_timeout_s = 30, matchmaking_time_s = 1.5, progress_period_s = 0.5;
@@ -29,6 +29,8 @@ struct CollabFlags {
           &initial_peers);
     p.add("--run", "NAME", "the run's name in the DHT; every peer of a run trains the same model config", &run);
     p.add("--listen", "ADDR", "where this peer accepts connections (DHT, averaging, state downloads)", &listen);
+    p.add("--announce", "ADDR", "the address other peers should dial (a proxy, a NAT's public address; default: "
+          "the listen address)", &announce);
     p.flag("--client-mode", "accept no connections (behind NAT/firewall): send and receive, reduce nothing",
            &client_mode);
     p.add("--target-batch", "S", "samples (windows) the peers accumulate together per optimizer step "
@@ -59,6 +61,7 @@ struct CollabFlags {
     c.run = run;
     c.initial_peers = net::split_list(initial_peers);
     c.listen = listen;
+    c.announce = announce;
     c.client_mode = client_mode;
     c.target_batch = target_batch > 0 ? target_batch : batch;
     if (c.target_batch < 1) throw Error("--target-batch must be positive");

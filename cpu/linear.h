@@ -14,6 +14,9 @@ namespace engine::cpu {
 struct Linear {
   WeightView dense{};              // used when spqr is null
   const SpqrLayer* spqr = nullptr;
+  // Optional Wᵀ [cols][rows] in f32 (training keeps one per step): dX = dY·W then runs
+  // as a plain GEMM on it instead of transposing W inside every backward call.
+  const float* dense_t = nullptr;
   int64_t rows() const { return spqr ? spqr->rows : dense.rows; }
   int64_t cols() const { return spqr ? spqr->cols : dense.cols; }
   // Bytes a matrix-vector product reads.
@@ -48,6 +51,9 @@ inline void linear_same_input(std::initializer_list<std::pair<const Linear*, flo
 // dX [n][cols] = dY [n][rows] · W
 inline void linear_backward_input(const Linear& w, const float* dy, int64_t n, float* dx, ThreadPool& pool) {
   if (w.spqr) spqr_matmul_transposed(*w.spqr, dy, n, dx, pool);
+  else if (w.dense_t && n >= 16)
+    matmul(WeightView{DType::F32, w.dense.cols, w.dense.rows, w.dense_t, (size_t)w.dense.rows * sizeof(float)}, dy, n,
+           dx, pool);
   else matmul_transposed(w.dense, dy, n, dx, pool);
 }
 

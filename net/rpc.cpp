@@ -105,7 +105,7 @@ void Rpc::adopt(Connection* c) {
   h.peer_id = std::string(opts_.id.bytes());
   h.version = kProtocolVersion;
   h.swarm = opts_.swarm;
-  h.listen = address_;
+  h.listen = opts_.announce.empty() || address_.empty() ? address_ : opts_.announce;
   h.time_ms = wall_ms();
   c->send(encode_hello(h));  // held until the connect completes for outgoing ones
 }

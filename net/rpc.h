@@ -46,6 +46,9 @@ struct RpcOptions {
   std::string swarm = "default";
   Limits limits;
   int64_t clock_offset_ms = 0;  // tests: pretend our wall clock is off by this much
+  // The address our hello tells peers to dial (a proxy or a NAT's public address);
+  // "" = the bound listen address.
+  std::string announce;
 };
 
 struct PeerInfo {

@@ -140,6 +140,7 @@ class Peer {
   std::mutex state_mu_;  // the trainer's state, against the loop thread's snapshots
   StateSnapshot snap_;
   uint64_t params_xxh3_ = 0;
+  std::string my_addr_;  // where peers reach us ("" in client mode)
 };
 
 StateSnapshot Peer::snapshot() {
@@ -152,7 +153,10 @@ StateSnapshot Peer::snapshot() {
 }
 
 void Peer::start_network() {
-  net_ = std::make_unique<NetThread>(cc_.client_mode ? std::string() : cc_.listen, cc_.initial_peers);
+  net::RpcOptions ro;
+  ro.announce = cc_.announce;
+  net_ = std::make_unique<NetThread>(cc_.client_mode ? std::string() : cc_.listen, cc_.initial_peers, ro);
+  my_addr_ = cc_.client_mode ? std::string() : cc_.announce.empty() ? net_->address() : cc_.announce;
   const bool ok = net_->run(
       [this](std::function<void()> done) {
         allreduce_ = std::make_unique<ButterflyAllReduce>(net_->rpc());
@@ -162,7 +166,8 @@ void Peer::start_network() {
       },
       10000);
   if (!ok) throw Error("the network thread did not start");
-  if (!cc_.client_mode) log("listening on " + net_->address() + " (others join with --initial-peers " + net_->address() + ")");
+  if (!cc_.client_mode)
+    log("listening on " + net_->address() + " (others join with --initial-peers " + my_addr_ + ")");
   else log("client mode: not accepting connections");
 }
 
@@ -222,7 +227,7 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   mine.epoch = t_.step();
   mine.samples = samples;
   mine.samples_per_s = sps;
-  mine.addr = net_->address();
+  mine.addr = my_addr_;
   mine.bandwidth = cc_.bandwidth;
   mine.client_mode = cc_.client_mode;
   mine.params_xxh3 = params_xxh3_;
@@ -387,7 +392,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     CollabStepReport rep;
     rep.local_samples = local_samples;
     const auto t_match = Clock::now();
-    GroupMember me{net_->id(), net_->address(), cc_.bandwidth, cc_.client_mode};
+    GroupMember me{net_->id(), my_addr_, cc_.bandwidth, cc_.client_mode};
     const int64_t epoch = t_.step();
     // Matchmaking announces our samples (so every member learns the group's total);
     // the all-reduce weighs by the tokens behind each mean gradient.

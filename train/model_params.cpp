@@ -325,9 +325,12 @@ struct ModelViews {
   std::vector<LlamaBlockWeights> blocks;
   LmHead head;
   const float* tok_embd;
-  explicit ModelViews(const ModelParams& params) : p(params) {
+  std::vector<float> transposed;  // every block linear's Wᵀ, made once per call
+  // with_backward: the transposed linears the backward's input gradient reads.
+  ModelViews(const ModelParams& params, ThreadPool& pool, bool with_backward) : p(params) {
     const LlamaHParams& hp = p.hp;
     for (int64_t b = 0; b < hp.n_layer; b++) blocks.push_back(p.block(b));
+    if (with_backward) transpose_linears(pool);
     head.n_embd = hp.n_embd;
     head.n_vocab = hp.n_vocab;
     head.eps = hp.rms_eps;
@@ -335,6 +338,34 @@ struct ModelViews {
     head.out = cpu::WeightView{DType::F32, hp.n_vocab, hp.n_embd, p.ptr("output.weight"),
                                (size_t)hp.n_embd * sizeof(float)};
     tok_embd = p.ptr("token_embd.weight");
+  }
+
+  // The backward's dX = dY·W of every window and every block reads W column-wise;
+  // one transposed copy per call (the weights are fixed during it) lets each of
+  // them run as a GEMM (cpu::Linear::dense_t) instead of transposing per window.
+  void transpose_linears(ThreadPool& pool) {
+    std::vector<cpu::Linear*> ls;
+    for (auto& b : blocks)
+      for (cpu::Linear* l : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) ls.push_back(l);
+    size_t total = 0;
+    for (auto* l : ls) total += (size_t)(l->dense.rows * l->dense.cols);
+    transposed.resize(total);
+    std::vector<float*> dst;
+    size_t off = 0;
+    for (auto* l : ls) dst.push_back(transposed.data() + off), off += (size_t)(l->dense.rows * l->dense.cols);
+    pool.parallel_for((int64_t)ls.size(), 1, [&](int64_t begin, int64_t end) {
+      constexpr int64_t kT = 32;  // 32×32 tiles keep both sides in cache
+      for (int64_t i = begin; i < end; i++) {
+        const cpu::WeightView& w = ls[i]->dense;
+        const float* src = (const float*)w.data;
+        float* wt = dst[i];
+        for (int64_t r0 = 0; r0 < w.rows; r0 += kT)
+          for (int64_t c0 = 0; c0 < w.cols; c0 += kT)
+            for (int64_t r = r0; r < std::min(r0 + kT, w.rows); r++)
+              for (int64_t c = c0; c < std::min(c0 + kT, w.cols); c++) wt[c * w.rows + r] = src[r * w.cols + c];
+      }
+    });
+    for (size_t i = 0; i < ls.size(); i++) ls[i]->dense_t = dst[i];
   }
 };
 
@@ -393,7 +424,7 @@ CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, fl
 
 CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
                                        float* grad, ThreadPool& pool, size_t keep_acts_bytes) {
-  const ModelViews m(p);
+  const ModelViews m(p, pool, grad != nullptr);
   const int64_t nw = (int64_t)windows.size(), P = p.size();
   CrossEntropyResult total;
   auto add = [&](const CrossEntropyResult& r) { total.loss_sum += r.loss_sum, total.n_scored += r.n_scored; };

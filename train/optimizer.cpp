@@ -16,11 +16,15 @@ void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, int64
   // Bias corrections in double: β2^t for t in the thousands is 1 − small.
   const double bc1 = 1.0 - std::pow((double)c.beta1, (double)t);
   const double bc2 = 1.0 - std::pow((double)c.beta2, (double)t);
+  // The element loop in f32, as PyTorch's AdamW computes it: it vectorises, where a
+  // double division and square root per parameter made the update a tenth of a
+  // small model's training step.
+  const float ib1 = (float)(1.0 / bc1), ib2 = (float)(1.0 / bc2), b1 = c.beta1, b2 = c.beta2, eps = c.eps;
   for (int64_t i = 0; i < n; i++) {
-    m[i] = c.beta1 * m[i] + (1.0f - c.beta1) * g[i];
-    v[i] = c.beta2 * v[i] + (1.0f - c.beta2) * g[i] * g[i];
-    const double mh = m[i] / bc1, vh = v[i] / bc2;
-    p[i] -= (float)(lr * (mh / (std::sqrt(vh) + c.eps) + weight_decay * p[i]));
+    const float mi = b1 * m[i] + (1.0f - b1) * g[i];
+    const float vi = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+    m[i] = mi, v[i] = vi;
+    p[i] -= lr * ((mi * ib1) / (std::sqrt(vi * ib2) + eps) + weight_decay * p[i]);
   }
 }
 
