@@ -347,6 +347,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     // the run's total is extrapolated (hivemind's progress tracker does the same), so
     // a peer asks again as soon as the target may be reached, not a period later.
     double others_samples = 0, others_rate = 0;
+    int peers_at_epoch = 0;  // as the last look saw them: whom matchmaking should expect
     for (;;) {
       const auto windows = batch_for_step(t_.data(), data_seed, micro++, cfg.batch, cfg.seqlen);
       // Scaled as one process scales a batch of target_batch windows, so a lone peer
@@ -371,6 +372,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
         break;
       }
       others_samples = std::max(0.0, (double)(g->samples_at_epoch - local_samples));
+      peers_at_epoch = g->peers_at_epoch;
       others_rate = std::max(0.0, g->samples_per_s - my_rate);
       const uint64_t agreed = agreed_checksum(*g);
       if (agreed != 0 && agreed != params_xxh3_) {  // our parameters are in the minority
@@ -398,7 +400,8 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     // the all-reduce weighs by the tokens behind each mean gradient.
     const double weight = (double)tokens;
     const double my_samples = (double)local_samples;
-    const MatchmakingConfig mmc = cc_.matchmaking;
+    MatchmakingConfig mmc = cc_.matchmaking;
+    mmc.expected_peers = peers_at_epoch;
     auto spec = await<RoundSpec>(*net_, mmc.gather_ms + mmc.join_window_ms + 2 * mmc.rpc_timeout_ms + 5000,
                                  [this, me, epoch, my_samples, mmc](std::function<void(RoundSpec)> done) {
                                    matchmaker_->form_group(cc_.run, epoch, me, my_samples, mmc, std::move(done));

@@ -25,6 +25,8 @@ using net::NodeId;
 namespace {
 
 constexpr const char* kJoinMethod = "avg.join";
+// While gathering with an expected count: how often the announcements are read.
+constexpr uint32_t kGatherPollMs = 50;
 constexpr size_t kMaxAddrBytes = 256;
 constexpr size_t kMaxRoundIdBytes = 512;
 constexpr uint32_t kMaxMembersOnWire = 4096;
@@ -203,6 +205,7 @@ struct Matchmaker::Pending {
   MatchmakingConfig cfg;
   std::function<void(RoundSpec)> done;
   uint64_t deadline_ms = 0;  // loop time
+  uint64_t gather_until_ms = 0;  // loop time: read the candidates by then at the latest
 
   Role role = Role::kGathering;
   std::vector<GroupMember> candidates;  // from the DHT, without us, sorted by id
@@ -247,7 +250,8 @@ void Matchmaker::form_group(const std::string& run, int64_t epoch, const GroupMe
   dht_.put(group_key(run, epoch), subkey, encode_announcement(P->me, weight), expiration,
            [](int, int, const net::LookupStats&) {});
   std::weak_ptr<Pending> w = P;
-  P->phase.start(cfg.gather_ms, [this, w] {
+  P->gather_until_ms = rpc_.now_ms() + cfg.gather_ms;
+  P->phase.start(cfg.expected_peers > 0 ? std::min(cfg.gather_ms, kGatherPollMs) : cfg.gather_ms, [this, w] {
     if (auto p = w.lock()) read_candidates(p);
   });
   P->deadline.start(total, [this, w] {
@@ -255,23 +259,34 @@ void Matchmaker::form_group(const std::string& run, int64_t epoch, const GroupMe
   });
 }
 
-// After gathering: who announced for this epoch, and so who should lead.
+// Who announced for this epoch, and so who should lead. While fewer than the
+// expected peers have announced and the gathering time is not over, look again.
 void Matchmaker::read_candidates(const std::shared_ptr<Pending>& P) {
   dht_.get(group_key(P->run, P->epoch), [this, P](const net::GetResult& r) {
     if (P->role == Pending::Role::kDone) return;  // (also after the Matchmaker is gone)
     double now = dht_.now();
+    std::vector<GroupMember> found;
     if (r.record.is_dict) {
       for (auto& [sub, e] : r.record.dict) {
         auto id = net::subkey_owner(sub);
         if (!id || *id == P->me.id || e.expiration <= now) continue;
         try {
           auto oh = net::unpack_untrusted(e.value.data(), e.value.size());
-          P->candidates.push_back(decode_announcement(*id, oh.get()));
+          found.push_back(decode_announcement(*id, oh.get()));
         } catch (const BadMessage&) {
           // A malformed announcement is not a candidate.
         }
       }
     }
+    const bool everyone = P->cfg.expected_peers > 0 && (int)found.size() + 1 >= P->cfg.expected_peers;
+    if (!everyone && rpc_.now_ms() < P->gather_until_ms) {
+      std::weak_ptr<Pending> w = P;
+      P->phase.start((uint32_t)std::min<uint64_t>(kGatherPollMs, P->gather_until_ms - rpc_.now_ms()), [this, w] {
+        if (auto p = w.lock()) read_candidates(p);
+      });
+      return;
+    }
+    P->candidates = std::move(found);
     auto by_id = [](const GroupMember& a, const GroupMember& b) { return a.id < b.id; };
     std::sort(P->candidates.begin(), P->candidates.end(), by_id);
     for (auto& c : P->candidates)
