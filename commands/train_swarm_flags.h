@@ -58,6 +58,10 @@ struct CollabFlags {
   // optimizer (every peer of the run must give the same).
   train::CollabConfig config(int64_t batch, const std::string& config_text) const {
     train::CollabConfig c;
+    // The run's name goes into DHT keys and averaging round ids (<= 128 bytes).
+    if (run.empty() || run.size() > 64 ||
+        run.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos)
+      throw Error("--run is 1-64 characters of letters, digits, '.', '_' and '-'");
     c.run = run;
     c.initial_peers = net::split_list(initial_peers);
     c.listen = listen;

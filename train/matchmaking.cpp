@@ -11,10 +11,10 @@
 #include "train/matchmaking.h"
 
 #include <algorithm>
-#include <cmath>
 #include <set>
 
 #include "net/msg.h"
+#include "train/match_messages.h"
 
 namespace engine::train {
 
@@ -27,9 +27,6 @@ namespace {
 constexpr const char* kJoinMethod = "avg.join";
 // While gathering with an expected count: how often the announcements are read.
 constexpr uint32_t kGatherPollMs = 50;
-constexpr size_t kMaxAddrBytes = 256;
-constexpr size_t kMaxRoundIdBytes = 512;
-constexpr uint32_t kMaxMembersOnWire = 4096;
 
 std::string group_key(const std::string& run, int64_t epoch) { return run + ".group." + std::to_string(epoch); }
 
@@ -63,120 +60,6 @@ class Timer {
   uv_timer_t* t_;
   std::function<void()> fn_;
 };
-
-// ---- wire forms ----------------------------------------------------------------------
-
-// Announcement under "<run>.group.<epoch>" / "@<id hex>": {addr, bandwidth, client, weight}.
-std::string encode_announcement(const GroupMember& me, double weight) {
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(4);
-  net::pack_str(pk, "addr");
-  net::pack_str(pk, me.addr);
-  net::pack_str(pk, "bandwidth");
-  pk.pack_double(me.bandwidth);
-  net::pack_str(pk, "client");
-  me.client_mode ? pk.pack_true() : pk.pack_false();
-  net::pack_str(pk, "weight");
-  pk.pack_double(weight);
-  return b.s;
-}
-
-double positive_bandwidth(const msgpack::object& o) {
-  double bw = net::as_double(o, "bandwidth");
-  if (!(bw > 0) || !std::isfinite(bw)) throw BadMessage("bandwidth must be positive and finite");
-  return bw;
-}
-
-std::string bounded_addr(const msgpack::object& o) {
-  std::string_view a = net::as_str(o, "addr");
-  if (a.size() > kMaxAddrBytes) throw BadMessage("addr too long");
-  return std::string(a);
-}
-
-GroupMember decode_announcement(const NodeId& id, const msgpack::object& o) {
-  net::as_map(o, "announcement");
-  GroupMember m;
-  m.id = id;
-  m.addr = bounded_addr(net::need_field(o, "addr"));
-  m.bandwidth = positive_bandwidth(net::need_field(o, "bandwidth"));
-  m.client_mode = net::as_bool(net::need_field(o, "client"), "client") || m.addr.empty();
-  return m;
-}
-
-// A member on the wire: [id bin(20), addr str, bandwidth float, client bool, weight float].
-void pack_member(net::Packer& pk, const GroupMember& m) {
-  pk.pack_array(5);
-  net::pack_bin(pk, m.id.bytes());
-  net::pack_str(pk, m.addr);
-  pk.pack_double(m.bandwidth);
-  m.client_mode ? pk.pack_true() : pk.pack_false();
-  pk.pack_double(m.weight);
-}
-
-double nonnegative_weight(const msgpack::object& o) {
-  const double w = net::as_double(o, "weight");
-  if (!(w >= 0) || !std::isfinite(w)) throw BadMessage("weight must be finite and not negative");
-  return w;
-}
-
-GroupMember unpack_member(const msgpack::object& o) {
-  const msgpack::object& a = net::as_array(o, "member");
-  if (a.via.array.size != 5) throw BadMessage("member must have 5 fields");
-  GroupMember m;
-  if (!NodeId::from_bytes(net::as_bin(a.via.array.ptr[0], "member id"), &m.id)) throw BadMessage("bad member id");
-  m.addr = bounded_addr(a.via.array.ptr[1]);
-  m.bandwidth = positive_bandwidth(a.via.array.ptr[2]);
-  m.client_mode = net::as_bool(a.via.array.ptr[3], "client");
-  m.weight = nonnegative_weight(a.via.array.ptr[4]);
-  return m;
-}
-
-// avg.join request: {run, epoch, member, weight}.
-std::string encode_join(const std::string& run, int64_t epoch, const GroupMember& me, double weight) {
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(4);
-  net::pack_str(pk, "run");
-  net::pack_str(pk, run);
-  net::pack_str(pk, "epoch");
-  pk.pack_int64(epoch);
-  net::pack_str(pk, "member");
-  pack_member(pk, me);
-  net::pack_str(pk, "weight");
-  pk.pack_double(weight);
-  return b.s;
-}
-
-// avg.join result: {round, members}.
-std::string encode_group(const RoundSpec& spec) {
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(2);
-  net::pack_str(pk, "round");
-  net::pack_str(pk, spec.round_id);
-  net::pack_str(pk, "members");
-  pk.pack_array((uint32_t)spec.members.size());
-  for (auto& m : spec.members) pack_member(pk, m);
-  return b.s;
-}
-
-// The leader's answer, checked: ids strictly increasing, and we are in it.
-RoundSpec decode_group(const msgpack::object& o, const NodeId& me) {
-  net::as_map(o, "group");
-  RoundSpec spec;
-  spec.round_id = std::string(net::as_str(net::need_field(o, "round"), "round"));
-  if (spec.round_id.empty() || spec.round_id.size() > kMaxRoundIdBytes) throw BadMessage("bad round id");
-  const msgpack::object& arr = net::as_array(net::need_field(o, "members"), "members");
-  if (arr.via.array.size > kMaxMembersOnWire) throw BadMessage("too many members");
-  for (uint32_t i = 0; i < arr.via.array.size; i++) {
-    spec.members.push_back(unpack_member(arr.via.array.ptr[i]));
-    if (i > 0 && !(spec.members[i - 1].id < spec.members[i].id)) throw BadMessage("members not sorted by id");
-    if (spec.members.back().id == me) spec.my_index = (int)i;
-  }
-  if (spec.my_index < 0) throw BadMessage("the group does not include us");
-  return spec;
-}
 
 RoundSpec alone(const std::string& run, int64_t epoch, const GroupMember& me) {
   RoundSpec s;
@@ -411,11 +294,10 @@ void Matchmaker::end(const std::shared_ptr<Pending>& P, const std::string& why) 
 // ---- the leader's side ------------------------------------------------------------------
 
 void Matchmaker::on_join(net::Request& r) {
-  const msgpack::object& args = net::as_map(r.args, "args");
-  std::string run(net::as_str(net::need_field(args, "run"), "run"));
-  int64_t epoch = net::as_int(net::need_field(args, "epoch"), "epoch");
-  GroupMember m = unpack_member(net::need_field(args, "member"));
-  m.weight = nonnegative_weight(net::need_field(args, "weight"));
+  JoinRequest q = decode_join(r.args);
+  const std::string& run = q.run;
+  const int64_t epoch = q.epoch;
+  GroupMember& m = q.member;
   if (m.id != r.peer.id) {
     r.fail(ErrorCode::kRejected, "the member's id is not the caller's");
     return;

@@ -291,8 +291,8 @@ TrainState deserialize_state(std::string_view bytes) {
   const int64_t n = r.get<int64_t>();
   for (int64_t v : {hp.n_vocab, hp.n_embd, hp.n_ff, hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ctx_train})
     if (v <= 0 || v > (int64_t)1 << 24) throw Error("training state: bad model shape");
-  if (hp.n_rot < 0 || hp.n_rot > hp.head_dim || hp.n_head % hp.n_head_kv ||
-      !(hp.rms_eps > 0) || !(hp.rope_freq_base > 0))
+  if (hp.n_rot < 0 || hp.n_rot > hp.head_dim || hp.n_head % hp.n_head_kv || !(hp.rms_eps > 0) ||
+      !std::isfinite(hp.rms_eps) || !(hp.rope_freq_base > 0) || !std::isfinite(hp.rope_freq_base))
     throw Error("training state: inconsistent model shape");
   if (s.step < 0 || s.samples < 0) throw Error("training state: negative step or sample count");
   if (n <= 0 || (double)n != param_count(hp)) throw Error("training state: parameter count does not match the shape");

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "net/msg.h"
+#include "train/state_messages.h"
 
 namespace engine::train {
 
@@ -28,18 +29,6 @@ struct HashState {
   void update(std::string_view d) { XXH3_64bits_update(s, d.data(), d.size()); }
   uint64_t digest() const { return XXH3_64bits_digest(s); }
 };
-
-// Everything of a part except its data bytes, which follow without a copy.
-std::string part_head(uint64_t offset, size_t n) {
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(2);
-  net::pack_str(pk, "offset");
-  pk.pack_uint64(offset);
-  net::pack_str(pk, "data");
-  pk.pack_bin((uint32_t)n);
-  return b.s;
-}
 
 // One download being served: the snapshot is kept alive until its last part left.
 struct Upload {
@@ -62,7 +51,7 @@ void pump(const std::shared_ptr<Upload>& u) {
     if (!u->out.alive()) return;
     size_t n = std::min(u->chunk, bytes.size() - u->offset);
     std::string_view data(bytes.data() + u->offset, n);
-    if (!u->out.send_part_ref(part_head(u->offset, n), data, u->snap.bytes)) return;
+    if (!u->out.send_part_ref(encode_state_part_head(u->offset, n), data, u->snap.bytes)) return;
     u->hash.update(data);
     u->offset += n;
     if (u->out.queued() > u->pause_above) {
@@ -70,16 +59,7 @@ void pump(const std::shared_ptr<Upload>& u) {
       return;
     }
   }
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(3);
-  net::pack_str(pk, "epoch");
-  pk.pack_int64(u->snap.epoch);
-  net::pack_str(pk, "size");
-  pk.pack_uint64(bytes.size());
-  net::pack_str(pk, "xxh3");
-  pk.pack_uint64(u->hash.digest());
-  u->out.respond(std::move(b.s));
+  u->out.respond(encode_state_result({u->snap.epoch, bytes.size(), u->hash.digest()}));
 }
 
 }  // namespace
@@ -145,9 +125,7 @@ struct Download {
   void on_part(const msgpack::object& part) {
     if (!error.empty()) return;
     try {
-      net::as_map(part, "part");
-      uint64_t offset = net::as_uint(net::need_field(part, "offset"), "offset");
-      std::string_view data = net::as_bin(net::need_field(part, "data"), "data");
+      const auto [offset, data] = decode_state_part(part);
       if (offset != bytes.size())
         throw BadMessage("part at offset " + std::to_string(offset) + ", expected " + std::to_string(bytes.size()));
       if (bytes.size() + data.size() > max_bytes)
@@ -174,10 +152,8 @@ struct Download {
     if (!error.empty()) return error;
     if (!r.ok()) return addr + ": " + r.message;
     try {
-      const msgpack::object& m = net::as_map(*r.result, "result");
-      *epoch = net::as_int(net::need_field(m, "epoch"), "epoch");
-      uint64_t size = net::as_uint(net::need_field(m, "size"), "size");
-      uint64_t xxh3 = net::as_uint(net::need_field(m, "xxh3"), "xxh3");
+      const auto [result_epoch, size, xxh3] = decode_state_result(*r.result);
+      *epoch = result_epoch;
       if (size != bytes.size())
         return addr + ": state size mismatch: announced " + std::to_string(size) + " bytes, received " +
                std::to_string(bytes.size());

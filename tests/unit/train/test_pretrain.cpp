@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include "core/error.h"
@@ -271,6 +273,27 @@ TEST(Pretrain, StateBytesRoundTrip) {
   bad = bytes;
   bad[12 + 8 * 1 + 7] = 0x7f;  // n_embd huge
   EXPECT_THROW(deserialize_state(bad), Error);
+  bad = bytes;
+  const float inf = std::numeric_limits<float>::infinity();
+  std::memcpy(&bad[12 + 8 * 9 + 4], &inf, 4);  // rope_freq_base
+  EXPECT_THROW(deserialize_state(bad), Error);
+}
+
+// A peer's header may claim a huge model whose parameter count agrees with its
+// shape: the byte count refuses it before anything of that size is allocated.
+TEST(Pretrain, StateBytesHugeConsistentHeaderRefused) {
+  const std::string bytes = serialize_state(tiny_state(2));
+  auto put64 = [](std::string& b, size_t at, int64_t v) { std::memcpy(&b[at], &v, 8); };
+  int64_t block = 0;  // parameters of one layer of the tiny shape
+  const ModelParams p = ModelParams::layout(tiny_shape());
+  for (const ParamTensor& t : p.tensors)
+    if (t.name.rfind("blk.0.", 0) == 0) block += t.numel();
+  std::string bad = bytes;
+  const int64_t layers = int64_t(1) << 24;  // ~ 10^10 parameters, 120 GB of values
+  put64(bad, 12 + 8 * 3, layers);
+  put64(bad, 12 + 8 * 13, p.size() + (layers - p.hp.n_layer) * block);
+  EXPECT_THROW(deserialize_state(bad), Error);
+  EXPECT_THROW(deserialize_state(std::string_view(bad).substr(0, 124)), Error);  // the header alone
 }
 
 TEST(Pretrain, CheckpointRoundTripF32AndF16) {
