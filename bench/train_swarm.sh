@@ -102,7 +102,7 @@ if has 4; then
 fi
 
 if has 5; then
-  echo "== 5. Byzantine peers: 4 peers (one attacking), $STEPS x 2 steps, final eval loss"
+  echo "== 5. Byzantine peers: 4 peers (one attacking), 24 steps of >= 32 samples (micro-batches of 4), final eval loss"
   BYZ="--dim 64 --ffn 160 --layers 2 --heads 4 --seqlen 48 --lr 3e-3 --seed 5 --eval-windows 16 -t 1"
   byz_run() {  # byz_run TAG AGGREGATOR MODE -> final eval loss of peer 1
     local pids=() p mode
@@ -110,7 +110,7 @@ if has 5; then
       mode=none
       [ $p = 4 ] && mode=$3
       $ENGINE train --data "$CORPUS" $BYZ $SWARM --matchmaking-time 0.4 --progress-period 0.2 --run "byz-$1" \
-        --steps 24 --batch 2 --target-batch 8 --aggregator "$2" --byzantine "$mode" -o "$T/$1$p.gguf" \
+        --steps 24 --batch 4 --target-batch 32 --aggregator "$2" --byzantine "$mode" -o "$T/$1$p.gguf" \
         2>"$T/$1$p.err" &
       pids+=($!)
       PIDS+=($!)

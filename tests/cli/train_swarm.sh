@@ -107,13 +107,13 @@ for p in d f2; do
 done
 
 # ---- byzantine: 4 peers, one sign-flipping ----
-STEPS=20
+STEPS=24
 byz() {  # byz TAG AGGREGATOR MODE
   local p mode
   for p in 1 2 3 4; do
     mode=none
     [ $p = 4 ] && mode=$3
-    RUN=byz-$1 peer "$1$p" --steps $STEPS --batch 2 --target-batch 8 --aggregator $2 --byzantine $mode \
+    RUN=byz-$1 peer "$1$p" --steps $STEPS --batch 4 --target-batch 32 --aggregator $2 --byzantine $mode \
       -o "$TMP/$1$p.gguf"
   done
   wait_peers "${1}1" "${1}2" "${1}3" "${1}4"
