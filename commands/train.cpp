@@ -30,6 +30,10 @@ static int cmd_train(int argc, char** argv) {
       "  engine train --data corpus/ -o m.gguf --dim 256 --layers 6 --heads 8 --steps 2000 --checkpoint-every 100\n"
       "  engine train --data corpus/ -o m.gguf --steps 4000 --resume m.gguf      (continue a run)\n"
       "  engine train --plot cmp.svg --plot-logs single=a.csv,swarm=b.csv      (only draw logs)\n"
+      "Together (every peer gives the same model and optimizer flags; docs/training.md):\n"
+      "  engine dht --listen 0.0.0.0:31337\n"
+      "  engine train --swarm --run demo --initial-peers HOST:31337 --listen 0.0.0.0:31338 --announce MY_IP:31338 \\\n"
+      "      --target-batch 256 --batch 8 --data my-shard/ -o m.gguf --steps 1000\n"
       "Batches are a function of (--seed, step), so a resumed run repeats the uninterrupted one exactly.");
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
@@ -39,6 +43,12 @@ static int cmd_train(int argc, char** argv) {
       std::fprintf(stderr, "train: wrote %s\n", f.plot.c_str());
       return 0;
     }
+    if (!swarm.swarm)
+      for (const char* flag : {"--initial-peers", "--run", "--target-batch", "--announce", "--client-mode",
+                               "--aggregator", "--byzantine", "--test-die"})
+        if (p.given(flag)) throw Error(std::string(flag) + " needs --swarm");
+    if (swarm.swarm && p.given("--stop-after"))
+      throw Error("--stop-after is for single-process runs (a swarm run ends at --steps)");
     TrainSetup s = setup_training(f, p);
     if (swarm.swarm) return train_collaborative(f, swarm, s);
     ThreadPool pool(f.threads);

@@ -136,4 +136,7 @@ check "nothing written by the refused joiner" test ! -e "$TMP/x.gguf"
 expect_fail "--swarm with an unreachable DHT" "bootstrap" \
   tr --swarm --run par --initial-peers 127.0.0.1:1 --steps 2 --batch 2 -o "$TMP/x.gguf"
 expect_fail "a bad --aggregator" "--aggregator" tr --swarm --aggregator median --steps 2 -o "$TMP/x.gguf"
+expect_fail "swarm flags without --swarm" "--initial-peers needs --swarm" \
+  tr --initial-peers "$DHT_ADDR" --steps 2 -o "$TMP/x.gguf"
+expect_fail "a run name that cannot be a DHT key" "--run is 1-64" tr --swarm --run 'a b' --steps 2 -o "$TMP/x.gguf"
 finish
