@@ -73,3 +73,7 @@ if [ -f ../shared/models/stories260K.gguf ]; then
   echo "== fine-tuning through the swarm against local"
   THREADS=$THREADS bench/swarm_finetune.sh "$ENGINE" ../shared
 fi
+
+echo
+echo "== training from scratch, alone and together (issue 16)"
+THREADS=$THREADS bench/train_swarm.sh "$ENGINE"
