@@ -19,7 +19,7 @@ namespace {
 
 // What every peer of a run must agree on: the model, its initialisation and the
 // optimizer's schedule. The micro-batch, threads and data are each peer's own.
-std::string run_config_text(const TrainFlags& f, const TrainSetup& s, int64_t target_batch) {
+std::string run_config_text(const TrainFlags& f, const TrainSetup& s, int64_t target_batch, const CollabFlags& cf) {
   const LlamaHParams& hp = s.state.params.hp;
   char buf[512];
   std::snprintf(buf, sizeof buf,
@@ -31,7 +31,10 @@ std::string run_config_text(const TrainFlags& f, const TrainSetup& s, int64_t ta
                 hp.rope_freq_base, (unsigned long long)f.cfg.seed, (long long)f.cfg.seqlen, (long long)f.cfg.steps,
                 (long long)target_batch, f.cfg.lr, f.cfg.min_lr_ratio, (long long)f.cfg.warmup_steps(), f.cfg.clip,
                 f.cfg.weight_decay);
-  return buf;
+  // How the peers average must agree too: a different wire dtype is refused by the
+  // reducers, a different aggregator would give peers different parameters.
+  return std::string(buf) + " aggregator=" + cf.aggregator + " clip_tau=" + std::to_string(cf.clip_tau) +
+         " clip_iters=" + std::to_string(cf.clip_iters) + " wire=" + cf.wire;
 }
 
 const char* kSwarmColumns =
@@ -49,7 +52,7 @@ std::string swarm_columns(const CollabStepReport& r) {
 
 int train_collaborative(TrainFlags& f, const CollabFlags& cf, TrainSetup& s) {
   CollabConfig cc = cf.config(f.cfg.batch, "");
-  cc.config_text = run_config_text(f, s, cc.target_batch);
+  cc.config_text = run_config_text(f, s, cc.target_batch, cf);
   std::fprintf(stderr, "train: swarm run '%s', target batch %lld samples, micro-batch %lld, %s aggregation\n",
                cc.run.c_str(), (long long)cc.target_batch, (long long)f.cfg.batch, cf.aggregator.c_str());
   if (cc.byzantine != Byzantine::None)

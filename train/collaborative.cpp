@@ -105,6 +105,25 @@ std::string hex_id(const net::NodeId& id) {
   return s;
 }
 
+// The run's config travels as a msgpack map {"config": text}; the text is what a
+// person reads when two peers disagree.
+std::string pack_run_config(const std::string& text) {
+  net::Buf b;
+  net::Packer pk(b);
+  pk.pack_map(1);
+  net::pack_str(pk, "config");
+  net::pack_str(pk, text);
+  return b.s;
+}
+std::string run_config_text_of(const std::string& msgpack) {
+  try {
+    auto h = net::unpack_untrusted(msgpack.data(), msgpack.size());
+    return std::string(net::as_str(net::need_field(h.get(), "config"), "config"));
+  } catch (const Error&) {
+    return "(unreadable)";
+  }
+}
+
 class Peer {
  public:
   Peer(Trainer& t, const CollabConfig& cc) : t_(t), cc_(cc), adversary_(cc.byzantine, cc.byzantine_delay, 7) {}
@@ -141,7 +160,21 @@ class Peer {
   StateSnapshot snap_;
   uint64_t params_xxh3_ = 0;
   std::string my_addr_;  // where peers reach us ("" in client mode)
+  // Loop thread: our last progress record, re-published every ttl/3 so that it
+  // stays alive through a long micro-batch, matchmaking or a state download; and
+  // the run's config with it.
+  std::optional<PeerProgress> latest_;
+  uv_timer_t* republish_ = nullptr;
+  static void on_republish(uv_timer_t* t);
 };
+
+void Peer::on_republish(uv_timer_t* t) {
+  Peer* self = (Peer*)t->data;
+  if (self->latest_)
+    publish_progress(self->net_->dht(), self->cc_.run, *self->latest_, self->cc_.progress_ttl_s, [](bool) {});
+  publish_run_config(self->net_->dht(), self->cc_.run, pack_run_config(self->cc_.config_text),
+                     self->cc_.progress_ttl_s * 6, [](bool) {});
+}
 
 StateSnapshot Peer::snapshot() {
   std::lock_guard<std::mutex> lock(state_mu_);
@@ -162,6 +195,11 @@ void Peer::start_network() {
         allreduce_ = std::make_unique<ButterflyAllReduce>(net_->rpc());
         matchmaker_ = std::make_unique<Matchmaker>(net_->rpc(), net_->dht());
         if (!cc_.client_mode) state_server_ = std::make_unique<StateServer>(net_->rpc(), [this] { return snapshot(); });
+        republish_ = new uv_timer_t;
+        uv_timer_init(net_->rpc().loop(), republish_);
+        republish_->data = this;
+        const uint64_t every = (uint64_t)(cc_.progress_ttl_s * 1000 / 3);
+        uv_timer_start(republish_, on_republish, every, every);
         done();
       },
       10000);
@@ -175,6 +213,8 @@ void Peer::stop_network() {
   if (!net_) return;
   net_->run(
       [this](std::function<void()> done) {
+        if (republish_) uv_close((uv_handle_t*)republish_, [](uv_handle_t* h) { delete (uv_timer_t*)h; });
+        republish_ = nullptr;
         state_server_.reset();
         matchmaker_.reset();
         allreduce_.reset();
@@ -182,25 +222,6 @@ void Peer::stop_network() {
       },
       10000);
   net_.reset();
-}
-
-// The run's config travels as a msgpack map {"config": text}; the text is what a
-// person reads when two peers disagree.
-std::string pack_run_config(const std::string& text) {
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(1);
-  net::pack_str(pk, "config");
-  net::pack_str(pk, text);
-  return b.s;
-}
-std::string run_config_text_of(const std::string& msgpack) {
-  try {
-    auto h = net::unpack_untrusted(msgpack.data(), msgpack.size());
-    return std::string(net::as_str(net::need_field(h.get(), "config"), "config"));
-  } catch (const Error&) {
-    return "(unreadable)";
-  }
 }
 
 void Peer::check_run_config() {
@@ -233,6 +254,7 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   mine.params_xxh3 = params_xxh3_;
   const uint32_t timeout = 10000;
   await<bool>(*net_, timeout, [this, mine](std::function<void(bool)> done) {
+    latest_ = mine;  // what the republish timer keeps alive while we compute
     publish_progress(net_->dht(), cc_.run, mine, cc_.progress_ttl_s, std::move(done));
   });
   auto g = await<GlobalProgress>(*net_, timeout, [this](std::function<void(GlobalProgress)> done) {

@@ -56,8 +56,16 @@ check "same loss at every step" cmp -s <(col "$TMP/single.csv" train_loss) <(col
 
 # ---- parity: 3 peers against one process at equal samples ----
 STEPS=30
-for p in a b c; do RUN=par peer $p --steps $STEPS --batch 2 --target-batch 12 --eval-every 10 -o "$TMP/$p.gguf"; done
+# Peer c accepts no connections (--client-mode: as behind a NAT): it sends and
+# receives its parts through the others and reduces nothing.
+for p in a b c; do
+  extra=""
+  [ $p = c ] && extra=--client-mode
+  RUN=par peer $p --steps $STEPS --batch 2 --target-batch 12 --eval-every 10 $extra -o "$TMP/$p.gguf"
+done
 check "3 peers complete" wait_peers a b c
+check "the progress is in the DHT (engine dht get par.progress)" \
+  bash -c "'$ENGINE' dht get par.progress --initial-peers '$DHT_ADDR' 2>/dev/null | grep -q '\"epoch\":$STEPS'"
 check "3 peers did $STEPS steps" test "$(col "$TMP/a.csv" step | tail -1)" = $STEPS
 for p in b c; do
   check "peer $p: parameter checksum equal to peer a's after every step" \
@@ -78,20 +86,26 @@ tr --steps $STEPS --batch $B --eval-every 10 -o "$TMP/ref.gguf" 2>"$TMP/ref.err"
 ref=$(last_eval "$TMP/ref.csv")
 got=$(last_eval "$TMP/a.csv")
 echo "# parity: $total samples in $STEPS steps; eval loss: 3 peers $got, one process (batch $B) $ref"
+echo "# held-out loss by step (samples), one process | 3 peers:"
+paste -d' ' <(awk -F, 'NR > 1 && $5 != "" { print $1, $2, $5 }' "$TMP/ref.csv") \
+  <(awk -F, 'NR > 1 && $5 != "" { print $2, $5 }' "$TMP/a.csv") | sed 's/^/#   /'
+
 check "3 peers within 3% of the single-process eval loss ($got vs $ref)" within "$got" "$ref" 0.03
 "$ENGINE" train --plot "$TMP/parity.svg" --plot-logs "single=$TMP/ref.csv,swarm=$TMP/a.csv" 2>/dev/null
 check "loss chart of both runs" grep -q "<polyline" "$TMP/parity.svg"
 
 # ---- churn: one peer SIGKILLed mid-round, another mid-step, one restarted ----
 STEPS=24
-RUN=churn peer d --steps $STEPS --batch 2 --target-batch 12 -o "$TMP/d.gguf"
-RUN=churn peer e --steps $STEPS --batch 2 --target-batch 12 --test-die round:4 -o "$TMP/e.gguf"
-RUN=churn peer f --steps $STEPS --batch 2 --target-batch 12 --test-die step:8 -o "$TMP/f.gguf"
+# (f16 gradients on the wire in this run.)
+CH="--steps $STEPS --batch 2 --target-batch 12 --wire-dtype f16"
+RUN=churn peer d $CH -o "$TMP/d.gguf"
+RUN=churn peer e $CH --test-die round:4 -o "$TMP/e.gguf"
+RUN=churn peer f $CH --test-die step:8 -o "$TMP/f.gguf"
 wait_peers e
 check "peer e was killed in its all-reduce" grep -q "SIGKILL 3 ms into the all-reduce of epoch 4" "$TMP/e.err"
 wait_peers f
 check "peer f was killed in the middle of a step" grep -q "SIGKILL in the middle of epoch 8" "$TMP/f.err"
-RUN=churn peer f2 --steps $STEPS --batch 2 --target-batch 12 -o "$TMP/f2.gguf"
+RUN=churn peer f2 $CH -o "$TMP/f2.gguf"
 check "the survivor and the restarted peer complete" wait_peers d f2
 check "the restarted peer downloaded state" grep -q "state loaded: epoch" "$TMP/f2.err"
 check "the survivor and the restarted peer end with the same parameters" $DIFF "$TMP/d.gguf" "$TMP/f2.gguf"
