@@ -48,7 +48,7 @@ struct CollabFlags {
     p.add("--data-seed", "S", "this peer's data order (default: drawn from its peer id, so peers see different "
           "windows)", &data_seed);
     p.add("--byzantine", "MODE", "TEST HOOK: send a corrupted gradient every round: sign-flip (-1000x), scale "
-          "(1000x), random (1000x-norm random direction), delayed (8 steps old); none", &byzantine);
+          "(1000x), random (1000x-norm random direction), delayed (8 steps old), epoch-lie (claims an epoch 1000 ahead); none", &byzantine);
     p.add("--test-die", "round:E|step:E", "TEST HOOK: SIGKILL this process 3 ms into the all-reduce of epoch E, or "
           "after its first micro-batch of epoch E", &test_die);
     p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
@@ -88,7 +88,7 @@ struct CollabFlags {
       throw Error("--wire-dtype is f32, f16 or int8, not '" + wire + "'");
     c.allreduce.deadline_ms = (uint32_t)(averaging_timeout_s * 1000);
     if (!train::byzantine_from_name(byzantine, &c.byzantine))
-      throw Error("--byzantine is none, sign-flip, scale, random or delayed, not '" + byzantine + "'");
+      throw Error("--byzantine is none, sign-flip, scale, random, delayed or epoch-lie, not '" + byzantine + "'");
     c.config_text = config_text;
     c.data_seed = data_seed;
     if (!test_die.empty()) {

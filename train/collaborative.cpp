@@ -24,7 +24,8 @@ bool byzantine_from_name(const std::string& s, Byzantine* out) {
                                                             {"sign-flip", Byzantine::SignFlip},
                                                             {"scale", Byzantine::Scale},
                                                             {"random", Byzantine::Random},
-                                                            {"delayed", Byzantine::Delayed}};
+                                                            {"delayed", Byzantine::Delayed},
+                                                            {"epoch-lie", Byzantine::EpochLie}};
   for (auto& [n, b] : names)
     if (s == n) return *out = b, true;
   return false;
@@ -66,7 +67,9 @@ class Adversary {
   // Called with each honest mean gradient, in step order; returns what to send.
   void corrupt(std::vector<float>& g) {
     switch (kind_) {
-      case Byzantine::None: return;
+      case Byzantine::None:
+      case Byzantine::EpochLie:  // lies in its progress record, not in its gradient
+        return;
       case Byzantine::SignFlip:  // −1000× the honest gradient
         for (float& x : g) x *= -1000.0f;
         return;
@@ -141,12 +144,29 @@ class Peer {
   void check_run_config();
   // Publishes our progress, then reads the run's; nullopt when the DHT did not answer.
   std::optional<GlobalProgress> exchange_progress(int64_t samples, double sps);
-  // Downloads the state of a peer at >= min_epoch (preferring `prefer_xxh3` when
-  // nonzero); true when the state was replaced.
-  bool catch_up(const GlobalProgress& g, int64_t min_epoch, uint64_t prefer_xxh3);
+  // Downloads the state of a peer that reports exactly (epoch, xxh3) (xxh3 0: any
+  // checksum at >= epoch) and checks the parameters it gets hash to xxh3; true when
+  // the state was replaced.
+  bool catch_up(const GlobalProgress& g, int64_t epoch, uint64_t xxh3);
   // The checksum the run agrees on at our epoch: the one most peers report, ties to
   // the lowest peer id. 0 when no other peer reports one.
   uint64_t agreed_checksum(const GlobalProgress& g) const;
+  // Where the run is: the (epoch, checksum) reported by the most peers, ours
+  // included (ties: the higher epoch). A lone peer claiming a far epoch, or a
+  // state no one else has, is not followed while others agree on another.
+  struct RunPosition {
+    int64_t epoch = -1;
+    uint64_t xxh3 = 0;
+    int votes = 0;
+  };
+  RunPosition run_position(const GlobalProgress& g) const;
+  // After missing the epoch's group: polls until the run's position moves past
+  // `epoch` (then downloads it), the other peers of the epoch are gone, or the
+  // averaging timeout + the progress ttl pass.
+  void wait_for_the_run(int64_t epoch);
+  // After the last step: keeps serving our state while another peer of the run is
+  // still behind (it may have missed the last group), at most twice the progress ttl.
+  void linger();
   StateSnapshot snapshot();
 
   Trainer& t_;
@@ -252,10 +272,12 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   mine.bandwidth = cc_.bandwidth;
   mine.client_mode = cc_.client_mode;
   mine.params_xxh3 = params_xxh3_;
+  PeerProgress published = mine;
+  if (cc_.byzantine == Byzantine::EpochLie) published.epoch += 1000, published.params_xxh3 ^= 0x5eed;  // test hook
   const uint32_t timeout = 10000;
-  await<bool>(*net_, timeout, [this, mine](std::function<void(bool)> done) {
-    latest_ = mine;  // what the republish timer keeps alive while we compute
-    publish_progress(net_->dht(), cc_.run, mine, cc_.progress_ttl_s, std::move(done));
+  await<bool>(*net_, timeout, [this, published](std::function<void(bool)> done) {
+    latest_ = published;  // what the republish timer keeps alive while we compute
+    publish_progress(net_->dht(), cc_.run, published, cc_.progress_ttl_s, std::move(done));
   });
   auto g = await<GlobalProgress>(*net_, timeout, [this](std::function<void(GlobalProgress)> done) {
     fetch_progress(net_->dht(), cc_.run, [done](const GlobalProgress& g) { done(g); });
@@ -266,11 +288,12 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   auto it = std::find_if(G.records.begin(), G.records.end(), [&](const PeerProgress& p) { return p.peer == mine.peer; });
   if (it == G.records.end()) G.records.push_back(mine);
   else *it = mine;
-  G.epoch = 0;
-  for (auto& p : G.records) G.epoch = std::max(G.epoch, p.epoch);
+  // The samples towards OUR epoch's target (not the highest epoch's: a liar's
+  // far epoch must not decide when we step).
+  G.epoch = run_position(G).epoch;
   G.samples_at_epoch = 0, G.samples_per_s = 0, G.peers = (int)G.records.size(), G.peers_at_epoch = 0;
   for (auto& p : G.records)
-    if (p.epoch == G.epoch) G.samples_at_epoch += p.samples, G.samples_per_s += p.samples_per_s, G.peers_at_epoch++;
+    if (p.epoch == t_.step()) G.samples_at_epoch += p.samples, G.samples_per_s += p.samples_per_s, G.peers_at_epoch++;
   return g;
 }
 
@@ -292,15 +315,45 @@ uint64_t Peer::agreed_checksum(const GlobalProgress& g) const {
   return best;
 }
 
-bool Peer::catch_up(const GlobalProgress& g, int64_t min_epoch, uint64_t prefer_xxh3) {
+void Peer::wait_for_the_run(int64_t epoch) {
+  const double bound = cc_.allreduce.deadline_ms / 1000.0 + cc_.progress_ttl_s;
+  const auto t0 = Clock::now();
+  while (seconds_since(t0) < bound) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(cc_.progress_period_s));
+    auto g = exchange_progress(0, 0);
+    if (!g) continue;
+    const RunPosition pos = run_position(*g);
+    if (pos.epoch > epoch) {
+      catch_up(*g, pos.epoch, pos.xxh3);
+      return;
+    }
+    bool others_here = false;  // gone (records expired): the epoch is ours to finish
+    for (auto& p : g->records) others_here |= p.epoch == epoch && p.peer != hex_id(net_->id());
+    if (!others_here) return;
+  }
+}
+
+Peer::RunPosition Peer::run_position(const GlobalProgress& g) const {
+  std::map<std::pair<int64_t, uint64_t>, int> votes;
+  const std::string me = hex_id(net_->id());
+  for (auto& p : g.records)
+    if (p.peer != me) votes[{p.epoch, p.params_xxh3}]++;
+  votes[{t_.step(), params_xxh3_}]++;  // our own, as it is now
+  RunPosition best;
+  for (auto& [key, n] : votes)
+    if (n > best.votes || (n == best.votes && key.first > best.epoch)) best = {key.first, key.second, n};
+  return best;
+}
+
+bool Peer::catch_up(const GlobalProgress& g, int64_t epoch, uint64_t xxh3) {
   std::vector<PeerProgress> sources;
   for (auto& p : g.records)
-    if (p.epoch >= min_epoch && !p.addr.empty() && p.peer != hex_id(net_->id())) sources.push_back(p);
-  // Highest epoch first; among equals, the agreed checksum first.
-  std::sort(sources.begin(), sources.end(), [&](const PeerProgress& a, const PeerProgress& b) {
-    if (a.epoch != b.epoch) return a.epoch > b.epoch;
-    return (a.params_xxh3 == prefer_xxh3) > (b.params_xxh3 == prefer_xxh3);
-  });
+    if (!p.addr.empty() && p.peer != hex_id(net_->id()) &&
+        (xxh3 ? p.epoch == epoch && p.params_xxh3 == xxh3 : p.epoch >= epoch))
+      sources.push_back(p);
+  std::sort(sources.begin(), sources.end(),
+            [](const PeerProgress& a, const PeerProgress& b) { return a.epoch > b.epoch; });
+  const int64_t min_epoch = epoch;
   const uint64_t max_bytes = (uint64_t)t_.state().params.size() * 3 * sizeof(float) + (1u << 20);
   const uint32_t timeout = (uint32_t)(cc_.join_timeout_s * 1000);
   for (const PeerProgress& src : sources) {
@@ -317,6 +370,11 @@ bool Peer::catch_up(const GlobalProgress& g, int64_t min_epoch, uint64_t prefer_
     try {
       TrainState s = deserialize_state(r->bytes);
       t_.state().params.check_same_shape(s.params.hp, "the downloaded state");
+      // The state must be the one the run agrees on, not merely one that parses. (A
+      // source of the agreed position may have stepped since: a later state from it
+      // is taken, and the checksum comparison at that epoch vets it.)
+      if (xxh3 && s.step == epoch && s.params.checksum() != xxh3)
+        throw Error("its parameters are not the ones the run reports for epoch " + std::to_string(epoch));
       std::lock_guard<std::mutex> lock(state_mu_);
       t_.state() = std::move(s);
       params_xxh3_ = t_.state().params.checksum();
@@ -342,7 +400,10 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
 
   const PretrainConfig& cfg = t_.config();
   // Join: a run further along than our state hands us its state first.
-  if (auto g = exchange_progress(0, 0); g && g->epoch > t_.step()) catch_up(*g, g->epoch, agreed_checksum(*g));
+  if (auto g = exchange_progress(0, 0)) {
+    const RunPosition pos = run_position(*g);
+    if (pos.epoch > t_.step()) catch_up(*g, pos.epoch, pos.xxh3);
+  }
 
   const int64_t P = t_.state().params.size();
   std::vector<float> grad((size_t)P);
@@ -387,9 +448,10 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       const double my_rate = local_samples / std::max(seconds_since(t_step), 1e-3);
       auto g = exchange_progress(local_samples, my_rate);
       if (!g) continue;  // the DHT is slow: keep computing, ask again later
-      if (g->epoch > t_.step()) {  // the run stepped without us: our gradient is stale
-        log("behind: run at epoch " + std::to_string(g->epoch) + ", this peer at " + std::to_string(t_.step()));
-        catch_up(*g, g->epoch, 0);
+      if (const RunPosition pos = run_position(*g); pos.epoch > t_.step()) {  // the run stepped without us
+        log("behind: run at epoch " + std::to_string(pos.epoch) + ", this peer at " + std::to_string(t_.step()));
+        if (!catch_up(*g, pos.epoch, pos.xxh3))  // no source answered: ask again a period later
+          std::this_thread::sleep_for(std::chrono::duration<double>(cc_.progress_period_s));
         moved_on = true;
         break;
       }
@@ -410,7 +472,6 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       totals.discarded += local_samples;
       continue;
     }
-    totals.contributed += local_samples;
 
     // ---- match, all-reduce, step ----
     CollabStepReport rep;
@@ -433,6 +494,15 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       spec->members[0].weight = my_samples;
     }
     rep.matchmaking_s = seconds_since(t_match);
+    if (spec->members.size() == 1 && peers_at_epoch > 1) {
+      // Others are at this epoch but no group took us: theirs closed before we came.
+      // Stepping alone would fork the run; wait for their step and download it.
+      log("no group for epoch " + std::to_string(epoch) + " (the others' group had closed): waiting for their step");
+      totals.discarded += local_samples;
+      wait_for_the_run(epoch);
+      continue;
+    }
+    totals.contributed += local_samples;
     rep.group_size = (int)spec->members.size();
     for (const GroupMember& m : spec->members) rep.group_samples += (int64_t)m.weight;
 
@@ -493,6 +563,22 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     on_step(rep);
     if (checkpoint && cfg.checkpoint_every > 0 && t_.step() % cfg.checkpoint_every == 0 && !last)
       checkpoint(t_.step());
+  }
+  linger();
+}
+
+void Peer::linger() {
+  // A peer that missed the last group can only finish by downloading the final state:
+  // serve it while a peer of the run is still behind (bounded).
+  if (cc_.client_mode) return;
+  const auto t0 = Clock::now();
+  while (seconds_since(t0) < cc_.progress_ttl_s * 2) {
+    auto g = exchange_progress(0, 0);
+    if (!g) return;
+    bool someone_behind = false;
+    for (auto& p : g->records) someone_behind |= p.epoch < t_.step() && p.peer != hex_id(net_->id());
+    if (!someone_behind) return;
+    std::this_thread::sleep_for(std::chrono::duration<double>(cc_.progress_period_s));
   }
 }
 

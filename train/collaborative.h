@@ -29,8 +29,11 @@
 namespace engine::train {
 
 // Test hook (--byzantine): what a dishonest peer sends instead of its gradient.
-enum class Byzantine { None, SignFlip, Scale, Random, Delayed };
-bool byzantine_from_name(const std::string& s, Byzantine* out);  // "none", "sign-flip", "scale", "random", "delayed"
+// EpochLie: honest gradients, but progress records that claim an epoch 1000 ahead
+// with a checksum no one else has (trying to make the others chase it).
+enum class Byzantine { None, SignFlip, Scale, Random, Delayed, EpochLie };
+// "none", "sign-flip", "scale", "random", "delayed", "epoch-lie"
+bool byzantine_from_name(const std::string& s, Byzantine* out);
 
 struct CollabConfig {
   std::string run = "run";

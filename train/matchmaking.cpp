@@ -236,7 +236,10 @@ bool Matchmaker::group_complete(const Pending& P) const {
   if ((int)P.joined.size() + 1 >= P.cfg.max_group) return true;
   for (auto& id : P.expected)
     if (!P.joined.count(id)) return false;
-  return true;
+  // Peers the caller knows are at this epoch but that had not announced yet when we
+  // read the key are still coming: closing without them would leave them a group of
+  // their own (the join window bounds the wait for one that never comes).
+  return (int)P.joined.size() + 1 >= P.cfg.expected_peers;
 }
 
 // Answers every held join with the final group (sorted by id) and finishes.

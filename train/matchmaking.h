@@ -32,8 +32,9 @@ struct MatchmakingConfig {
   int max_group = 64;              // the leader refuses joins beyond it ("group is full")
   // How many peers (us included) the caller expects at this epoch, e.g. from the
   // progress tracker: gathering ends as soon as that many have announced, instead of
-  // after gather_ms (0: always wait gather_ms). A peer that was expected but never
-  // comes costs at most gather_ms.
+  // after gather_ms (0: always wait gather_ms), and a leader keeps its group open
+  // until that many have joined. A peer that was expected but never comes costs at
+  // most gather_ms + join_window_ms.
   int expected_peers = 0;
   // The whole formation; 0: gather_ms + join_window_ms + 2 * rpc_timeout_ms. At
   // the deadline a follower averages alone, a leader closes with who joined.

@@ -143,6 +143,13 @@ check "centered-clip with a sign-flipping peer within 5% of the honest run ($c v
 check "the plain mean with a sign-flipping peer does not ($m vs $h)" awk -v m="$m" -v h="$h" \
   'BEGIN { exit !(m == "" || m == "nan" || m == "-nan" || m > 1.05 * h) }'
 
+# ---- a peer that lies about its epoch: the others do not chase it ----
+check "a run with an epoch liar completes" byz lie centered-clip epoch-lie
+for p in 2 3; do
+  check "with an epoch liar, honest peer $p ends with peer 1's parameters" $DIFF "$TMP/lie1.gguf" "$TMP/lie$p.gguf"
+done
+check "no honest peer chased the liar's epoch" bash -c "! grep -q 'run at epoch [0-9]\{4\}' '$TMP'/lie[123].err"
+
 # ---- bad input: a joiner with another model ----
 expect_fail "a joiner with another config is refused" "trains another model" \
   tr --swarm --run par --initial-peers "$DHT_ADDR" --dim 32 --steps 2 --batch 2 -o "$TMP/x.gguf"
