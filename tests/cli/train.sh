@@ -38,6 +38,8 @@ check "info shows the training step" grep -q "train.step .*40" <<<"$info"
 check "quantize (SpQR) the trained model" test $? -eq 0 -a -s "$TMP/q.gguf"
 "$ENGINE" generate -m "$TMP/q.gguf" -p "The " -n 10 >/dev/null 2>&1
 check "generate on the quantized model" test $? -eq 0
+reply=$(printf 'The computer\n' | "$ENGINE" chat -m "$TMP/m.gguf" -n 8 --temp 0 2>/dev/null)
+check "chat on the trained model" test -n "$reply"
 
 # Resume: 10 steps, then on to 20, equals 20 steps in one go (f32 and f16 outputs).
 R=(--data "$F" "${TINY[@]}" --steps 20 --eval-every 5)
