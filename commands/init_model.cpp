@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/thread_pool.h"
+#include "models/byte_vocab.h"
 
 using namespace engine;
 
@@ -48,38 +49,13 @@ std::string word(uint64_t k) {
   return w;
 }
 
-// A usable SentencePiece-style vocab: specials, the 256 byte tokens (so any text
-// tokenizes through byte fallback), then made-up words with and without a leading ▁.
+// A usable SentencePiece-style vocab: the byte vocabulary (so any text tokenizes
+// through byte fallback), then made-up words with and without a leading ▁.
 void synthetic_vocab(GGUFWriter& w, int64_t n_vocab) {
-  std::vector<std::string> tokens;
-  std::vector<float> scores;
-  std::vector<int32_t> types;
-  auto add = [&](std::string t, float score, int32_t type) {
-    tokens.push_back(std::move(t));
-    scores.push_back(score);
-    types.push_back(type);
-  };
-  add("<unk>", 0, 2);
-  add("<s>", 0, 3);
-  add("</s>", 0, 3);
-  for (int b = 0; b < 256; b++) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    add(buf, 0, 6);
-  }
-  add("\xe2\x96\x81", -1, 1);  // a lone word boundary, so spaces never fall back to the bytes of '▁'
-  for (int64_t k = 0; (int64_t)tokens.size() < n_vocab; k++)
-    add((k % 2 ? "" : "\xe2\x96\x81") + word((uint64_t)k / 2), -(float)k, 1);
-  w.set_string("tokenizer.ggml.model", "llama");
-  w.set_string("tokenizer.ggml.pre", "default");
-  w.set_string_array("tokenizer.ggml.tokens", tokens);
-  w.set_f32_array("tokenizer.ggml.scores", scores);
-  w.set_i32_array("tokenizer.ggml.token_type", types);
-  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
-  w.set_u32("tokenizer.ggml.bos_token_id", 1);
-  w.set_u32("tokenizer.ggml.eos_token_id", 2);
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_bool("tokenizer.ggml.add_eos_token", false);
+  std::vector<std::pair<std::string, float>> words;
+  for (int64_t k = 0; kByteVocabSize + (int64_t)words.size() < n_vocab; k++)
+    words.emplace_back((k % 2 ? "" : "\xe2\x96\x81") + word((uint64_t)k / 2), -(float)k);
+  set_byte_vocab(w, words);
 }
 
 int file_type_of(DType t) {  // llama.cpp's general.file_type (LLAMA_FTYPE_*)

@@ -14,6 +14,7 @@
 
 #include "core/gguf.h"
 #include "core/thread_pool.h"
+#include "models/byte_vocab.h"  // kByteVocabSize, set_byte_vocab: the default vocabulary
 #include "models/llama.h"
 #include "models/llama_backward.h"  // LlamaBlockGrads
 #include "train/adapter.h"        // Window
@@ -60,12 +61,6 @@ struct ModelParams {
   // throws Error naming the first difference.
   void check_same_shape(const LlamaHParams& other, const std::string& what) const;
 };
-
-// A byte-level vocabulary that llama.cpp reads: SentencePiece ("llama") tokens <unk>,
-// <s>, </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, and "▁" (so a space is one
-// token). Any text tokenizes; nothing to fit. Its size:
-constexpr int64_t kByteVocabSize = 260;
-void set_byte_vocab(GGUFWriter& w);
 
 // Writes p as a llama.cpp-layout GGUF (general.architecture = llama, hyper-parameters,
 // matrices as `type`: F32, F16, BF16 or Q8_0 (Q8_0: widths in blocks of 32); norms
