@@ -44,8 +44,7 @@ static int cmd_convert(int argc, char** argv) {
       w.add_tensor_copy(t.name, target, std::vector<int64_t>(t.ne, t.ne + t.n_dims), buf.data(), buf.size());
       converted++;
     }
-    int ftype = type == DType::F32 ? 0 : type == DType::F16 ? 1 : type == DType::Q8_0 ? 7 : 32;
-    w.set_u32("general.file_type", (uint32_t)ftype);
+    w.set_u32("general.file_type", llama_file_type(type));
     w.write(out);
     std::fprintf(stderr, "convert: %d tensors converted to %s, %d kept%s -> %s\n", converted, dtype_name(type), kept,
                  fallback ? (", " + std::to_string(fallback) + " stored as F16 (rows not a multiple of the block)").c_str()

@@ -9,33 +9,13 @@
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/gguf.h"
+#include "core/split_mix.h"
 #include "core/thread_pool.h"
 #include "models/byte_vocab.h"
 
 using namespace engine;
 
 namespace {
-
-// SplitMix64: a tiny, well-mixed generator that is cheap to seed per row.
-struct SplitMix {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return ((next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-  float normal() {  // Box–Muller; one value per call is plenty here
-    return (float)(std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform()));
-  }
-};
-
-uint64_t name_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
 
 // Bijective base-26 word for k: a, b, ..., z, aa, ab, ...
 std::string word(uint64_t k) {
@@ -56,16 +36,6 @@ void synthetic_vocab(GGUFWriter& w, int64_t n_vocab) {
   for (int64_t k = 0; kByteVocabSize + (int64_t)words.size() < n_vocab; k++)
     words.emplace_back((k % 2 ? "" : "\xe2\x96\x81") + word((uint64_t)k / 2), -(float)k);
   set_byte_vocab(w, words);
-}
-
-int file_type_of(DType t) {  // llama.cpp's general.file_type (LLAMA_FTYPE_*)
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q8_0: return 7;
-    case DType::BF16: return 32;
-    default: return 0;
-  }
 }
 
 }  // namespace
@@ -112,7 +82,7 @@ static int cmd_init_model(int argc, char** argv) {
     GGUFWriter w;
     w.set_string("general.architecture", "llama");
     w.set_string("general.name", "engine-random-" + std::to_string(dim) + "x" + std::to_string(layers));
-    w.set_u32("general.file_type", (uint32_t)file_type_of(type));
+    w.set_u32("general.file_type", llama_file_type(type));
     w.set_u32("llama.context_length", (uint32_t)ctx);
     w.set_u32("llama.embedding_length", (uint32_t)dim);
     w.set_u32("llama.feed_forward_length", (uint32_t)ffn);

@@ -111,6 +111,10 @@ class GGUFFile {
   std::map<std::string, size_t> tensor_index_;
 };
 
+// llama.cpp's general.file_type (LLAMA_FTYPE_*) for a model whose matrices are `t`
+// (F32 0, F16 1, Q8_0 7, BF16 32; other types 0).
+uint32_t llama_file_type(DType t);
+
 // Writes a GGUF v3 file. Tensor data is streamed from caller-owned buffers at
 // write time. write() goes to "<path>.tmp" and renames, so an interrupted run
 // never leaves a half-written file under the final name.

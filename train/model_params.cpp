@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/split_mix.h"
 #include "core/spqr.h"
 #include "cpu/ops.h"
 #include "models/llama_backward.h"
@@ -51,42 +52,12 @@ LlamaHParams normalised(LlamaHParams hp) {
   return hp;
 }
 
-// SplitMix64 with its own stream per row, so the values do not depend on how rows
-// are split across threads. The row's starting state is MIXED from (tensor, row):
-// seeding row r with base + r·γ (γ the generator's own increment) would make row r+2
-// row r shifted by one value — rows of a matrix would be shifts of one another.
-struct SplitMix {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return ((next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-  float normal() {  // Box–Muller, one value per call
-    return (float)(std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform()));
-  }
-  static SplitMix for_row(uint64_t base, uint64_t row) {
-    SplitMix m{base ^ (row * 0xd1b54a32d192ed03ull)};
-    return SplitMix{m.next()};
-  }
-};
-
-uint64_t name_hash(const std::string& s) {  // FNV-1a
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-int file_type_of(DType t) {  // llama.cpp's general.file_type (LLAMA_FTYPE_*)
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q8_0: return 7;
-    case DType::BF16: return 32;
-    default: return 0;
-  }
+// Row r's stream starts from a state MIXED from (tensor, row): seeding row r with
+// base + r·γ (γ SplitMix's own increment) would make row r+2 row r shifted by one
+// value — rows of a matrix would be shifts of one another.
+SplitMix row_stream(uint64_t base, uint64_t row) {
+  SplitMix m{base ^ (row * 0xd1b54a32d192ed03ull)};
+  return SplitMix{m.next()};
 }
 
 cpu::Linear f32_linear(const float* w, int64_t rows, int64_t cols) {
@@ -136,7 +107,7 @@ ModelParams ModelParams::init_random(const LlamaHParams& hp, uint64_t seed, floa
     const int64_t rows = t.ne[1], cols = t.ne[0];
     const uint64_t base = seed * 0x2545F4914F6CDD1Dull ^ name_hash(t.name);
     for (int64_t r = 0; r < rows; r++) {
-      SplitMix g = SplitMix::for_row(base, (uint64_t)r);
+      SplitMix g = row_stream(base, (uint64_t)r);
       for (int64_t c = 0; c < cols; c++) w[r * cols + c] = g.normal() * sd;
     }
   }
@@ -237,7 +208,7 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
   const std::string a = hp.arch + ".";
   w.set_string("general.architecture", hp.arch);
   w.set_string("general.name", "engine-trained-" + std::to_string(hp.n_embd) + "x" + std::to_string(hp.n_layer));
-  w.set_u32("general.file_type", (uint32_t)file_type_of(type));
+  w.set_u32("general.file_type", llama_file_type(type));
   w.set_u32(a + "context_length", (uint32_t)hp.n_ctx_train);
   w.set_u32(a + "embedding_length", (uint32_t)hp.n_embd);
   w.set_u32(a + "feed_forward_length", (uint32_t)hp.n_ff);
