@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "loop_peers.h"
+#include "train/match_messages.h"
 #include "train/matchmaking.h"
 
 using namespace engine;
@@ -79,6 +80,17 @@ struct Match : traintest::LoopPeers {
       ASSERT_GE(s.my_index, 0);
       EXPECT_EQ(s.members[(size_t)s.my_index].id, rpcs[i]->id());
     }
+  }
+  // Peer `from` sends an avg.join body to peer `to` directly; the error it gets ("" if none).
+  std::string join_error(size_t from, size_t to, const std::string& body) {
+    std::string err = "(no reply)";
+    bool done = false;
+    rpcs[from]->call(rpcs[to]->address(), "avg.join", body, 2000, [&](const net::Reply& r) {
+      err = r.ok() ? "" : r.message;
+      done = true;
+    });
+    EXPECT_TRUE(run_until([&] { return done; }));
+    return err;
   }
   size_t lowest(const std::vector<size_t>& who) {
     return *std::min_element(who.begin(), who.end(), [&](size_t a, size_t b) { return rpcs[a]->id() < rpcs[b]->id(); });
@@ -171,58 +183,17 @@ TEST_F(Match, LateJoinerIsRefused) {
   EXPECT_EQ(specs[0]->members.size(), 3u);
   // A direct join to the closed leader gets an error reply.
   size_t leader = lowest(range(3));
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(4);
-  net::pack_str(pk, "run");
-  net::pack_str(pk, "run1");
-  net::pack_str(pk, "epoch");
-  pk.pack_int(3);
-  net::pack_str(pk, "member");
-  pk.pack_array(5);
-  net::pack_bin(pk, rpcs[3]->id().bytes());
-  net::pack_str(pk, rpcs[3]->address());
-  pk.pack_double(1);
-  pk.pack_false();
-  pk.pack_double(1);
-  net::pack_str(pk, "weight");
-  pk.pack_double(1);
-  std::string err;
-  bool done = false;
-  rpcs[3]->call(rpcs[leader]->address(), "avg.join", b.s, 2000, [&](const net::Reply& r) {
-    err = r.ok() ? "" : r.message;
-    done = true;
-  });
-  ASSERT_TRUE(run_until([&] { return done; }));
+  const std::string err = join_error(3, leader, encode_join("run1", 3, member(3), 1.0));
   EXPECT_NE(err.find("closed"), std::string::npos) << err;
 }
 
 TEST_F(Match, ImpersonatedJoinIsRefused) {
   for (int i = 0; i < 2; i++) peer();
   start(0);
-  net::Buf b;
-  net::Packer pk(b);
-  pk.pack_map(4);
-  net::pack_str(pk, "run");
-  net::pack_str(pk, "run1");
-  net::pack_str(pk, "epoch");
-  pk.pack_int(3);
-  net::pack_str(pk, "member");
-  pk.pack_array(5);
-  net::pack_bin(pk, net::NodeId::random().bytes());  // not the caller's id
-  net::pack_str(pk, "127.0.0.1:9");
-  pk.pack_double(1);
-  pk.pack_false();
-  pk.pack_double(1);
-  net::pack_str(pk, "weight");
-  pk.pack_double(1);
-  std::string err;
-  bool done = false;
-  rpcs[1]->call(rpcs[0]->address(), "avg.join", b.s, 2000, [&](const net::Reply& r) {
-    err = r.ok() ? "" : r.message;
-    done = true;
-  });
-  ASSERT_TRUE(run_until([&] { return done; }));
+  GroupMember someone_else = member(1);
+  someone_else.id = net::NodeId::random();  // not the caller's id
+  someone_else.addr = "127.0.0.1:9";
+  const std::string err = join_error(1, 0, encode_join("run1", 3, someone_else, 1.0));
   EXPECT_NE(err.find("not the caller"), std::string::npos) << err;
   ASSERT_TRUE(all_done({0}));
   EXPECT_EQ(specs[0]->members.size(), 1u);
