@@ -148,12 +148,10 @@ class Peer {
   // checksum at >= epoch) and checks the parameters it gets hash to xxh3; true when
   // the state was replaced.
   bool catch_up(const GlobalProgress& g, int64_t epoch, uint64_t xxh3);
-  // The checksum the run agrees on at our epoch: the one most peers report, ties to
-  // the lowest peer id. 0 when no other peer reports one.
-  uint64_t agreed_checksum(const GlobalProgress& g) const;
   // Where the run is: the (epoch, checksum) reported by the most peers, ours
-  // included (ties: the higher epoch). A lone peer claiming a far epoch, or a
-  // state no one else has, is not followed while others agree on another.
+  // included (ties: the higher epoch, then the pair whose lowest reporter id is
+  // lowest, so every peer breaks a tie the same way). A lone peer claiming a far
+  // epoch, or a state no one else has, is not followed while others agree on another.
   struct RunPosition {
     int64_t epoch = -1;
     uint64_t xxh3 = 0;
@@ -297,24 +295,6 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   return g;
 }
 
-uint64_t Peer::agreed_checksum(const GlobalProgress& g) const {
-  std::map<uint64_t, std::pair<int, std::string>> votes;  // checksum -> (count, lowest peer)
-  int others = 0;
-  for (auto& p : g.records) {
-    if (p.epoch != t_.step() || p.params_xxh3 == 0) continue;
-    if (p.peer != hex_id(net_->id())) others++;
-    auto& v = votes[p.params_xxh3];
-    if (v.first == 0 || p.peer < v.second) v.second = p.peer;
-    v.first++;
-  }
-  if (others == 0) return 0;
-  uint64_t best = 0;
-  std::pair<int, std::string> bv{0, ""};
-  for (auto& [sum, v] : votes)
-    if (v.first > bv.first || (v.first == bv.first && v.second < bv.second)) best = sum, bv = v;
-  return best;
-}
-
 void Peer::wait_for_the_run(int64_t epoch) {
   const double bound = cc_.allreduce.deadline_ms / 1000.0 + cc_.progress_ttl_s;
   const auto t0 = Clock::now();
@@ -334,14 +314,27 @@ void Peer::wait_for_the_run(int64_t epoch) {
 }
 
 Peer::RunPosition Peer::run_position(const GlobalProgress& g) const {
-  std::map<std::pair<int64_t, uint64_t>, int> votes;
+  struct Votes {
+    int n = 0;
+    std::string lowest;  // the lowest peer id reporting the pair
+  };
+  std::map<std::pair<int64_t, uint64_t>, Votes> votes;
+  auto vote = [&](int64_t epoch, uint64_t xxh3, const std::string& peer) {
+    Votes& v = votes[{epoch, xxh3}];
+    if (v.n++ == 0 || peer < v.lowest) v.lowest = peer;
+  };
   const std::string me = hex_id(net_->id());
   for (auto& p : g.records)
-    if (p.peer != me) votes[{p.epoch, p.params_xxh3}]++;
-  votes[{t_.step(), params_xxh3_}]++;  // our own, as it is now
+    if (p.peer != me) vote(p.epoch, p.params_xxh3, p.peer);
+  vote(t_.step(), params_xxh3_, me);  // our own, as it is now
   RunPosition best;
-  for (auto& [key, n] : votes)
-    if (n > best.votes || (n == best.votes && key.first > best.epoch)) best = {key.first, key.second, n};
+  std::string best_lowest;
+  for (auto& [key, v] : votes)
+    if (v.n > best.votes || (v.n == best.votes && (key.first > best.epoch ||
+                                                    (key.first == best.epoch && v.lowest < best_lowest)))) {
+      best = {key.first, key.second, v.n};
+      best_lowest = v.lowest;
+    }
   return best;
 }
 
@@ -448,7 +441,8 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       const double my_rate = local_samples / std::max(seconds_since(t_step), 1e-3);
       auto g = exchange_progress(local_samples, my_rate);
       if (!g) continue;  // the DHT is slow: keep computing, ask again later
-      if (const RunPosition pos = run_position(*g); pos.epoch > t_.step()) {  // the run stepped without us
+      const RunPosition pos = run_position(*g);
+      if (pos.epoch > t_.step()) {  // the run stepped without us
         log("behind: run at epoch " + std::to_string(pos.epoch) + ", this peer at " + std::to_string(t_.step()));
         if (!catch_up(*g, pos.epoch, pos.xxh3))  // no source answered: ask again a period later
           std::this_thread::sleep_for(std::chrono::duration<double>(cc_.progress_period_s));
@@ -458,11 +452,10 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       others_samples = std::max(0.0, (double)(g->samples_at_epoch - local_samples));
       peers_at_epoch = g->peers_at_epoch;
       others_rate = std::max(0.0, g->samples_per_s - my_rate);
-      const uint64_t agreed = agreed_checksum(*g);
-      if (agreed != 0 && agreed != params_xxh3_) {  // our parameters are in the minority
+      if (pos.epoch == t_.step() && pos.xxh3 != params_xxh3_) {  // our parameters are in the minority
         log("parameters differ from the run's (xxh3 " + std::to_string(params_xxh3_) + " vs " +
-            std::to_string(agreed) + "): reloading state");
-        repaired = catch_up(*g, t_.step(), agreed);
+            std::to_string(pos.xxh3) + "): reloading state");
+        repaired = catch_up(*g, t_.step(), pos.xxh3);
         if (repaired) break;
       }
       if (g->samples_at_epoch >= cc_.target_batch) break;
