@@ -161,9 +161,7 @@ void matmul_add(const WeightView& w, const float* x, int64_t n_tok, float* y, Th
   matmul_impl(w, x, n_tok, y, pool, true);
 }
 
-namespace {
-
-// Wᵀ [cols][rows] of an F32 W [rows][cols], in 32×32 tiles so both sides stay in cache.
+// In 32×32 tiles, so both sides stay in cache.
 void transpose_f32(const WeightView& w, float* wt, ThreadPool& pool) {
   constexpr int64_t kT = 32;
   const int64_t row_tiles = (w.rows + kT - 1) / kT;
@@ -176,8 +174,6 @@ void transpose_f32(const WeightView& w, float* wt, ThreadPool& pool) {
         }
   });
 }
-
-}  // namespace
 
 void matmul_transposed(const WeightView& w, const float* dy, int64_t n_tok, float* dx, ThreadPool& pool) {
   check(w);

@@ -44,6 +44,9 @@ void matmul(const WeightView& w, const float* x, int64_t n_tok, float* y, Thread
 void matmul_add(const WeightView& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
 void matmul_transposed(const WeightView& w, const float* dy, int64_t n_tok, float* dx, ThreadPool& pool);
 
+// wt [cols][rows] = Wᵀ of an F32 W [rows][cols] (training's dX = dY·W runs as a GEMM on it).
+void transpose_f32(const WeightView& w, float* wt, ThreadPool& pool);
+
 // The kernel family in use: "avx512", "avx2" or "scalar" — the best the CPU
 // supports, or a lower one forced with the environment variable
 // ENGINE_CPU=scalar|avx2 (read once, at first use).

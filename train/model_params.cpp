@@ -293,18 +293,7 @@ struct ModelViews {
     std::vector<float*> dst;
     size_t off = 0;
     for (auto* l : ls) dst.push_back(transposed.data() + off), off += (size_t)(l->dense.rows * l->dense.cols);
-    pool.parallel_for((int64_t)ls.size(), 1, [&](int64_t begin, int64_t end) {
-      constexpr int64_t kT = 32;  // 32×32 tiles keep both sides in cache
-      for (int64_t i = begin; i < end; i++) {
-        const cpu::WeightView& w = ls[i]->dense;
-        const float* src = (const float*)w.data;
-        float* wt = dst[i];
-        for (int64_t r0 = 0; r0 < w.rows; r0 += kT)
-          for (int64_t c0 = 0; c0 < w.cols; c0 += kT)
-            for (int64_t r = r0; r < std::min(r0 + kT, w.rows); r++)
-              for (int64_t c = c0; c < std::min(c0 + kT, w.cols); c++) wt[c * w.rows + r] = src[r * w.cols + c];
-      }
-    });
+    for (size_t i = 0; i < ls.size(); i++) cpu::transpose_f32(ls[i]->dense, dst[i], pool);
     for (size_t i = 0; i < ls.size(); i++) ls[i]->dense_t = dst[i];
   }
 };
