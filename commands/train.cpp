@@ -47,6 +47,7 @@ static int cmd_train(int argc, char** argv) {
       for (const char* flag : {"--initial-peers", "--run", "--target-batch", "--announce", "--client-mode",
                                "--aggregator", "--byzantine", "--test-die"})
         if (p.given(flag)) throw Error(std::string(flag) + " needs --swarm");
+    if (p.given("--target-batch") && swarm.target_batch < 1) throw Error("--target-batch must be positive");
     if (swarm.swarm && p.given("--stop-after"))
       throw Error("--stop-after is for single-process runs (a swarm run ends at --steps)");
     TrainSetup s = setup_training(f, p);

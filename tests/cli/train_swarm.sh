@@ -159,5 +159,7 @@ expect_fail "--swarm with an unreachable DHT" "bootstrap" \
 expect_fail "a bad --aggregator" "--aggregator" tr --swarm --aggregator median --steps 2 -o "$TMP/x.gguf"
 expect_fail "swarm flags without --swarm" "--initial-peers needs --swarm" \
   tr --initial-peers "$DHT_ADDR" --steps 2 -o "$TMP/x.gguf"
+expect_fail "a target batch that is not positive" "--target-batch must be positive" \
+  tr --swarm --target-batch 0 --steps 2 -o "$TMP/x.gguf"
 expect_fail "a run name that cannot be a DHT key" "--run is 1-64" tr --swarm --run 'a b' --steps 2 -o "$TMP/x.gguf"
 finish
