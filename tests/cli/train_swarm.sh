@@ -139,9 +139,12 @@ h=$(last_eval "$TMP/honest1.csv")
 c=$(last_eval "$TMP/clip1.csv")
 m=$(last_eval "$TMP/mean1.csv")
 echo "# byzantine sign-flip: eval loss honest $h, centered-clip $c, mean ${m:-none}"
-check "centered-clip with a sign-flipping peer within 5% of the honest run ($c vs $h)" within "$c" "$h" 0.05
+# 10%: the groups' make-up depends on timing (a group of two, one of them the liar,
+# cannot be told apart by any aggregator), and the plain mean lands far beyond it.
+echo "# group sizes seen by clip1 (count size):" $(awk '/: group of/ {print $6}' "$TMP/clip1.err" | sort | uniq -c)
+check "centered-clip with a sign-flipping peer within 10% of the honest run ($c vs $h)" within "$c" "$h" 0.10
 check "the plain mean with a sign-flipping peer does not ($m vs $h)" awk -v m="$m" -v h="$h" \
-  'BEGIN { exit !(m == "" || m == "nan" || m == "-nan" || m > 1.05 * h) }'
+  'BEGIN { exit !(m == "" || m == "nan" || m == "-nan" || m > 1.5 * h) }'
 
 # ---- a peer that lies about its epoch: the others do not chase it ----
 check "a run with an epoch liar completes" byz lie centered-clip epoch-lie
