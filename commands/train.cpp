@@ -34,6 +34,9 @@ static int cmd_train(int argc, char** argv) {
       "  engine dht --listen 0.0.0.0:31337\n"
       "  engine train --swarm --run demo --initial-peers HOST:31337 --listen 0.0.0.0:31338 --announce MY_IP:31338 \\\n"
       "      --target-batch 256 --batch 8 --data my-shard/ -o m.gguf --steps 1000\n"
+      "SWARM pipeline (blocks split into stages held by different peers; docs/training.md):\n"
+      "  engine train --swarm --run big --stages 2 --stage auto   --initial-peers HOST:31337 --layers 8 ...\n"
+      "  engine train --swarm --run big --stages 2 --trainer --data corpus/ -o big.gguf --initial-peers HOST:31337 ...\n"
       "Batches are a function of (--seed, step), so a resumed run repeats the uninterrupted one exactly.");
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
@@ -45,12 +48,23 @@ static int cmd_train(int argc, char** argv) {
     }
     if (!swarm.swarm)
       for (const char* flag : {"--initial-peers", "--run", "--target-batch", "--announce", "--client-mode",
-                               "--aggregator", "--byzantine", "--test-die"})
+                               "--aggregator", "--byzantine", "--test-die", "--stages", "--stage", "--trainer",
+                               "--inflight", "--rebalance-period", "--rebalance-threshold", "--throttle"})
         if (p.given(flag)) throw Error(std::string(flag) + " needs --swarm");
+    const bool pipeline = swarm.swarm && (p.given("--stages") || p.given("--stage") || swarm.trainer);
+    if (pipeline) {
+      if (swarm.stages < 1) throw Error("--stage and --trainer need --stages N (the run's number of pipeline stages)");
+      if (swarm.stage.empty() == !swarm.trainer)
+        throw Error("a SWARM peer is either a stage peer (--stage K|auto) or a trainer (--trainer)");
+      if (!p.given("--wire-dtype")) swarm.wire = "f16";  // activations: half the bytes, as Petals sends them
+      for (const char* flag : {"--resume", "--stop-after", "--checkpoint-every"})
+        if (p.given(flag)) throw Error(std::string(flag) + " is not supported with --stages (pipeline runs)");
+    }
     if (p.given("--target-batch") && swarm.target_batch < 1) throw Error("--target-batch must be positive");
     if (swarm.swarm && p.given("--stop-after"))
       throw Error("--stop-after is for single-process runs (a swarm run ends at --steps)");
-    TrainSetup s = setup_training(f, p);
+    TrainSetup s = setup_training(f, p, /*needs_data=*/!(pipeline && !swarm.trainer), /*needs_out=*/!pipeline);
+    if (pipeline) return train_pipeline(f, swarm, s);
     if (swarm.swarm) return train_collaborative(f, swarm, s);
     ThreadPool pool(f.threads);
     Trainer t(std::move(s.state), s.data, f.cfg, pool);

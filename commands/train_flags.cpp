@@ -141,9 +141,9 @@ std::string fmt_eta(double s) {
 
 }  // namespace
 
-TrainSetup setup_training(TrainFlags& f, const ArgParser& p) {
-  if (f.data.empty()) throw Error("--data is required (a text file or a folder of them)");
-  if (f.out.empty()) throw Error("-o/--output is required (the model GGUF to write)");
+TrainSetup setup_training(TrainFlags& f, const ArgParser& p, bool needs_data, bool needs_out) {
+  if (needs_data && f.data.empty()) throw Error("--data is required (a text file or a folder of them)");
+  if (needs_out && f.out.empty()) throw Error("-o/--output is required (the model GGUF to write)");
   TrainSetup s;
   if (f.type == "f32") s.out_type = DType::F32;
   else if (f.type == "f16") s.out_type = DType::F16;
@@ -157,10 +157,10 @@ TrainSetup setup_training(TrainFlags& f, const ArgParser& p) {
   if (!(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1)) throw Error("--min-lr-ratio must be in [0, 1]");
   if (!(c.clip >= 0) || !(c.weight_decay >= 0)) throw Error("--clip and --weight-decay must be >= 0");
   if (!f.resume.empty() && !f.init_from.empty()) throw Error("--resume and --init-from exclude each other");
-  if (f.log.empty()) f.log = fs::path(f.out).replace_extension(".csv").string();
+  if (f.log.empty() && !f.out.empty()) f.log = fs::path(f.out).replace_extension(".csv").string();
 
   std::vector<std::string> skipped;
-  const std::string text = read_corpus(f.data, &skipped);
+  const std::string text = needs_data ? read_corpus(f.data, &skipped) : std::string();
   for (const std::string& b : skipped) std::fprintf(stderr, "train: note: skipping %s (binary: it has NUL bytes)\n", b.c_str());
 
   const char* shape_flags[] = {"--dim", "--ffn", "--layers", "--heads", "--kv-heads", "--ctx", "--rope-base"};
@@ -209,8 +209,8 @@ TrainSetup setup_training(TrainFlags& f, const ArgParser& p) {
     throw Error("--seqlen " + std::to_string(c.seqlen) + " exceeds the model's context " +
                 std::to_string(hp.n_ctx_train) + (f.resume.empty() && f.init_from.empty() ? " (raise --ctx)" : ""));
 
-  s.data = TextData::from_text(*s.tokenizer, text, f.heldout);
-  if ((int64_t)s.data.train.size() < c.seqlen + 2)
+  if (needs_data) s.data = TextData::from_text(*s.tokenizer, text, f.heldout);
+  if (needs_data && (int64_t)s.data.train.size() < c.seqlen + 2)
     throw Error(f.data + ": the training text has " + std::to_string(s.data.train.size()) +
                 " tokens, fewer than --seqlen " + std::to_string(c.seqlen) + " + 2");
   std::fprintf(stderr,
@@ -221,7 +221,8 @@ TrainSetup setup_training(TrainFlags& f, const ArgParser& p) {
                (double)s.state.params.size() / 1e6,
                s.resumed ? (", resumed at step " + std::to_string(s.state.step)).c_str()
                          : (f.init_from.empty() ? ", random init" : (", from " + f.init_from).c_str()));
-  std::fprintf(stderr, "train: data %s: %zu training / %zu held-out tokens; steps %lld, batch %lld x %lld tokens, lr %g\n",
+  if (needs_data)
+    std::fprintf(stderr, "train: data %s: %zu training / %zu held-out tokens; steps %lld, batch %lld x %lld tokens, lr %g\n",
                f.data.c_str(), s.data.train.size(), s.data.heldout.size(), (long long)c.steps, (long long)c.batch,
                (long long)c.seqlen, c.lr);
   return s;
@@ -297,8 +298,11 @@ void TrainReporter::finish(const TrainState& st) {
                "loss %.3f -> %.3f, eval loss %.4f -> %.4f\n",
                (long long)st.step, (long long)st.samples, tokens_, elapsed_, tokens_ / std::max(train_seconds_, 1e-9),
                first_loss_, last_loss_, first_eval_, last_eval_);
-  std::fprintf(stderr, "train: wrote %s (+ %s), log %s%s%s\n", f_.out.c_str(), state_path(f_.out).c_str(),
-               f_.log.c_str(), f_.plot.empty() ? "" : ", chart ", f_.plot.c_str());
+  if (!f_.out.empty())
+    std::fprintf(stderr, "train: wrote %s (+ %s), log %s%s%s\n", f_.out.c_str(), state_path(f_.out).c_str(),
+                 f_.log.c_str(), f_.plot.empty() ? "" : ", chart ", f_.plot.c_str());
+  else if (!f_.plot.empty())
+    std::fprintf(stderr, "train: wrote chart %s\n", f_.plot.c_str());
 }
 
 void plot_logs(const std::string& list, const std::string& svg_path, const std::string& title) {

@@ -56,7 +56,9 @@ struct TrainSetup {
 // Validates the flags, reads the corpus and builds the starting state; prints what it
 // set up on stderr. Every Error a bad input can cause happens here, before anything is
 // written. Fills in f.log's default (OUT with .csv).
-TrainSetup setup_training(TrainFlags& f, const ArgParser& p);
+// needs_data false (a SWARM stage peer): no --data, s.data stays empty; needs_out
+// false: -o is optional (a SWARM trainer without it, a stage peer).
+TrainSetup setup_training(TrainFlags& f, const ArgParser& p, bool needs_data = true, bool needs_out = true);
 
 // OUT.gguf and OUT.gguf.state, atomically (train.vocab in the metadata).
 void save_training_checkpoint(const TrainFlags& f, const TrainSetup& s, const TrainState& st);

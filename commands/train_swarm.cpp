@@ -15,8 +15,6 @@ namespace engine {
 
 using namespace engine::train;
 
-namespace {
-
 // What every peer of a run must agree on: the model, its initialisation and the
 // optimizer's schedule. The micro-batch, threads and data are each peer's own.
 std::string run_config_text(const TrainFlags& f, const TrainSetup& s, int64_t target_batch, const CollabFlags& cf) {
@@ -34,8 +32,11 @@ std::string run_config_text(const TrainFlags& f, const TrainSetup& s, int64_t ta
   // How the peers average must agree too: a different wire dtype is refused by the
   // reducers, a different aggregator would give peers different parameters.
   return std::string(buf) + " aggregator=" + cf.aggregator + " clip_tau=" + std::to_string(cf.clip_tau) +
-         " clip_iters=" + std::to_string(cf.clip_iters) + " wire=" + cf.wire;
+         " clip_iters=" + std::to_string(cf.clip_iters) + " wire=" + cf.wire +
+         (cf.stages > 0 ? " stages=" + std::to_string(cf.stages) : std::string());
 }
+
+namespace {
 
 const char* kSwarmColumns =
     "local_samples,group_samples,group,params_xxh3,matchmaking_s,allreduce_s,bytes_sent,bytes_received,parts_failed,dropped";

@@ -22,6 +22,12 @@ struct CollabFlags {
   int clip_iters = 20;
   uint64_t data_seed = 0;
   std::string test_die;
+  // SWARM pipeline roles (commands/train_pipeline.cpp).
+  int64_t stages = 0;             // 0: data-parallel (every peer holds the whole model)
+  std::string stage;              // "K" or "auto": a stage peer
+  bool trainer = false;
+  double throttle = 1.0, rebalance_period_s = 10, rebalance_threshold = 0.75;
+  int inflight = 0;               // micro-batches a trainer keeps in the pipeline (0: stages + 1)
 
   void add_to(ArgParser& p) {
     p.flag("--swarm", "train together with the peers of --run (data-parallel, DeDLOC-style averaging)", &swarm);
@@ -52,6 +58,17 @@ struct CollabFlags {
     p.add("--test-die", "round:E|step:E", "TEST HOOK: SIGKILL this process 3 ms into the all-reduce of epoch E, or "
           "after its first micro-batch of epoch E", &test_die);
     p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
+    p.add("--stages", "N", "SWARM pipeline: the model's blocks split into N stages, each held by its own peers "
+          "(with --stage or --trainer)", &stages);
+    p.add("--stage", "K|auto", "SWARM stage peer: hold stage K's blocks (0-based) and serve them; auto: the stage "
+          "with the least throughput", &stage);
+    p.flag("--trainer", "SWARM trainer: hold the embedding and head, push --data through the stages", &trainer);
+    p.add("--inflight", "N", "trainer: micro-batches in the pipeline at once (default: stages + 1)", &inflight);
+    p.add("--rebalance-period", "SECONDS", "stage peer: how often to check whether to move to the slowest stage "
+          "(0: never)", &rebalance_period_s);
+    p.add("--rebalance-threshold", "R", "stage peer: move when the slowest stage has under R x the throughput of "
+          "the one it would leave (after the move)", &rebalance_threshold);
+    p.add("--throttle", "X", "TEST HOOK: stage peer computes X times slower", &throttle);
   }
 
   // The collaborative configuration; `config_text` describes the model and
@@ -118,4 +135,9 @@ namespace engine {
 // engine train --swarm: the collaborative run of the model TrainFlags describe
 // (commands/train_swarm.cpp). Writes f.out at the end, like the single-process run.
 int train_collaborative(train::TrainFlags& f, const CollabFlags& cf, train::TrainSetup& s);
+// engine train --swarm --stages N --stage K|auto / --trainer (commands/train_pipeline.cpp).
+int train_pipeline(train::TrainFlags& f, const CollabFlags& cf, train::TrainSetup& s);
+// What every peer of a run must agree on (commands/train_swarm.cpp).
+std::string run_config_text(const train::TrainFlags& f, const train::TrainSetup& s, int64_t target_batch,
+                            const CollabFlags& cf);
 }  // namespace engine

@@ -36,29 +36,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Runs an asynchronous operation of the loop thread from the trainer's thread and
-// waits for its single result. `start` is copied into the loop's task, so a
-// timeout here never leaves the loop holding references to this stack frame.
-template <class T>
-std::optional<T> await(NetThread& net, uint32_t timeout_ms, std::function<void(std::function<void(T)>)> start) {
-  auto slot = std::make_shared<std::optional<T>>();
-  auto mu = std::make_shared<std::mutex>();
-  const bool ok = net.run(
-      [start, slot, mu](std::function<void()> done) {
-        start([slot, mu, done](T v) {
-          {
-            std::lock_guard<std::mutex> lock(*mu);
-            *slot = std::move(v);
-          }
-          done();
-        });
-      },
-      timeout_ms);
-  std::lock_guard<std::mutex> lock(*mu);
-  if (!ok || !*slot) return std::nullopt;
-  return std::move(**slot);
-}
-
 // What a dishonest peer sends (BTARD's attacks), for the --byzantine test hook.
 class Adversary {
  public:
@@ -166,11 +143,13 @@ class Peer {
   // still behind (it may have missed the last group), at most twice the progress ttl.
   void linger();
   StateSnapshot snapshot();
+  double evaluate() { return cc_.evaluate ? cc_.evaluate() : t_.evaluate(); }
 
   Trainer& t_;
   const CollabConfig& cc_;
   Adversary adversary_;
-  std::unique_ptr<NetThread> net_;
+  std::unique_ptr<NetThread> own_net_;
+  NetThread* net_ = nullptr;
   std::unique_ptr<ButterflyAllReduce> allreduce_;
   std::unique_ptr<Matchmaker> matchmaker_;
   std::unique_ptr<StateServer> state_server_;
@@ -190,8 +169,10 @@ void Peer::on_republish(uv_timer_t* t) {
   Peer* self = (Peer*)t->data;
   if (self->latest_)
     publish_progress(self->net_->dht(), self->cc_.run, *self->latest_, self->cc_.progress_ttl_s, [](bool) {});
-  publish_run_config(self->net_->dht(), self->cc_.run, pack_run_config(self->cc_.config_text),
-                     self->cc_.progress_ttl_s * 6, [](bool) {});
+  for (const std::string* run : {&self->cc_.run, &self->cc_.parent_run})
+    if (!run->empty())
+      publish_run_config(self->net_->dht(), *run, pack_run_config(self->cc_.config_text), self->cc_.progress_ttl_s * 6,
+                         [](bool) {});
 }
 
 StateSnapshot Peer::snapshot() {
@@ -204,9 +185,14 @@ StateSnapshot Peer::snapshot() {
 }
 
 void Peer::start_network() {
-  net::RpcOptions ro;
-  ro.announce = cc_.announce;
-  net_ = std::make_unique<NetThread>(cc_.client_mode ? std::string() : cc_.listen, cc_.initial_peers, ro);
+  if (cc_.net) {
+    net_ = cc_.net;
+  } else {
+    net::RpcOptions ro;
+    ro.announce = cc_.announce;
+    own_net_ = std::make_unique<NetThread>(cc_.client_mode ? std::string() : cc_.listen, cc_.initial_peers, ro);
+    net_ = own_net_.get();
+  }
   my_addr_ = cc_.client_mode ? std::string() : cc_.announce.empty() ? net_->address() : cc_.announce;
   const bool ok = net_->run(
       [this](std::function<void()> done) {
@@ -222,6 +208,7 @@ void Peer::start_network() {
       },
       10000);
   if (!ok) throw Error("the network thread did not start");
+  if (cc_.net) return;  // its owner told the user where it listens
   if (!cc_.client_mode)
     log("listening on " + net_->address() + " (others join with --initial-peers " + my_addr_ + ")");
   else log("client mode: not accepting connections");
@@ -239,25 +226,14 @@ void Peer::stop_network() {
         done();
       },
       10000);
-  net_.reset();
+  own_net_.reset();
+  net_ = nullptr;
 }
 
 void Peer::check_run_config() {
-  const uint32_t timeout = (uint32_t)(cc_.join_timeout_s * 1000);
-  const std::string mine = pack_run_config(cc_.config_text);
-  auto theirs = await<std::optional<std::string>>(
-      *net_, timeout, [this](std::function<void(std::optional<std::string>)> done) {
-        fetch_run_config(net_->dht(), cc_.run, [done](const std::optional<std::string>& c) { done(c); });
-      });
-  if (!theirs) throw Error("run '" + cc_.run + "': the DHT did not answer (is --initial-peers right?)");
-  if (*theirs && !same_run_config(**theirs, mine))
-    throw Error("run '" + cc_.run + "' trains another model or optimizer config than this peer's flags give:\n  run:  " +
-                run_config_text_of(**theirs) + "\n  this: " + cc_.config_text);
-  if (!*theirs) log("no peer runs '" + cc_.run + "' yet: this peer starts it");
-  auto put = await<bool>(*net_, timeout, [this, mine](std::function<void(bool)> done) {
-    publish_run_config(net_->dht(), cc_.run, mine, cc_.progress_ttl_s * 6, std::move(done));
-  });
-  if (!put || !*put) log("warning: could not publish the run's config (continuing)");
+  if (!cc_.parent_run.empty())
+    join_run_config(*net_, cc_.parent_run, cc_.config_text, cc_.progress_ttl_s * 6, cc_.join_timeout_s, cc_.log);
+  join_run_config(*net_, cc_.run, cc_.config_text, cc_.progress_ttl_s * 6, cc_.join_timeout_s, cc_.log);
 }
 
 std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sps) {
@@ -265,7 +241,7 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   mine.peer = hex_id(net_->id());
   mine.epoch = t_.step();
   mine.samples = samples;
-  mine.samples_per_s = sps;
+  mine.samples_per_s = cc_.announced_rate ? cc_.announced_rate() : sps;
   mine.addr = my_addr_;
   mine.bandwidth = cc_.bandwidth;
   mine.client_mode = cc_.client_mode;
@@ -408,10 +384,14 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
   const float token_scale = 1.0f / (float)(cc_.target_batch * cfg.seqlen);
   const auto t_start = Clock::now();
   StepReport first;
-  first.step = t_.step(), first.steps = cfg.steps, first.has_eval = true, first.eval_loss = t_.evaluate();
+  first.step = t_.step(), first.steps = cfg.steps;
+  first.eval_loss = evaluate();
+  first.has_eval = std::isfinite(first.eval_loss);
   on_step(CollabStepReport{first});
+  GradientSource* const source = cc_.source;
 
   while (t_.step() < cfg.steps) {
+    if (cc_.should_stop && cc_.should_stop()) break;
     // ---- accumulate until the run's samples at this epoch reach the target ----
     std::fill(grad.begin(), grad.end(), 0.0f);
     int64_t local_samples = 0, tokens = 0;
@@ -424,19 +404,40 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     // a peer asks again as soon as the target may be reached, not a period later.
     double others_samples = 0, others_rate = 0;
     int peers_at_epoch = 0;  // as the last look saw them: whom matchmaking should expect
+    bool stopped = false;
+    bool source_open = source != nullptr;
+    if (source) source->open(t_.step(), grad.data());
+    // Ends the source's epoch once: from then on nothing touches grad or the parameters.
+    auto close_source = [&] {
+      if (!source_open) return;
+      source_open = false;
+      const GradientSource::Got got = source->close();
+      local_samples += got.samples, tokens += got.tokens, loss_sum += got.loss_sum;
+    };
     for (;;) {
-      const auto windows = batch_for_step(t_.data(), data_seed, micro++, cfg.batch, cfg.seqlen);
-      // Scaled as one process scales a batch of target_batch windows, so a lone peer
-      // whose micro-batch is the target batch computes exactly what engine train does.
-      const CrossEntropyResult r = t_.accumulate(windows, token_scale, grad.data());
-      local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
+      if (source) {
+        // Another process computes: wait for what it adds, at most until the next look.
+        const double wait = std::max(0.0, cc_.progress_period_s - seconds_since(last_poll));
+        const GradientSource::Got got = source->collect(std::min(wait, cc_.progress_period_s));
+        local_samples += got.samples, tokens += got.tokens, loss_sum += got.loss_sum;
+        if (cc_.should_stop && cc_.should_stop()) {
+          stopped = true;
+          break;
+        }
+      } else {
+        const auto windows = batch_for_step(t_.data(), data_seed, micro++, cfg.batch, cfg.seqlen);
+        // Scaled as one process scales a batch of target_batch windows, so a lone peer
+        // whose micro-batch is the target batch computes exactly what engine train does.
+        const CrossEntropyResult r = t_.accumulate(windows, token_scale, grad.data());
+        local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
+      }
       if (cc_.die_at_epoch == t_.step() && !cc_.die_in_round) {
         log("TEST HOOK: SIGKILL in the middle of epoch " + std::to_string(t_.step()));
         std::raise(SIGKILL);
       }
       const double since = seconds_since(last_poll);
       const double estimate = (double)local_samples + others_samples + others_rate * std::min(since, 60.0);
-      if (since < cc_.progress_period_s && estimate < (double)cc_.target_batch) continue;
+      if (since < cc_.progress_period_s && (source || estimate < (double)cc_.target_batch)) continue;
       last_poll = Clock::now();
       const double my_rate = local_samples / std::max(seconds_since(t_step), 1e-3);
       auto g = exchange_progress(local_samples, my_rate);
@@ -444,6 +445,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       const RunPosition pos = run_position(*g);
       if (pos.epoch > t_.step()) {  // the run stepped without us
         log("behind: run at epoch " + std::to_string(pos.epoch) + ", this peer at " + std::to_string(t_.step()));
+        close_source();  // nothing may read the parameters while they are replaced
         if (!catch_up(*g, pos.epoch, pos.xxh3))  // no source answered: ask again a period later
           std::this_thread::sleep_for(std::chrono::duration<double>(cc_.progress_period_s));
         moved_on = true;
@@ -455,14 +457,18 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       if (pos.epoch == t_.step() && pos.xxh3 != params_xxh3_) {  // our parameters are in the minority
         log("parameters differ from the run's (xxh3 " + std::to_string(params_xxh3_) + " vs " +
             std::to_string(pos.xxh3) + "): reloading state");
+        close_source();
         repaired = catch_up(*g, t_.step(), pos.xxh3);
+        if (!repaired && source) source->open(t_.step(), grad.data()), source_open = true;
         if (repaired) break;
       }
-      if (g->samples_at_epoch >= cc_.target_batch) break;
+      if (source ? source->epoch_over(t_.step()) : g->samples_at_epoch >= cc_.target_batch) break;
     }
+    close_source();  // what came in while we looked at the DHT counts too
     totals.computed += local_samples;
-    if (moved_on || repaired) {  // start the epoch again on the new state
+    if (moved_on || repaired || stopped) {  // start the epoch again on the new state
       totals.discarded += local_samples;
+      if (stopped) break;
       continue;
     }
 
@@ -474,8 +480,10 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     const int64_t epoch = t_.step();
     // Matchmaking announces our samples (so every member learns the group's total);
     // the all-reduce weighs by the tokens behind each mean gradient.
-    const double weight = (double)tokens;
-    const double my_samples = (double)local_samples;
+    // A stage peer that no micro-batch reached this epoch still takes part (to get
+    // the average), with a zero gradient of negligible weight.
+    const double weight = std::max((double)tokens, 1e-6);
+    const double my_samples = std::max((double)local_samples, 1e-6);
     MatchmakingConfig mmc = cc_.matchmaking;
     mmc.expected_peers = peers_at_epoch;
     auto spec = await<RoundSpec>(*net_, mmc.gather_ms + mmc.join_window_ms + 2 * mmc.rpc_timeout_ms + 5000,
@@ -548,8 +556,10 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     rep.step.seconds = seconds_since(t_step);
     rep.step.elapsed = seconds_since(t_start);
     const bool last = t_.step() == cfg.steps;
-    if (last || (cfg.eval_every > 0 && t_.step() % cfg.eval_every == 0))
-      rep.step.has_eval = true, rep.step.eval_loss = t_.evaluate();
+    if (last || (cfg.eval_every > 0 && t_.step() % cfg.eval_every == 0)) {
+      rep.step.eval_loss = evaluate();
+      rep.step.has_eval = std::isfinite(rep.step.eval_loss);
+    }
     // Tell the run we stepped (samples 0 at the new epoch, with our checksum) right away,
     // so slower peers see the new epoch and the others can compare checksums.
     exchange_progress(0, 0);
@@ -557,7 +567,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     if (checkpoint && cfg.checkpoint_every > 0 && t_.step() % cfg.checkpoint_every == 0 && !last)
       checkpoint(t_.step());
   }
-  linger();
+  if (!(cc_.should_stop && cc_.should_stop())) linger();
 }
 
 void Peer::linger() {
@@ -576,6 +586,25 @@ void Peer::linger() {
 }
 
 }  // namespace
+
+void join_run_config(NetThread& net, const std::string& run, const std::string& config_text, double ttl_s,
+                     double timeout_s, const std::function<void(const std::string&)>& log) {
+  const uint32_t timeout = (uint32_t)(timeout_s * 1000);
+  const std::string mine = pack_run_config(config_text);
+  auto theirs = await<std::optional<std::string>>(
+      net, timeout, [&net, run](std::function<void(std::optional<std::string>)> done) {
+        fetch_run_config(net.dht(), run, [done](const std::optional<std::string>& c) { done(c); });
+      });
+  if (!theirs) throw Error("run '" + run + "': the DHT did not answer (is --initial-peers right?)");
+  if (*theirs && !same_run_config(**theirs, mine))
+    throw Error("run '" + run + "' trains another model or optimizer config than this peer's flags give:\n  run:  " +
+                run_config_text_of(**theirs) + "\n  this: " + config_text);
+  if (!*theirs && log) log("no peer runs '" + run + "' yet: this peer starts it");
+  auto put = await<bool>(net, timeout, [&net, run, mine, ttl_s](std::function<void(bool)> done) {
+    publish_run_config(net.dht(), run, mine, ttl_s, std::move(done));
+  });
+  if ((!put || !*put) && log) log("warning: could not publish the run's config (continuing)");
+}
 
 CollabTotals collaborative_train(Trainer& t, const CollabConfig& cc,
                                  const std::function<void(const CollabStepReport&)>& on_step,

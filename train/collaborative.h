@@ -35,6 +35,31 @@ enum class Byzantine { None, SignFlip, Scale, Random, Delayed, EpochLie };
 // "none", "sign-flip", "scale", "random", "delayed", "epoch-lie"
 bool byzantine_from_name(const std::string& s, Byzantine* out);
 
+class NetThread;
+
+// Where a peer's gradients come from when it does not compute them from its own
+// data: a SWARM stage peer's come from the backward calls it serves, a trainer's
+// from the micro-batches it pushes through the stages (train/pipeline.h).
+class GradientSource {
+ public:
+  virtual ~GradientSource() = default;
+  struct Got {
+    int64_t samples = 0, tokens = 0;
+    double loss_sum = 0;
+  };
+  // From now on contributions of `epoch` are added into grad (zeroed by the caller,
+  // laid out like the trainer's parameters) until close().
+  virtual void open(int64_t epoch, float* grad) = 0;
+  // Waits until something was added or wait_s passed; returns what was added since
+  // the last call.
+  virtual Got collect(double wait_s) = 0;
+  // Nothing is added to grad once this returns; returns what came since the last collect.
+  virtual Got close() = 0;
+  // True when the epoch must end whatever the count (a stage peer follows the
+  // trainers' epoch instead of counting towards the target itself).
+  virtual bool epoch_over(int64_t epoch) { (void)epoch; return false; }
+};
+
 struct CollabConfig {
   std::string run = "run";
   std::vector<std::string> initial_peers;  // empty: this peer starts the run's DHT
@@ -57,6 +82,19 @@ struct CollabConfig {
   std::string config_text;                 // the run's model/optimizer config; joiners must match
   uint64_t data_seed = 0;                  // this peer's data order; 0: derived from its id
   std::function<void(const std::string&)> log;  // one line per event (joins, groups, repairs)
+  // SWARM roles (train/pipeline.h): an existing network to use instead of starting
+  // one (then listen/initial_peers/announce are not used), the gradients' source, an
+  // evaluation other than Trainer::evaluate (NaN: none), and a way to stop early
+  // (a stage peer that moves to another stage); the state is left as it is.
+  NetThread* net = nullptr;
+  GradientSource* source = nullptr;
+  std::function<double()> evaluate;
+  std::function<bool()> should_stop;
+  // The run this group belongs to ("<run>" for "<run>.s1"): its config is checked and
+  // kept alive in the DHT too, so every role of a SWARM run agrees on one config.
+  std::string parent_run;
+  // What this peer announces as its samples/s (a stage peer: its serving capacity).
+  std::function<double()> announced_rate;
 };
 
 // What one collaboration step did, for the progress line and the CSV log.
@@ -84,6 +122,12 @@ struct CollabTotals {
 // t.config().steps collaboration steps are done. on_step after every step;
 // checkpoint(step) as pretrain() does. Throws Error when the run's config differs
 // from cc.config_text or the DHT cannot be joined.
+// Checks the config published under "<run>.config" equals config_text (Error naming
+// both otherwise, or when the DHT does not answer within timeout_s) and publishes
+// ours (expiring after ttl_s). The first peer of a run starts it this way.
+void join_run_config(NetThread& net, const std::string& run, const std::string& config_text, double ttl_s,
+                     double timeout_s, const std::function<void(const std::string&)>& log);
+
 CollabTotals collaborative_train(Trainer& t, const CollabConfig& cc,
                          const std::function<void(const CollabStepReport&)>& on_step,
                          const std::function<void(int64_t step)>& checkpoint);

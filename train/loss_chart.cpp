@@ -132,6 +132,7 @@ LossLog::LossLog(std::string path, int64_t resume_step, std::string extra_header
     for (const LossRow& r : read_loss_csv(path_))
       if (r.step <= resume_step) rows_.push_back(r);
   }
+  if (path_.empty()) return;  // rows kept in memory only (no log file asked for)
   // Rewritten whole (atomically) so rows past the checkpoint are gone before appending.
   std::string text = std::string(kLossCsvHeader) + (extra_header.empty() ? "" : "," + extra_header) + "\n";
   for (const LossRow& r : rows_) text += format_loss_row(r, extra_columns_) + "\n";
@@ -142,6 +143,7 @@ LossLog::LossLog(std::string path, int64_t resume_step, std::string extra_header
 
 void LossLog::append(const LossRow& r) {
   rows_.push_back(r);
+  if (path_.empty()) return;
   out_ << format_loss_row(r, extra_columns_) << "\n";
   out_.flush();
   if (!out_) throw Error(path_ + ": cannot write the loss log");

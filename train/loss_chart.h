@@ -36,6 +36,7 @@ std::string format_loss_row(const LossRow& r, int extra_columns = 0);
 class LossLog {
  public:
   // extra_header: more columns after the standard ones ("a,b"), e.g. the swarm's.
+  // An empty path keeps the rows in memory only.
   LossLog(std::string path, int64_t resume_step, std::string extra_header = "");
   void append(const LossRow& r);  // written and flushed at once
   const std::vector<LossRow>& rows() const { return rows_; }

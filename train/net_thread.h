@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,5 +66,29 @@ class NetThread {
   std::string failed_bootstrap_;  // loop thread
   std::thread thread_;
 };
+
+// Runs an asynchronous operation of the loop thread from another thread and waits
+// for its single result (nullopt on timeout). `start` is copied into the loop's
+// task, so a timeout here never leaves the loop holding references to the
+// caller's stack frame.
+template <class T>
+std::optional<T> await(NetThread& net, uint32_t timeout_ms, std::function<void(std::function<void(T)>)> start) {
+  auto slot = std::make_shared<std::optional<T>>();
+  auto mu = std::make_shared<std::mutex>();
+  const bool ok = net.run(
+      [start, slot, mu](std::function<void()> done) {
+        start([slot, mu, done](T v) {
+          {
+            std::lock_guard<std::mutex> lock(*mu);
+            *slot = std::move(v);
+          }
+          done();
+        });
+      },
+      timeout_ms);
+  std::lock_guard<std::mutex> lock(*mu);
+  if (!ok || !*slot) return std::nullopt;
+  return std::move(**slot);
+}
 
 }  // namespace engine::train

@@ -63,7 +63,8 @@ Trainer::Trainer(TrainState state, const TextData& data, const PretrainConfig& c
   if (!(cfg_.lr > 0) || !(cfg_.min_lr_ratio >= 0 && cfg_.min_lr_ratio <= 1) || !(cfg_.clip >= 0) ||
       !(cfg_.weight_decay >= 0))
     throw Error("need --lr > 0, --min-lr-ratio in [0, 1], --clip >= 0, --weight-decay >= 0");
-  if ((int64_t)data_.train.size() < cfg_.seqlen + 2)
+  // No text at all: a SWARM stage peer, whose gradients come from the trainers.
+  if (!data_.train.empty() && (int64_t)data_.train.size() < cfg_.seqlen + 2)
     throw Error("the training text has " + std::to_string(data_.train.size()) + " tokens, fewer than --seqlen " +
                 std::to_string(cfg_.seqlen) + " + 2");
   const size_t n = st_.params.data.size();
