@@ -69,8 +69,6 @@ cpu::Linear f32_linear(const float* w, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-// ---- layout and init ---------------------------------------------------------------
-
 // ---- parts ---------------------------------------------------------------------------
 
 namespace {
@@ -186,11 +184,12 @@ ModelParams extract_part(const ModelParams& from, const PartSpec& spec) {
 
 void insert_part(ModelParams& whole, const ModelParams& part) {
   whole.check_same_shape(part.hp, "insert_part");
-  for (const ParamTensor& t : part.tensors) {
-    const ParamTensor& d = whole.tensor(t.name);
-    if (d.ne != t.ne) throw Error("insert_part: tensor " + t.name + " has another shape");
-    std::copy(part.data.begin() + t.offset, part.data.begin() + t.offset + t.numel(), whole.data.begin() + d.offset);
-  }
+  // Every tensor checked before any is written: a refused part leaves `whole` as it was.
+  for (const ParamTensor& t : part.tensors)
+    if (whole.tensor(t.name).ne != t.ne) throw Error("insert_part: tensor " + t.name + " has another shape");
+  for (const ParamTensor& t : part.tensors)
+    std::copy(part.data.begin() + t.offset, part.data.begin() + t.offset + t.numel(),
+              whole.data.begin() + whole.tensor(t.name).offset);
 }
 
 ModelParams ModelParams::from_gguf(const GGUFFile& f) {

@@ -105,7 +105,7 @@ struct ModelParams {
 // holding them all (Error otherwise).
 ModelParams extract_part(const ModelParams& from, const PartSpec& spec);
 // Writes part's tensors into `whole` (or any larger part holding them), by name; Error
-// when whole lacks one or a shape differs (whole is then partly written).
+// (and whole unchanged) when the models' shapes differ or whole lacks one of them.
 void insert_part(ModelParams& whole, const ModelParams& part);
 
 // Writes p as a llama.cpp-layout GGUF (general.architecture = llama, hyper-parameters,
