@@ -338,7 +338,7 @@ bool Peer::catch_up(const GlobalProgress& g, int64_t epoch, uint64_t xxh3) {
     }
     try {
       TrainState s = deserialize_state(r->bytes);
-      t_.state().params.check_same_shape(s.params.hp, "the downloaded state");
+      t_.state().params.check_same_shape(s.params, "the downloaded state");  // shape and part
       // The state must be the one the run agrees on, not merely one that parses. (A
       // source of the agreed position may have stepped since: a later state from it
       // is taken, and the checksum comparison at that epoch vets it.)

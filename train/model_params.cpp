@@ -12,6 +12,7 @@
 #include "core/spqr.h"
 #include "cpu/ops.h"
 #include "models/llama_backward.h"
+#include "train/model_compute.h"
 
 namespace engine::train {
 
@@ -68,11 +69,58 @@ cpu::Linear f32_linear(const float* w, int64_t rows, int64_t cols) {
 
 }  // namespace
 
+// ---- parts ---------------------------------------------------------------------------
+
+namespace {
+std::string block_range(int64_t first, int64_t n) {
+  if (n == 1) return "block " + std::to_string(first);
+  return "blocks " + std::to_string(first) + "-" + std::to_string(first + n - 1);
+}
+}  // namespace
+
+std::string PartSpec::describe() const {
+  if (!embd_head) return n_blocks > 0 ? block_range(first_block, n_blocks) : "nothing";
+  return n_blocks > 0 ? "embedding + head + " + block_range(first_block, n_blocks) : "embedding + head";
+}
+
+std::string PartSpec::describe(int64_t n_layer) const {
+  return *this == PartSpec{0, n_layer, true} ? "whole model" : describe();
+}
+
+PartSpec whole_model(const LlamaHParams& hp) { return {0, hp.n_layer, true}; }
+
+PartSpec trainer_part() { return {0, 0, true}; }
+
+PartSpec stage_part(const LlamaHParams& hp, int stages, int k) {
+  if (hp.n_layer <= 0) throw Error("stage_part: the model has no blocks");
+  if (stages < 1 || stages > hp.n_layer)
+    throw Error("cannot cut " + std::to_string(hp.n_layer) + " blocks into " + std::to_string(stages) +
+                " stages (1 to " + std::to_string(hp.n_layer) + ")");
+  if (k < 0 || k >= stages)
+    throw Error("stage " + std::to_string(k) + " is outside 0.." + std::to_string(stages - 1));
+  const int64_t base = hp.n_layer / stages, extra = hp.n_layer % stages;
+  return {k * base + std::min<int64_t>(k, extra), base + (k < extra ? 1 : 0), false};
+}
+
+void check_part(const PartSpec& s, int64_t n_layer) {
+  if (s.first_block < 0 || s.n_blocks < 0 || s.first_block > n_layer || s.n_blocks > n_layer - s.first_block)
+    throw Error("part: blocks " + std::to_string(s.first_block) + " + " + std::to_string(s.n_blocks) +
+                " are not within the model's " + std::to_string(n_layer));
+  if (s.n_blocks == 0 && !s.embd_head) throw Error("part: holds no tensors");
+}
+
 // ---- layout and init ---------------------------------------------------------------
 
 ModelParams ModelParams::layout(const LlamaHParams& hp_in) {
+  const LlamaHParams hp = normalised(hp_in);
+  return layout_part(hp, whole_model(hp));
+}
+
+ModelParams ModelParams::layout_part(const LlamaHParams& hp_in, const PartSpec& spec) {
   ModelParams p;
   p.hp = normalised(hp_in);
+  check_part(spec, p.hp.n_layer);
+  p.part = spec;
   const LlamaHParams& hp = p.hp;
   int64_t off = 0;
   auto add = [&](const std::string& name, int64_t rows, int64_t cols) {
@@ -83,18 +131,27 @@ ModelParams ModelParams::layout(const LlamaHParams& hp_in) {
     off += t.numel();
     p.tensors.push_back(std::move(t));
   };
-  add("token_embd.weight", hp.n_vocab, hp.n_embd);
-  add("output_norm.weight", hp.n_embd, 0);
-  add("output.weight", hp.n_vocab, hp.n_embd);
-  for (int64_t b = 0; b < hp.n_layer; b++)
+  if (spec.embd_head) {
+    add("token_embd.weight", hp.n_vocab, hp.n_embd);
+    add("output_norm.weight", hp.n_embd, 0);
+    add("output.weight", hp.n_vocab, hp.n_embd);
+  }
+  for (int64_t b = spec.first_block; b < spec.first_block + spec.n_blocks; b++)
     for (const BlockTensor& t : block_tensors(hp)) add(blk(b, t.suffix), t.rows, t.cols);
   p.data.assign((size_t)off, 0.0f);
   return p;
 }
 
 ModelParams ModelParams::init_random(const LlamaHParams& hp, uint64_t seed, float init_std) {
-  ModelParams p = layout(hp);
+  const LlamaHParams h = normalised(hp);
+  return init_random_part(h, whole_model(h), seed, init_std);
+}
+
+ModelParams ModelParams::init_random_part(const LlamaHParams& hp, const PartSpec& spec, uint64_t seed,
+                                          float init_std) {
+  ModelParams p = layout_part(hp, spec);
   // Residual projections are scaled down with depth (GPT-2's rule) so activations stay tame.
+  // The whole model's depth (hp.n_layer), whichever part this is.
   const float proj_std = init_std / std::sqrt(2.0f * (float)p.hp.n_layer);
   for (const ParamTensor& t : p.tensors) {
     float* w = p.data.data() + t.offset;
@@ -105,6 +162,7 @@ ModelParams ModelParams::init_random(const LlamaHParams& hp, uint64_t seed, floa
     const bool proj = t.name.find("attn_output") != std::string::npos || t.name.find("ffn_down") != std::string::npos;
     const float sd = proj ? proj_std : init_std;
     const int64_t rows = t.ne[1], cols = t.ne[0];
+    // Seeded by the tensor's name alone: a part's values are the whole model's.
     const uint64_t base = seed * 0x2545F4914F6CDD1Dull ^ name_hash(t.name);
     for (int64_t r = 0; r < rows; r++) {
       SplitMix g = row_stream(base, (uint64_t)r);
@@ -112,6 +170,26 @@ ModelParams ModelParams::init_random(const LlamaHParams& hp, uint64_t seed, floa
     }
   }
   return p;
+}
+
+ModelParams extract_part(const ModelParams& from, const PartSpec& spec) {
+  ModelParams p = ModelParams::layout_part(from.hp, spec);
+  for (const ParamTensor& t : p.tensors) {
+    const ParamTensor& s = from.tensor(t.name);
+    if (s.ne != t.ne) throw Error("extract_part: tensor " + t.name + " has another shape");
+    std::copy(from.data.begin() + s.offset, from.data.begin() + s.offset + s.numel(), p.data.begin() + t.offset);
+  }
+  return p;
+}
+
+void insert_part(ModelParams& whole, const ModelParams& part) {
+  whole.check_same_shape(part.hp, "insert_part");
+  // Every tensor checked before any is written: a refused part leaves `whole` as it was.
+  for (const ParamTensor& t : part.tensors)
+    if (whole.tensor(t.name).ne != t.ne) throw Error("insert_part: tensor " + t.name + " has another shape");
+  for (const ParamTensor& t : part.tensors)
+    std::copy(part.data.begin() + t.offset, part.data.begin() + t.offset + t.numel(),
+              whole.data.begin() + whole.tensor(t.name).offset);
 }
 
 ModelParams ModelParams::from_gguf(const GGUFFile& f) {
@@ -148,10 +226,19 @@ const ParamTensor& ModelParams::tensor(const std::string& name) const {
   throw Error("model parameters have no tensor '" + name + "'");
 }
 
+// Where block b's 9 tensors start in `tensors` (block_tensors order): after the 3
+// embedding/head tensors when the part has them, 9 per block from first_block.
+static size_t first_tensor_of_block(const ModelParams& p, int64_t b) {
+  if (!p.has_block(b))
+    throw Error("block " + std::to_string(b) + " is outside " +
+                (p.is_whole() ? std::string("the model") : "this part (" + p.part.describe() + ")"));
+  const size_t i = (size_t)((p.part.embd_head ? 3 : 0) + 9 * (b - p.part.first_block));
+  if (i + 9 > p.tensors.size()) throw Error("model parameters do not match their part");
+  return i;
+}
+
 LlamaBlockWeights ModelParams::block(int64_t b) const {
-  if (b < 0 || b >= hp.n_layer) throw Error("block " + std::to_string(b) + " is outside the model");
-  // Block b's tensors follow the 3 head/embedding tensors, 9 per block, in block_tensors order.
-  const ParamTensor* t = &tensors[(size_t)(3 + 9 * b)];
+  const ParamTensor* t = &tensors[first_tensor_of_block(*this, b)];
   auto at = [&](int i) { return data.data() + t[i].offset; };
   auto lin = [&](int i) { return f32_linear(at(i), t[i].ne[1], t[i].ne[0]); };
   LlamaBlockWeights w;
@@ -163,15 +250,7 @@ LlamaBlockWeights ModelParams::block(int64_t b) const {
 }
 
 LlamaBlockGrads ModelParams::block_grads(int64_t b, float* grad) const {
-  if (b < 0 || b >= hp.n_layer) throw Error("block " + std::to_string(b) + " is outside the model");
-  const ParamTensor* t = &tensors[(size_t)(3 + 9 * b)];
-  auto at = [&](int i) { return grad + t[i].offset; };
-  LlamaBlockGrads g;
-  g.d_attn_norm = at(0);
-  g.dwq = at(1), g.dwk = at(2), g.dwv = at(3), g.dwo = at(4);
-  g.d_ffn_norm = at(5);
-  g.dw_gate = at(6), g.dw_up = at(7), g.dw_down = at(8);
-  return g;
+  return detail::block_grads_at(*this, b, grad, 0);
 }
 
 uint64_t ModelParams::checksum() const { return XXH3_64bits(data.data(), data.size() * sizeof(float)); }
@@ -195,6 +274,13 @@ void ModelParams::check_same_shape(const LlamaHParams& other, const std::string&
   same("rms epsilon", hp.rms_eps, o.rms_eps);
 }
 
+void ModelParams::check_same_shape(const ModelParams& other, const std::string& what) const {
+  check_same_shape(other.hp, what);
+  if (!(other.part == part))
+    throw Error(what + ": holds " + other.part.describe(other.hp.n_layer) + ", this holds " +
+                part.describe(hp.n_layer));
+}
+
 // ---- files ---------------------------------------------------------------------------
 
 void write_model_gguf(const ModelParams& p, const std::string& path, DType type, const GGUFFile* vocab_from,
@@ -202,6 +288,7 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
   if (type != DType::F32 && type != DType::F16 && type != DType::BF16 && type != DType::Q8_0)
     throw Error(std::string("cannot write a model as ") + dtype_name(type) + " (f32, f16, bf16, q8_0)");
   const LlamaHParams& hp = p.hp;
+  if (!p.is_whole()) throw Error("cannot write " + p.part.describe() + " as a model file: it is not the whole model");
   if (p.tensors.empty() || p.tensors.back().offset + p.tensors.back().numel() != p.size())
     throw Error("model parameters do not match their layout");
   GGUFWriter w;
@@ -256,137 +343,187 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
 }
 
 // ---- loss and gradient -----------------------------------------------------------------
+// The pieces (train/model_compute.h) are shared with the pipeline stages
+// (train/stage_compute.cpp), which must reproduce model_loss_and_grad bit for bit.
 
-namespace {
+namespace detail {
 
-// Everything model_loss_and_grad needs, viewed once.
-struct ModelViews {
-  const ModelParams& p;
-  std::vector<LlamaBlockWeights> blocks;
-  LmHead head;
-  const float* tok_embd;
-  std::vector<float> transposed;  // every block linear's Wᵀ, made once per call
-  // with_backward: the transposed linears the backward's input gradient reads.
-  ModelViews(const ModelParams& params, ThreadPool& pool, bool with_backward) : p(params) {
-    const LlamaHParams& hp = p.hp;
-    for (int64_t b = 0; b < hp.n_layer; b++) blocks.push_back(p.block(b));
-    if (with_backward) transpose_linears(pool);
-    head.n_embd = hp.n_embd;
-    head.n_vocab = hp.n_vocab;
-    head.eps = hp.rms_eps;
-    head.norm = p.ptr("output_norm.weight");
-    head.out = cpu::WeightView{DType::F32, hp.n_vocab, hp.n_embd, p.ptr("output.weight"),
-                               (size_t)hp.n_embd * sizeof(float)};
-    tok_embd = p.ptr("token_embd.weight");
-  }
-
+BlockViews::BlockViews(const ModelParams& params, ThreadPool& pool, bool with_backward) : p(params) {
+  for (int64_t b = p.part.first_block; b < p.part.first_block + p.part.n_blocks; b++) blocks.push_back(p.block(b));
+  if (!with_backward) return;
   // The backward's dX = dY·W of every window and every block reads W column-wise;
   // one transposed copy per call (the weights are fixed during it) lets each of
   // them run as a GEMM (cpu::Linear::dense_t) instead of transposing per window.
-  void transpose_linears(ThreadPool& pool) {
-    std::vector<cpu::Linear*> ls;
-    for (auto& b : blocks)
-      for (cpu::Linear* l : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) ls.push_back(l);
-    size_t total = 0;
-    for (auto* l : ls) total += (size_t)(l->dense.rows * l->dense.cols);
-    transposed.resize(total);
-    std::vector<float*> dst;
-    size_t off = 0;
-    for (auto* l : ls) dst.push_back(transposed.data() + off), off += (size_t)(l->dense.rows * l->dense.cols);
-    for (size_t i = 0; i < ls.size(); i++) cpu::transpose_f32(ls[i]->dense, dst[i], pool);
-    for (size_t i = 0; i < ls.size(); i++) ls[i]->dense_t = dst[i];
-  }
-};
+  std::vector<cpu::Linear*> ls;
+  for (auto& b : blocks)
+    for (cpu::Linear* l : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) ls.push_back(l);
+  size_t total = 0;
+  for (auto* l : ls) total += (size_t)(l->dense.rows * l->dense.cols);
+  transposed.resize(total);
+  std::vector<float*> dst;
+  size_t off = 0;
+  for (auto* l : ls) dst.push_back(transposed.data() + off), off += (size_t)(l->dense.rows * l->dense.cols);
+  for (size_t i = 0; i < ls.size(); i++) cpu::transpose_f32(ls[i]->dense, dst[i], pool);
+  for (size_t i = 0; i < ls.size(); i++) ls[i]->dense_t = dst[i];
+}
 
-// Bytes of what one block's backward needs from its forward (LlamaBlockActs with
-// the linears' inputs) for n tokens.
+LmHead head_view(const ModelParams& p) {
+  if (!p.part.embd_head) throw Error("this part (" + p.part.describe() + ") has no output head");
+  const LlamaHParams& hp = p.hp;
+  LmHead head;
+  head.n_embd = hp.n_embd;
+  head.n_vocab = hp.n_vocab;
+  head.eps = hp.rms_eps;
+  head.norm = p.ptr("output_norm.weight");
+  head.out =
+      cpu::WeightView{DType::F32, hp.n_vocab, hp.n_embd, p.ptr("output.weight"), (size_t)hp.n_embd * sizeof(float)};
+  return head;
+}
+
+Range blocks_range(const ModelParams& p) {
+  if (p.part.n_blocks == 0) return {};
+  const ParamTensor& last = p.tensors[first_tensor_of_block(p, p.part.first_block + p.part.n_blocks - 1) + 8];
+  return {p.tensors[first_tensor_of_block(p, p.part.first_block)].offset, last.offset + last.numel()};
+}
+
+Range head_range(const ModelParams& p) {
+  const ParamTensor &norm = p.tensor("output_norm.weight"), &out = p.tensor("output.weight");
+  if (out.offset != norm.offset + norm.numel()) throw Error("model parameters: the head tensors are not adjacent");
+  return {norm.offset, out.offset + out.numel()};
+}
+
+Range embd_range(const ModelParams& p) {
+  const ParamTensor& t = p.tensor("token_embd.weight");
+  return {t.offset, t.offset + t.numel()};
+}
+
+LlamaBlockGrads block_grads_at(const ModelParams& p, int64_t b, float* g, int64_t g_begin) {
+  const ParamTensor* t = &p.tensors[first_tensor_of_block(p, b)];
+  auto at = [&](int i) { return g + (t[i].offset - g_begin); };
+  LlamaBlockGrads r;
+  r.d_attn_norm = at(0);
+  r.dwq = at(1), r.dwk = at(2), r.dwv = at(3), r.dwo = at(4);
+  r.d_ffn_norm = at(5);
+  r.dw_gate = at(6), r.dw_up = at(7), r.dw_down = at(8);
+  return r;
+}
+
+void embed_tokens(const ModelParams& p, const int32_t* tokens, int64_t n, float* x) {
+  const int64_t d = p.hp.n_embd;
+  const float* emb = p.ptr("token_embd.weight");
+  for (int64_t t = 0; t < n; t++) {
+    const int32_t tok = tokens[t];
+    if (tok < 0 || tok >= p.hp.n_vocab)
+      throw Error("input token " + std::to_string(tok) + " is outside the vocabulary");
+    std::copy(emb + tok * d, emb + (tok + 1) * d, x + t * d);
+  }
+}
+
 size_t block_acts_bytes(const LlamaHParams& hp, int64_t n) {
   return (size_t)n * (size_t)(4 * hp.n_embd + 2 * hp.q_dim() + 2 * hp.kv_dim() + 3 * hp.n_ff) * sizeof(float);
 }
 
-// One window: loss, and (grad non-null) its gradient accumulated into grad, laid out
-// like p.data. When every block's activations fit in keep_acts_bytes they are kept
-// from the forward; otherwise only each block's input is (checkpoints [L][n][d]) and
-// the backward recomputes one block's activations at a time — the same numbers
-// either way, the forward being deterministic, for one more forward's work.
-CrossEntropyResult window_loss_and_grad(const ModelViews& m, const Window& w, float grad_scale, float* grad,
-                                        size_t keep_acts_bytes, ThreadPool& pool) {
+void blocks_forward(const BlockViews& m, float* x, int64_t n, ThreadPool& pool, BlocksTape* tape,
+                    size_t keep_acts_bytes, bool weight_grads) {
   const LlamaHParams& hp = m.p.hp;
-  const int64_t d = hp.n_embd, n = (int64_t)w.inputs.size(), L = hp.n_layer;
-  if ((int64_t)w.targets.size() != n) throw Error("window inputs and targets differ in length");
-  if (n == 0) return {};
-  std::vector<float> x((size_t)(n * d));                                     // [n][d]
-  for (int64_t t = 0; t < n; t++) {
-    const int32_t tok = w.inputs[t];
-    if (tok < 0 || tok >= hp.n_vocab) throw Error("input token " + std::to_string(tok) + " is outside the vocabulary");
-    std::copy(m.tok_embd + tok * d, m.tok_embd + (tok + 1) * d, x.begin() + t * d);
+  const int64_t L = (int64_t)m.blocks.size(), d = hp.n_embd;
+  if (tape) {
+    tape->keep_all = (size_t)L * block_acts_bytes(hp, n) <= keep_acts_bytes;
+    tape->acts.assign(tape->keep_all ? (size_t)L : 1, LlamaBlockActs{});
+    for (auto& a : tape->acts) a.keep_linear_inputs = weight_grads;
+    tape->ck.assign(tape->keep_all ? 0 : (size_t)(L * n * d), 0.0f);
   }
-  const bool keep_all = grad && (size_t)L * block_acts_bytes(hp, n) <= keep_acts_bytes;
-  const bool recompute = grad && !keep_all;
-  std::vector<LlamaBlockActs> acts(keep_all ? (size_t)L : recompute ? 1 : 0);
-  for (auto& a : acts) a.keep_linear_inputs = true;
-  std::vector<float> ck(recompute ? (size_t)(L * n * d) : 0);
   for (int64_t b = 0; b < L; b++) {
-    if (recompute) std::copy(x.begin(), x.end(), ck.begin() + b * n * d);
-    llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, keep_all ? &acts[b] : nullptr);
+    if (tape && !tape->keep_all) std::copy(x, x + n * d, tape->ck.begin() + b * n * d);
+    llama_block_forward_train(hp, m.blocks[b], x, n, pool, tape && tape->keep_all ? &tape->acts[b] : nullptr);
   }
-  if (!grad) return head_cross_entropy(m.head, x.data(), w.targets.data(), n, grad_scale, nullptr, pool);
-
-  std::vector<float> dx((size_t)(n * d), 0.0f);                              // d loss / d hidden [n][d]
-  const LmHeadGrads hg{grad + m.p.tensor("output.weight").offset, grad + m.p.tensor("output_norm.weight").offset};
-  CrossEntropyResult r =
-      head_cross_entropy(m.head, x.data(), w.targets.data(), n, grad_scale, dx.data(), pool, 64, &hg);
-  for (int64_t b = L - 1; b >= 0; b--) {
-    LlamaBlockActs* a = &acts[keep_all ? b : 0];
-    if (recompute) {
-      std::copy(ck.begin() + b * n * d, ck.begin() + (b + 1) * n * d, x.begin());
-      llama_block_forward_train(hp, m.blocks[b], x.data(), n, pool, a);
-    }
-    LlamaBlockGrads g = m.p.block_grads(b, grad);
-    llama_block_backward(hp, m.blocks[b], *a, dx.data(), pool, &g);
-  }
-  cpu::embedding_backward(w.inputs.data(), dx.data(), grad + m.p.tensor("token_embd.weight").offset, n, d);
-  return r;
 }
 
-}  // namespace
-
-CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
-                                       float* grad, ThreadPool& pool, size_t keep_acts_bytes) {
-  const ModelViews m(p, pool, grad != nullptr);
-  const int64_t nw = (int64_t)windows.size(), P = p.size();
-  CrossEntropyResult total;
-  auto add = [&](const CrossEntropyResult& r) { total.loss_sum += r.loss_sum, total.n_scored += r.n_scored; };
-  // Small models: one window's ops are too small to split across threads, so windows
-  // run in parallel instead (ops called from a pool task run on that thread). They go
-  // in waves of pool.size(), each window into its own gradient buffer, and the
-  // buffers are added to grad in window order: the sum does not depend on timing,
-  // and memory is pool.size() gradient buffers whatever the number of windows.
-  // Large models: one window at a time with parallel ops, straight into grad.
-  const bool by_window = pool.size() > 1 && nw > 1 && p.hp.n_embd <= 512;
-  if (!by_window) {
-    for (const Window& w : windows) add(window_loss_and_grad(m, w, grad_scale, grad, keep_acts_bytes, pool));
-    return total;
+void blocks_backward(const BlockViews& m, BlocksTape& tape, float* x, float* dx, int64_t n, ThreadPool& pool,
+                     float* g, int64_t g_begin) {
+  const LlamaHParams& hp = m.p.hp;
+  const int64_t L = (int64_t)m.blocks.size(), d = hp.n_embd;
+  for (int64_t b = L - 1; b >= 0; b--) {
+    LlamaBlockActs* a = &tape.acts[tape.keep_all ? b : 0];
+    if (!tape.keep_all) {
+      std::copy(tape.ck.begin() + b * n * d, tape.ck.begin() + (b + 1) * n * d, x);
+      llama_block_forward_train(hp, m.blocks[b], x, n, pool, a);
+    }
+    if (g) {
+      LlamaBlockGrads gr = block_grads_at(m.p, m.p.part.first_block + b, g, g_begin);
+      llama_block_backward(hp, m.blocks[b], *a, dx, pool, &gr);
+    } else {
+      llama_block_backward(hp, m.blocks[b], *a, dx, pool, nullptr);
+    }
   }
-  const int64_t wave = std::min<int64_t>(pool.size(), nw);
+}
+
+bool windows_in_parallel(const LlamaHParams& hp, const ThreadPool& pool, int64_t n_windows) {
+  return pool.size() > 1 && n_windows > 1 && hp.n_embd <= 512;
+}
+
+void for_each_window(ThreadPool& pool, int64_t nw, bool by_window, float* grad, Range r,
+                     const std::function<void(int64_t i, float* g)>& fn) {
+  if (!by_window) {
+    for (int64_t i = 0; i < nw; i++) fn(i, grad ? grad + r.begin : nullptr);
+    return;
+  }
+  const int64_t wave = std::min<int64_t>(pool.size(), nw), R = r.size();
   std::vector<std::vector<float>> bufs(grad ? (size_t)wave : 0);
-  std::vector<CrossEntropyResult> res((size_t)wave);
   for (int64_t w0 = 0; w0 < nw; w0 += wave) {
     const int64_t c = std::min(wave, nw - w0);
     pool.parallel_for(c, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; i++) {
-        if (grad) bufs[i].assign((size_t)P, 0.0f);
-        res[i] = window_loss_and_grad(m, windows[w0 + i], grad_scale, grad ? bufs[i].data() : nullptr,
-                                        keep_acts_bytes, pool);
+        if (grad) bufs[i].assign((size_t)R, 0.0f);
+        fn(w0 + i, grad ? bufs[i].data() : nullptr);
       }
     });
-    for (int64_t i = 0; i < c; i++) add(res[i]);
     if (!grad) continue;
     // grad[j] += buf_0[j] + ... in window order for every j: element-wise, so any split is exact.
-    pool.parallel_for(P, 1 << 14, [&](int64_t begin, int64_t end) {
-      for (int64_t i = 0; i < c; i++) cpu::add_inplace(grad + begin, bufs[i].data() + begin, end - begin);
+    float* gr = grad + r.begin;
+    pool.parallel_for(R, 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = 0; i < c; i++) cpu::add_inplace(gr + begin, bufs[i].data() + begin, end - begin);
     });
   }
+}
+
+}  // namespace detail
+
+CrossEntropyResult model_loss_and_grad(const ModelParams& p, const std::vector<Window>& windows, float grad_scale,
+                                       float* grad, ThreadPool& pool, size_t keep_acts_bytes) {
+  using namespace detail;
+  if (!p.is_whole())
+    throw Error("model_loss_and_grad needs the whole model; this is " + p.part.describe() + " (see stage_compute.h)");
+  const BlockViews m(p, pool, grad != nullptr);
+  const LmHead head = head_view(p);
+  const int64_t nw = (int64_t)windows.size(), d = p.hp.n_embd;
+  // Small models run windows in parallel, each into its own gradient buffer, added to
+  // grad in window order; large ones one window at a time with parallel ops, straight
+  // into grad (for_each_window).
+  std::vector<CrossEntropyResult> res((size_t)nw);
+  for_each_window(pool, nw, windows_in_parallel(p.hp, pool, nw), grad, Range{0, p.size()}, [&](int64_t i, float* g) {
+    // One window: embed → blocks → fused head + loss → blocks backward → embedding backward.
+    const Window& w = windows[i];
+    const int64_t n = (int64_t)w.inputs.size();
+    if ((int64_t)w.targets.size() != n) throw Error("window inputs and targets differ in length");
+    if (n == 0) return;
+    std::vector<float> x((size_t)(n * d));  // [n][d]
+    embed_tokens(p, w.inputs.data(), n, x.data());
+    if (!g) {
+      blocks_forward(m, x.data(), n, pool, nullptr, 0, false);
+      res[i] = head_cross_entropy(head, x.data(), w.targets.data(), n, grad_scale, nullptr, pool);
+      return;
+    }
+    BlocksTape tape;
+    blocks_forward(m, x.data(), n, pool, &tape, keep_acts_bytes, true);
+    std::vector<float> dx((size_t)(n * d), 0.0f);  // d loss / d hidden [n][d]
+    const LmHeadGrads hg{g + p.tensor("output.weight").offset, g + p.tensor("output_norm.weight").offset};
+    res[i] = head_cross_entropy(head, x.data(), w.targets.data(), n, grad_scale, dx.data(), pool, 64, &hg);
+    blocks_backward(m, tape, x.data(), dx.data(), n, pool, g, 0);
+    cpu::embedding_backward(w.inputs.data(), dx.data(), g + p.tensor("token_embd.weight").offset, n, d);
+  });
+  CrossEntropyResult total;
+  for (const CrossEntropyResult& r : res) total.loss_sum += r.loss_sum, total.n_scored += r.n_scored;
   return total;
 }
 

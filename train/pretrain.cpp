@@ -218,7 +218,8 @@ TrainState load_checkpoint(const std::string& path, const LlamaHParams* expect) 
 namespace {
 
 constexpr char kStateMagic[8] = {'E', 'N', 'G', 'T', 'R', 'S', 'T', '1'};
-constexpr uint32_t kStateVersion = 1;
+// 2: the part of the model the state holds (PartSpec) follows the parameter count.
+constexpr uint32_t kStateVersion = 2;
 
 template <typename T>
 void put(std::string& o, T v) {
@@ -238,12 +239,12 @@ struct Reader {
   }
 };
 
-// Parameters of a Llama model of this shape (untied head), in double so a hostile
-// shape cannot overflow the comparison with the byte count.
-double param_count(const LlamaHParams& hp) {
+// Parameters of this part of a Llama model of this shape (untied head), in double so
+// a hostile shape cannot overflow the comparison with the byte count.
+double param_count(const LlamaHParams& hp, const PartSpec& part) {
   const double d = (double)hp.n_embd, q = (double)hp.q_dim(), kv = (double)hp.kv_dim(), f = (double)hp.n_ff;
   const double block = 2 * d + q * d + 2 * kv * d + d * q + 3 * d * f;
-  return 2 * (double)hp.n_vocab * d + d + (double)hp.n_layer * block;
+  return (part.embd_head ? 2 * (double)hp.n_vocab * d + d : 0.0) + (double)part.n_blocks * block;
 }
 
 }  // namespace
@@ -266,6 +267,9 @@ std::string serialize_state(const TrainState& s) {
   put<uint64_t>(o, s.seed);
   put<int64_t>(o, s.samples);
   put<int64_t>(o, n);
+  put<int64_t>(o, s.params.part.first_block);
+  put<int64_t>(o, s.params.part.n_blocks);
+  put<uint8_t>(o, s.params.part.embd_head ? 1 : 0);
   for (const std::vector<float>* v : {&s.params.data, &s.opt.m, &s.opt.v})
     o.append((const char*)v->data(), v->size() * sizeof(float));
   return o;
@@ -290,17 +294,29 @@ TrainState deserialize_state(std::string_view bytes) {
   s.seed = r.get<uint64_t>();
   s.samples = r.get<int64_t>();
   const int64_t n = r.get<int64_t>();
+  PartSpec part;
+  part.first_block = r.get<int64_t>();
+  part.n_blocks = r.get<int64_t>();
+  const uint8_t embd_head = r.get<uint8_t>();
+  if (embd_head > 1) throw Error("training state: bad part");  // 0 or 1: one encoding per state
+  part.embd_head = embd_head == 1;
   for (int64_t v : {hp.n_vocab, hp.n_embd, hp.n_ff, hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ctx_train})
     if (v <= 0 || v > (int64_t)1 << 24) throw Error("training state: bad model shape");
   if (hp.n_rot < 0 || hp.n_rot > hp.head_dim || hp.n_head % hp.n_head_kv || !(hp.rms_eps > 0) ||
       !std::isfinite(hp.rms_eps) || !(hp.rope_freq_base > 0) || !std::isfinite(hp.rope_freq_base))
     throw Error("training state: inconsistent model shape");
   if (s.step < 0 || s.samples < 0) throw Error("training state: negative step or sample count");
-  if (n <= 0 || (double)n != param_count(hp)) throw Error("training state: parameter count does not match the shape");
+  try {
+    check_part(part, hp.n_layer);
+  } catch (const Error& e) {
+    throw Error(std::string("training state: ") + e.what());
+  }
+  if (n <= 0 || (double)n != param_count(hp, part))
+    throw Error("training state: parameter count does not match the shape");
   if ((bytes.size() - r.at) / 12 != (size_t)n || (bytes.size() - r.at) % 12)
     throw Error("training state: " + std::to_string(bytes.size() - r.at) + " bytes of values for " + std::to_string(n) +
                 " parameters (want " + std::to_string(n * 12) + ")");
-  s.params = ModelParams::layout(hp);
+  s.params = ModelParams::layout_part(hp, part);
   if (s.params.size() != n) throw Error("training state: parameter count does not match the shape");
   s.opt.m.resize((size_t)n), s.opt.v.resize((size_t)n);
   for (std::vector<float>* v : {&s.params.data, &s.opt.m, &s.opt.v}) {

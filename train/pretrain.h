@@ -97,8 +97,11 @@ void save_checkpoint(const TrainState& s, const std::string& path, DType type, c
 TrainState load_checkpoint(const std::string& path, const LlamaHParams* expect = nullptr);
 
 // Plain bytes of a TrainState for the network (state download): a small header
-// (magic, version, shape, step, seed, samples, n params) then params, m, v as f32
-// (little-endian hosts only, like the rest of the wire format).
+// (magic, version, shape, step, seed, samples, n params, the part: first block, block
+// count, embedding + head) then params, m, v as f32 (little-endian hosts only, like the
+// rest of the wire format). A part's state (a SWARM stage) travels the same way;
+// deserialize checks the part fits the shape and the parameter count, and lays it out
+// with ModelParams::layout_part.
 std::string serialize_state(const TrainState& s);
 TrainState deserialize_state(std::string_view bytes);  // Error on any inconsistency
 

@@ -118,12 +118,15 @@ static GlobalProgress summarize(std::vector<PeerProgress> records) {
 
 // The DHT keeps the entry with the later expiration and refuses an equal one, and
 // its clock counts milliseconds: two reports within one millisecond would leave the
-// older standing. So each node's expirations for a key strictly increase.
+// older standing. So each node's expirations for a key strictly increase. Keyed by
+// the node's id, not its address: a node made later at a destroyed node's address
+// would inherit that node's last expiration (in the tests, a long-lived record's),
+// and its short-lived record would then outlive its ttl.
 double next_expiration(const net::DhtNode& dht, const std::string& key, double wanted) {
   static std::mutex mu;
-  static std::map<std::pair<const void*, std::string>, double> last;
+  static std::map<std::pair<net::NodeId, std::string>, double> last;
   std::lock_guard<std::mutex> lock(mu);
-  double& prev = last[{&dht, key}];
+  double& prev = last[{dht.id(), key}];
   prev = std::max(wanted, prev + 0.001);
   return prev;
 }

@@ -268,8 +268,12 @@ TEST(Pretrain, StateBytesRoundTrip) {
   bad[0] = 'X';
   EXPECT_THROW(deserialize_state(bad), Error);
   bad = bytes;
-  bad[12 + 8 * 3] = 3;  // n_layer 2 -> 3
+  bad[12 + 8 * 2] = 48;  // n_ff 32 -> 48: more parameters than the count and the bytes
   EXPECT_THROW(deserialize_state(bad), Error);
+  bad = bytes;
+  bad[12 + 8 * 3] = 1;  // n_layer 2 -> 1: the part (blocks 0-1) is not within the model
+  EXPECT_THROW(deserialize_state(bad), Error);
+  // (n_layer 2 -> 3 would read as a valid part: blocks 0-1 and the head of a 3-block model.)
   bad = bytes;
   bad[12 + 8 * 1 + 7] = 0x7f;  // n_embd huge
   EXPECT_THROW(deserialize_state(bad), Error);
