@@ -49,7 +49,8 @@ static int cmd_train(int argc, char** argv) {
     if (!swarm.swarm)
       for (const char* flag : {"--initial-peers", "--run", "--target-batch", "--announce", "--client-mode",
                                "--aggregator", "--byzantine", "--test-die", "--stages", "--stage", "--trainer",
-                               "--inflight", "--rebalance-period", "--rebalance-threshold", "--throttle"})
+                               "--inflight", "--rebalance-period", "--rebalance-threshold", "--throttle",
+                               "--byzantine-serve"})
         if (p.given(flag)) throw Error(std::string(flag) + " needs --swarm");
     const bool pipeline = swarm.swarm && (p.given("--stages") || p.given("--stage") || swarm.trainer);
     if (pipeline) {

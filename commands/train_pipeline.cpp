@@ -125,6 +125,12 @@ int run_stage_peer(TrainFlags& f, const CollabFlags& cf, TrainSetup& s, NetThrea
     StageServerConfig sc;
     sc.run = cf.run, sc.stage = k, sc.max_n = f.cfg.seqlen, sc.throttle = cf.throttle;
     sc.trainers_poll_s = cf.progress_period_s;
+    sc.serve = cf.byzantine_serve;
+    if (cf.test_die.rfind("fwd:", 0) == 0 || cf.test_die.rfind("bwd:", 0) == 0) {
+      sc.die_at_epoch = std::strtoll(cf.test_die.c_str() + 4, nullptr, 10);
+      sc.die_in_forward = cf.test_die[0] == 'f';
+    }
+    if (cf.verbose) sc.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
     StageServer server(net, t, pool, sc);
     std::fprintf(stderr, "train: stage %lld of %lld (%s, %.2f M parameters) on %s\n", (long long)k,
                  (long long)cf.stages, spec.describe().c_str(), (double)t.state().params.size() / 1e6,
@@ -300,6 +306,13 @@ int run_trainer(TrainFlags& f, const CollabFlags& cf, TrainSetup& s, NetThread& 
                         r.group_size, (long long)pt.completed, (long long)pt.dropped_stale,
                         (long long)pt.dropped_failed, (long long)pt.bans, (unsigned long long)pt.bytes_sent);
         rep.report(r.step, t.state(), extra);
+        if (r.step.tokens && cf.verbose)
+          std::fprintf(stderr,
+                       "swarm: trainer step %lld: group %d (%lld samples, %lld here), matchmaking %.2fs, all-reduce "
+                       "%.2fs, %lld completed, %lld dropped, %lld retries, %lld bans\n",
+                       (long long)r.step.step, r.group_size, (long long)r.group_samples, (long long)r.local_samples,
+                       r.matchmaking_s, r.allreduce_s, (long long)pt.completed,
+                       (long long)(pt.dropped_stale + pt.dropped_failed), (long long)pt.retries, (long long)pt.bans);
       },
       nullptr);
   const double secs = seconds_since(t0);
@@ -327,6 +340,9 @@ int train_pipeline(TrainFlags& f, const CollabFlags& cf_in, TrainSetup& s) {
   if (cf.stages > hp.n_layer)
     throw Error("--stages " + std::to_string(cf.stages) + ": the model has only " + std::to_string(hp.n_layer) + " blocks");
   if (!(cf.throttle >= 1)) throw Error("--throttle must be >= 1");
+  if (!cf.byzantine_serve.empty() && cf.byzantine_serve != "nan" && cf.byzantine_serve != "shape")
+    throw Error("--byzantine-serve is nan or shape, not '" + cf.byzantine_serve + "'");
+  if (!cf.byzantine_serve.empty() && cf.stage.empty()) throw Error("--byzantine-serve is for stage peers (--stage)");
   if (cf.rebalance_period_s < 0 || !(cf.rebalance_threshold > 0 && cf.rebalance_threshold <= 1))
     throw Error("--rebalance-period must be >= 0 and --rebalance-threshold in (0, 1]");
   ActDType act;

@@ -28,6 +28,7 @@ struct CollabFlags {
   bool trainer = false;
   double throttle = 1.0, rebalance_period_s = 10, rebalance_threshold = 0.75;
   int inflight = 0;               // micro-batches a trainer keeps in the pipeline (0: stages + 1)
+  std::string byzantine_serve;    // TEST HOOK: a stage peer's dishonest replies
 
   void add_to(ArgParser& p) {
     p.flag("--swarm", "train together with the peers of --run (data-parallel, DeDLOC-style averaging)", &swarm);
@@ -55,8 +56,9 @@ struct CollabFlags {
           "windows)", &data_seed);
     p.add("--byzantine", "MODE", "TEST HOOK: send a corrupted gradient every round: sign-flip (-1000x), scale "
           "(1000x), random (1000x-norm random direction), delayed (8 steps old), epoch-lie (claims an epoch 1000 ahead); none", &byzantine);
-    p.add("--test-die", "round:E|step:E", "TEST HOOK: SIGKILL this process 3 ms into the all-reduce of epoch E, or "
-          "after its first micro-batch of epoch E", &test_die);
+    p.add("--test-die", "round:E|step:E|fwd:E|bwd:E", "TEST HOOK: SIGKILL this process 3 ms into the all-reduce of "
+          "epoch E, after its first micro-batch of epoch E, or (stage peer) in the middle of a forward / backward of "
+          "epoch E", &test_die);
     p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
     p.add("--stages", "N", "SWARM pipeline: the model's blocks split into N stages, each held by its own peers "
           "(with --stage or --trainer)", &stages);
@@ -69,6 +71,8 @@ struct CollabFlags {
     p.add("--rebalance-threshold", "R", "stage peer: move when the slowest stage has under R x the throughput of "
           "the one it would leave (after the move)", &rebalance_threshold);
     p.add("--throttle", "X", "TEST HOOK: stage peer computes X times slower", &throttle);
+    p.add("--byzantine-serve", "nan|shape", "TEST HOOK: stage peer answers with a NaN in its activations, or one "
+          "window short", &byzantine_serve);
   }
 
   // The collaborative configuration; `config_text` describes the model and
@@ -111,13 +115,16 @@ struct CollabFlags {
     if (!test_die.empty()) {
       const size_t colon = test_die.find(':');
       const std::string phase = test_die.substr(0, colon);
-      if (colon == std::string::npos || (phase != "round" && phase != "step"))
-        throw Error("--test-die is round:EPOCH or step:EPOCH, not '" + test_die + "'");
+      if (colon == std::string::npos || (phase != "round" && phase != "step" && phase != "fwd" && phase != "bwd"))
+        throw Error("--test-die is round:EPOCH, step:EPOCH, fwd:EPOCH or bwd:EPOCH, not '" + test_die + "'");
+      if ((phase == "fwd" || phase == "bwd") && stage.empty())
+        throw Error("--test-die " + phase + ":EPOCH is for stage peers (--stage)");
       c.die_in_round = phase == "round";
       char* end = nullptr;
       const std::string num = test_die.substr(colon + 1);
       c.die_at_epoch = std::strtoll(num.c_str(), &end, 10);
       if (num.empty() || *end || c.die_at_epoch < 0) throw Error("--test-die: bad epoch '" + num + "'");
+      if (phase == "fwd" || phase == "bwd") c.die_at_epoch = -1;  // the stage server's hook, not the averager's
     }
     if (verbose) c.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
     return c;

@@ -431,13 +431,14 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
         const CrossEntropyResult r = t_.accumulate(windows, token_scale, grad.data());
         local_samples += (int64_t)windows.size(), tokens += r.n_scored, loss_sum += r.loss_sum;
       }
-      if (cc_.die_at_epoch == t_.step() && !cc_.die_in_round) {
+      if (cc_.die_at_epoch == t_.step() && !cc_.die_in_round && local_samples > 0) {
         log("TEST HOOK: SIGKILL in the middle of epoch " + std::to_string(t_.step()));
         std::raise(SIGKILL);
       }
       const double since = seconds_since(last_poll);
       const double estimate = (double)local_samples + others_samples + others_rate * std::min(since, 60.0);
-      if (since < cc_.progress_period_s && (source || estimate < (double)cc_.target_batch)) continue;
+      const bool counts = !source || source->counts_toward_target();
+      if (since < cc_.progress_period_s && (!counts || estimate < (double)cc_.target_batch)) continue;
       last_poll = Clock::now();
       const double my_rate = local_samples / std::max(seconds_since(t_step), 1e-3);
       auto g = exchange_progress(local_samples, my_rate);
@@ -462,7 +463,14 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
         if (!repaired && source) source->open(t_.step(), grad.data()), source_open = true;
         if (repaired) break;
       }
-      if (source ? source->epoch_over(t_.step()) : g->samples_at_epoch >= cc_.target_batch) break;
+      // Each peer at the epoch takes an equal share of what is missing (the next look
+      // hands out what a slower one left), so the group overshoots the target by at
+      // most the work its peers have in flight.
+      if (source)
+        source->hint_remaining((cc_.target_batch - g->samples_at_epoch + std::max(1, g->peers_at_epoch) - 1) /
+                               std::max(1, g->peers_at_epoch));
+      if (source && source->epoch_over(t_.step())) break;
+      if ((!source || source->counts_toward_target()) && g->samples_at_epoch >= cc_.target_batch) break;
     }
     close_source();  // what came in while we looked at the DHT counts too
     totals.computed += local_samples;

@@ -58,6 +58,12 @@ class GradientSource {
   // True when the epoch must end whatever the count (a stage peer follows the
   // trainers' epoch instead of counting towards the target itself).
   virtual bool epoch_over(int64_t epoch) { (void)epoch; return false; }
+  // False when the epoch ends only by epoch_over (not by the run's samples reaching
+  // the target batch).
+  virtual bool counts_toward_target() const { return true; }
+  // After each look at the run's progress: this peer's share of the samples still
+  // missing to the target (a source may stop starting work it would waste).
+  virtual void hint_remaining(int64_t samples) { (void)samples; }
 };
 
 struct CollabConfig {

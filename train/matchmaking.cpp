@@ -80,7 +80,7 @@ struct Matchmaker::Pending {
     net::Responder out;
   };
 
-  Pending(uv_loop_t* loop) : phase(loop), deadline(loop) {}
+  Pending(uv_loop_t* loop) : phase(loop), deadline(loop), watch(loop) {}
   std::string run;
   int64_t epoch = 0;
   GroupMember me;
@@ -98,7 +98,9 @@ struct Matchmaker::Pending {
   std::set<NodeId> expected;            // as leader: whom we wait for
   std::map<NodeId, Joiner> joined;      // joins held for our answer
   std::string closed_why;               // once done: what a late joiner is told
-  Timer phase, deadline;
+  uint64_t retry_leader_until_ms = 0;   // a leader not forming yet is asked again until then
+  std::set<NodeId> failed_leaders;       // joins that failed otherwise: not followed again
+  Timer phase, deadline, watch;
 };
 
 Matchmaker::Matchmaker(net::Rpc& rpc, net::DhtNode& dht) : rpc_(rpc), dht_(dht) {
@@ -197,6 +199,8 @@ void Matchmaker::try_next_leader(const std::shared_ptr<Pending>& P) {
     return;
   }
   P->role = Pending::Role::kFollowing;
+  P->watch.stop();
+  if (!P->retry_leader_until_ms) P->retry_leader_until_ms = now + P->cfg.join_window_ms;
   uint32_t timeout = (uint32_t)std::min<uint64_t>(P->cfg.rpc_timeout_ms, P->deadline_ms - now);
   P->join_call = rpc_.call(leader.addr, kJoinMethod, encode_join(P->run, P->epoch, P->me, P->weight), timeout,
                            [this, P](const net::Reply& r) {
@@ -210,6 +214,18 @@ void Matchmaker::try_next_leader(const std::shared_ptr<Pending>& P) {
                                  // A leader that answers nonsense is as good as a dead one.
                                }
                              }
+                             // "Not forming a group for this epoch (yet)": the leader has not
+                             // reached this epoch's matchmaking. Leading ourselves now would
+                             // make two leaders that each wait for the other; ask it again.
+                             if (r.code == ErrorCode::kNotFound && rpc_.now_ms() < P->retry_leader_until_ms) {
+                               P->next_leader--;
+                               std::weak_ptr<Pending> w = P;
+                               P->phase.start(kGatherPollMs * 2, [this, w] {
+                                 if (auto p = w.lock()) try_next_leader(p);
+                               });
+                               return;
+                             }
+                             P->failed_leaders.insert(P->leaders[P->next_leader - 1].id);
                              try_next_leader(P);
                            });
 }
@@ -229,6 +245,44 @@ void Matchmaker::lead(const std::shared_ptr<Pending>& P) {
   std::weak_ptr<Pending> w = P;
   P->phase.start(P->cfg.join_window_ms, [this, w] {
     if (auto p = w.lock()) close_group(p);
+  });
+  watch_for_lower_leader(P);
+}
+
+// While we lead and no one has joined yet, a peer with a lower id that announced
+// after we read the key leads by the rule, and it expects us: follow it instead of
+// waiting for it to join us (which it never will).
+void Matchmaker::watch_for_lower_leader(const std::shared_ptr<Pending>& P) {
+  std::weak_ptr<Pending> w = P;
+  P->watch.start(kGatherPollMs * 2, [this, w] {
+    auto P = w.lock();
+    if (!P || P->role != Pending::Role::kLeading || !P->joined.empty()) return;
+    dht_.get(group_key(P->run, P->epoch), [this, w](const net::GetResult& r) {
+      auto P = w.lock();
+      if (!P || P->role != Pending::Role::kLeading || !P->joined.empty()) return;
+      std::optional<GroupMember> lower;
+      const double now = dht_.now();
+      if (r.record.is_dict)
+        for (auto& [sub, e] : r.record.dict) {
+          auto id = net::subkey_owner(sub);
+          if (!id || !(*id < P->me.id) || e.expiration <= now || P->failed_leaders.count(*id)) continue;
+          try {
+            auto oh = net::unpack_untrusted(e.value.data(), e.value.size());
+            GroupMember m = decode_announcement(*id, oh.get());
+            if (!m.client_mode && (!lower || m.id < lower->id)) lower = m;
+          } catch (const BadMessage&) {
+          }
+        }
+      if (!lower) {
+        watch_for_lower_leader(P);
+        return;
+      }
+      P->phase.stop();
+      P->leaders = {*lower, P->me};
+      P->next_leader = 0;
+      P->retry_leader_until_ms = 0;
+      try_next_leader(P);
+    });
   });
 }
 
@@ -285,6 +339,7 @@ void Matchmaker::end(const std::shared_ptr<Pending>& P, const std::string& why) 
   P->closed_why = why;
   P->phase.stop();
   P->deadline.stop();
+  P->watch.stop();
   if (P->join_call) {
     uint64_t id = P->join_call;
     P->join_call = 0;

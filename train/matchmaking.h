@@ -63,6 +63,7 @@ class Matchmaker {
   void read_candidates(const std::shared_ptr<Pending>& P);
   void try_next_leader(const std::shared_ptr<Pending>& P);
   void lead(const std::shared_ptr<Pending>& P);
+  void watch_for_lower_leader(const std::shared_ptr<Pending>& P);
   bool group_complete(const Pending& P) const;
   void close_group(const std::shared_ptr<Pending>& P);
   void on_deadline(const std::shared_ptr<Pending>& P);

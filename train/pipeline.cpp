@@ -127,6 +127,7 @@ struct CallResult {
   bool ok = false;
   std::string error;
   bool overloaded = false;
+  bool unreachable = false;  // the connection failed: the peer did not compute it
   StageReply reply;
 };
 }  // namespace
@@ -163,6 +164,7 @@ std::optional<std::vector<float>> Pipeline::call(int64_t k, bool backward, const
         if (!rep.ok()) {
           cr.error = std::string(net::error_code_name(rep.code)) + ": " + rep.message;
           cr.overloaded = rep.code == net::ErrorCode::kOverloaded;
+          cr.unreachable = rep.code == net::ErrorCode::kUnavailable;
         } else {
           try {
             cr.reply = decode_stage_reply(*rep.result, B, n, d);
@@ -188,10 +190,19 @@ std::optional<std::vector<float>> Pipeline::call(int64_t k, bool backward, const
         continue;
       }
       routers_[k].failed(addr, wall_s());
-      totals_.bans++, totals_.retries++;
+      totals_.bans++;
       failed_here.insert(addr);
+      // A backward that timed out or failed inside the peer may have been added to its
+      // gradient: sending it to another peer of the stage could count it twice there.
+      // Only one whose connection failed (the peer is gone, and its sum with it) is re-sent.
+      const bool resend = !backward || (r && r->unreachable);
       lock.unlock();
-      if (cfg_.log) cfg_.log("stage " + std::to_string(k) + " peer " + addr + " failed (" + why + "): banned, re-routing");
+      if (cfg_.log)
+        cfg_.log("stage " + std::to_string(k) + " peer " + addr + " failed (" + why + "): banned, " +
+                 (resend ? "re-routing" : "micro-batch dropped"));
+      if (!resend) return std::nullopt;
+      std::lock_guard<std::mutex> again(mu_);
+      totals_.retries++;
       continue;
     }
     switch (r->reply.status) {
@@ -291,7 +302,7 @@ PipelineTotals Pipeline::totals() const {
 
 TrainerSource::TrainerSource(Pipeline& pipe, Trainer& t, ThreadPool& pool, int64_t batch, uint64_t data_seed,
                              int inflight, int64_t target_batch)
-    : pipe_(pipe), t_(t), pool_(pool), batch_(batch), data_seed_(data_seed),
+    : pipe_(pipe), t_(t), pool_(pool), batch_(batch), data_seed_(data_seed), target_batch_(target_batch),
       token_scale_(1.0f / (float)(target_batch * t.config().seqlen)) {
   for (int i = 0; i < std::max(1, inflight); i++) threads_.emplace_back([this] { worker_main(); });
 }
@@ -307,7 +318,16 @@ TrainerSource::~TrainerSource() {
 
 void TrainerSource::open(int64_t epoch, float* grad) {
   std::lock_guard<std::mutex> lock(mu_);
-  open_ = true, epoch_ = epoch, grad_ = grad, pending_ = {};
+  open_ = true, draining_ = false, epoch_ = epoch, grad_ = grad, pending_ = {};
+  budget_ = target_batch_, since_hint_ = 0;
+  cv_.notify_all();
+}
+
+void TrainerSource::hint_remaining(int64_t samples) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // `samples` was counted before what we committed since the last hint was published.
+  budget_ = samples - since_hint_ - in_pipeline_;
+  since_hint_ = 0;
   cv_.notify_all();
 }
 
@@ -320,9 +340,13 @@ GradientSource::Got TrainerSource::collect(double wait_s) {
 }
 
 GradientSource::Got TrainerSource::close() {
+  // No new micro-batch starts; those in the pipeline finish within this epoch (the
+  // stages are still in it: they leave it only when a trainer calls with the next
+  // one, after every trainer has averaged), so nothing computed is thrown away.
   std::unique_lock<std::mutex> lock(mu_);
-  open_ = false;
-  cv_.wait(lock, [&] { return local_ == 0; });
+  draining_ = true;
+  cv_.wait(lock, [&] { return active_ == 0; });
+  open_ = false, draining_ = false;
   grad_ = nullptr;
   Got g = pending_;
   pending_ = {};
@@ -333,61 +357,43 @@ void TrainerSource::worker_main() {
   ThreadPool serial(1);  // several micro-batches run at once; each computes on its own thread
   const ModelParams& p = t_.state().params;
   const int64_t d = p.hp.n_embd, n = t_.config().seqlen;
-  // Enters a section that reads the parameters, if the epoch is still e.
-  auto enter = [&](int64_t e) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!open_ || epoch_ != e || stopping_) return false;
-    local_++;
-    return true;
-  };
-  auto leave = [&] {
-    std::lock_guard<std::mutex> lock(mu_);
-    local_--;
-    cv_.notify_all();
-  };
   for (;;) {
     int64_t e;
     uint64_t mb;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || open_; });
+      cv_.wait(lock, [&] { return stopping_ || (open_ && !draining_ && budget_ > 0); });
       if (stopping_) return;
       e = epoch_, mb = next_mb_++;
-      local_++;
+      active_++;  // close() waits for it: the parameters and grad_ stay ours until then
+      in_pipeline_ += batch_, budget_ -= batch_;
     }
     const std::vector<Window> windows = batch_for_step(t_.data(), data_seed_, mb, batch_, n);
     const int64_t B = (int64_t)windows.size();
     std::vector<float> x((size_t)(B * n * d));
     embed_windows(p, windows, x.data());
-    leave();
-    bool stale = false;
-    auto f = pipe_.forward(x, B, n, e, mb, &stale);
-    if (!f) {  // dropped: nothing of it was counted
-      pipe_.count(false, stale);
-      continue;
+    bool stale = false, ok = false;
+    CrossEntropyResult r;
+    std::vector<float> g;
+    if (auto f = pipe_.forward(x, B, n, e, mb, &stale)) {
+      g.assign((size_t)p.size(), 0.0f);
+      std::vector<float> dx((size_t)(B * n * d));
+      // Scaled as one process scales a batch of target_batch windows.
+      r = head_loss_and_grad(p, f->out.data(), windows, token_scale_, dx.data(), g.data(), serial);
+      ok = pipe_.backward(*f, dx, B, n, e, mb, B, r.n_scored, &stale);
+      if (ok) embed_backward(p, windows, dx.data(), g.data(), serial);
     }
-    if (!enter(e)) {
-      pipe_.count(false, true);
-      continue;
-    }
-    std::vector<float> g((size_t)p.size(), 0.0f), dx((size_t)(B * n * d));
-    // Scaled as one process scales a batch of target_batch windows.
-    const CrossEntropyResult r = head_loss_and_grad(p, f->out.data(), windows, token_scale_, dx.data(), g.data(), serial);
-    leave();
-    if (!pipe_.backward(*f, dx, B, n, e, mb, B, r.n_scored, &stale)) {
-      pipe_.count(false, stale);
-      continue;
-    }
-    if (!enter(e)) {
-      pipe_.count(false, true);
-      continue;
-    }
-    pipe_.count(true, false);
-    embed_backward(p, windows, dx.data(), g.data());
+    pipe_.count(ok, stale);
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < g.size(); i++) grad_[i] += g[i];
-    pending_.samples += B, pending_.tokens += r.n_scored, pending_.loss_sum += r.loss_sum;
-    local_--;
+    if (ok) {
+      for (size_t i = 0; i < g.size(); i++) grad_[i] += g[i];
+      pending_.samples += B, pending_.tokens += r.n_scored, pending_.loss_sum += r.loss_sum;
+      since_hint_ += B;
+    } else {
+      budget_ += batch_;  // dropped: its samples are still missing
+    }
+    in_pipeline_ -= batch_;
+    active_--;
     cv_.notify_all();
   }
 }

@@ -16,7 +16,10 @@
 // TrainerSource runs `inflight` micro-batches at once on their own threads and is
 // the gradient source of the trainers' collaborative averaging of the embedding and
 // head: a micro-batch's head and embedding gradients are added to the epoch's sum
-// only when its backward came back through every stage within that epoch.
+// only when its backward came back through every stage within that epoch. When the
+// trainers reach the target batch, the micro-batches already in the pipeline finish
+// in the epoch (close() waits for them), so the stages and the trainers count the
+// same samples and nothing computed is wasted.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -137,6 +140,9 @@ class TrainerSource : public GradientSource {
   void open(int64_t epoch, float* grad) override;
   Got collect(double wait_s) override;
   Got close() override;
+  // Stops starting micro-batches once those in the pipeline and committed since the
+  // last hint would cover it (the other trainers' share arrives with the next look).
+  void hint_remaining(int64_t samples) override;
 
  private:
   void worker_main();
@@ -145,13 +151,17 @@ class TrainerSource : public GradientSource {
   ThreadPool& pool_;
   int64_t batch_;
   uint64_t data_seed_;
+  int64_t target_batch_;
   float token_scale_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool open_ = false, stopping_ = false;
+  bool open_ = false, draining_ = false, stopping_ = false;
   int64_t epoch_ = -1;
   float* grad_ = nullptr;
-  int local_ = 0;              // threads inside local compute (reading parameters)
+  int active_ = 0;             // micro-batches in the pipeline
+  int64_t in_pipeline_ = 0;    // their samples
+  int64_t since_hint_ = 0;     // samples committed since the last hint
+  int64_t budget_ = 0;         // samples we may still start
   Got pending_;
   uint64_t next_mb_ = 0;
   std::vector<std::thread> threads_;

@@ -1,6 +1,7 @@
 #include "train/stage_server.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <map>
 
@@ -148,12 +149,21 @@ void StageServer::run_job(Job& j) {
     net_.post([resp, why]() mutable { resp.fail(net::ErrorCode::kInternal, why); });
     return;
   }
+  if (cfg_.die_at_epoch == q.epoch && cfg_.die_in_forward == !j.backward) {
+    if (cfg_.log) cfg_.log(std::string("TEST HOOK: SIGKILL in the middle of a ") + (j.backward ? "backward" : "forward") +
+                           " of epoch " + std::to_string(q.epoch));
+    std::raise(SIGKILL);
+  }
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (cfg_.throttle > 1.0) {  // TEST HOOK: a slow peer
     std::this_thread::sleep_for(std::chrono::duration<double>(secs * (cfg_.throttle - 1.0)));
     secs *= cfg_.throttle;
   }
-  body = encode_stage_reply(StageStatus::Ok, q.epoch, y.data(), B, n, d, q.x.dtype);
+  int64_t reply_batch = B;
+  if (cfg_.serve == "nan") y[y.size() / 2] = NAN;  // TEST HOOK: f32 on the wire carries it as is
+  if (cfg_.serve == "shape" && B > 1) reply_batch = B - 1;
+  body = encode_stage_reply(StageStatus::Ok, q.epoch, y.data(), reply_batch, n, d,
+                            cfg_.serve == "nan" ? ActDType::F32 : q.x.dtype);
   {
     std::lock_guard<std::mutex> lock(mu_);
     const double units = (double)B * (j.backward ? kBackwardCost : 1.0);

@@ -42,6 +42,12 @@ struct StageServerConfig {
   int max_queue = 64;
   double throttle = 1.0;       // TEST HOOK (--throttle): every request takes this many times as long
   double trainers_poll_s = 0.5;
+  // TEST HOOKS. die_*: SIGKILL this process in the middle of a forward (die_in_forward)
+  // or backward of epoch die_at_epoch (-1: never). serve: what a dishonest stage peer
+  // answers: "nan" (activations with a NaN), "shape" (one window short), "" honest.
+  int64_t die_at_epoch = -1;
+  bool die_in_forward = false;
+  std::string serve;
   std::function<void(const std::string&)> log;
 };
 
@@ -59,6 +65,7 @@ class StageServer : public GradientSource {
   Got collect(double wait_s) override;
   Got close() override;
   bool epoch_over(int64_t epoch) override;
+  bool counts_toward_target() const override { return false; }  // the trainers' epoch decides
 
   // What this peer announces: samples per second of busy time (forward + backward
   // of a window; EMA), 0 until measured; and requests waiting now.
