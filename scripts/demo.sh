@@ -1,46 +1,103 @@
 #!/usr/bin/env bash
-# make demo: the main job on a fresh machine. With MODEL=path.gguf it runs that
-# model; without, it makes a small random-weight model with `engine init-model`
-# and generates from it (the text is gibberish: the weights are random).
+# make demo: the main job on a fresh machine, on 127.0.0.1 with ephemeral ports.
+#   1. train a small model from scratch with SWARM pipeline training: a DHT node,
+#      2 stages x 2 stage peers, 2 trainers, on a Debian text (fortunes); one stage
+#      peer is killed halfway; the loss chart is written beside the model
+#   2. generate from it (words of the corpus, not noise)
+#   3. quantize it with SpQR and generate again
+#   4. serve it from a swarm of three servers, one killed mid-chat, and chat
+# With MODEL=path.gguf, steps 1-3 are skipped and that model is served and chatted
+# with. Every process started is killed and reaped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENGINE=${ENGINE:-./engine}
-PROMPT=${PROMPT:-"Once upon a time"}
 N=${N:-48}
-
-if [ -n "${MODEL:-}" ]; then
-  [ -f "$MODEL" ] || { echo "demo: MODEL=$MODEL does not exist" >&2; exit 1; }
-  echo "== demo: generating from $MODEL"
-  $ENGINE info -m "$MODEL" | sed -n '1,4p'
-  $ENGINE generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0
-  exit 0
-fi
-
-mkdir -p build/demo
-model=build/demo/random-tiny.gguf
-if [ ! -f "$model" ]; then
-  echo "== demo: making a small random-weight model with engine init-model"
-  $ENGINE init-model --dim 256 --ffn 688 --layers 4 --heads 8 --kv-heads 4 --vocab 1024 --type f16 --seed 1 -o "$model"
-fi
-$ENGINE info -m "$model" | sed -n '1,4p'
-echo
-echo "== demo: generating from $model"
-echo "   NOTE: its weights are RANDOM, so the text is gibberish. To use a real model:"
-echo "         MODEL=path/to/model.gguf make demo"
-echo
-$ENGINE generate -m "$model" -p "$PROMPT" -n "$N" --temp 0.8 --seed 7
-
-# ---- the swarm: a DHT node, three servers splitting the blocks, a chat through them ----
-# Everything listens on 127.0.0.1 with ephemeral ports; every process is killed and reaped on exit.
-[ "${SWARM:-1}" = 1 ] || exit 0
-echo
-echo "== demo: a swarm on 127.0.0.1: one DHT node, three servers, a chat through them"
 source scripts/procs.bash
+mkdir -p build/demo
+
 $ENGINE dht --listen 127.0.0.1:0 >"$T/dht.out" 2>"$T/dht.err" &
 PIDS+=($!)
 wait_line "$T/dht.out" "others join with"
 PEER=$(sed -n 's/.*others join with --initial-peers //p' "$T/dht.out")
-echo "   DHT node at $PEER"
+
+if [ -n "${MODEL:-}" ]; then
+  [ -f "$MODEL" ] || { echo "demo: MODEL=$MODEL does not exist" >&2; exit 1; }
+  model=$MODEL
+  PROMPT=${PROMPT:-"Once upon a time"}
+  TEMPLATE=()
+  $ENGINE info -m "$model" | sed -n '1,4p'
+else
+  # ---- 1. SWARM training from scratch ----------------------------------------------
+  CORPUS=${CORPUS:-/usr/share/games/fortunes/fortunes}
+  [ -f "$CORPUS" ] || { echo "demo: $CORPUS not found (Debian package fortunes: run 'make deps')" >&2; exit 1; }
+  STEPS=${TRAIN_STEPS:-160}
+  PROMPT=${PROMPT:-"You will"}
+  TEMPLATE=(--no-template)
+  model=build/demo/swarm-trained.gguf
+  chart=build/demo/swarm-trained-loss.svg
+  shape="--dim 64 --layers 2 --heads 4 --seqlen 64 --ctx 128 --lr 1e-2 --seed 1 --steps $STEPS --target-batch 32"
+  swarm="--swarm --run demo --stages 2 --initial-peers $PEER --listen 127.0.0.1:0 -t 1 --matchmaking-time 0.3
+         --progress-period 0.1 --rebalance-period 0"
+  echo "== demo 1/4: training a model from scratch with engine train --swarm (SWARM pipeline, 127.0.0.1)"
+  echo "   DHT node at $PEER; the model's 2 blocks in 2 stages, 2 stage peers each, 2 trainers on $CORPUS"
+  declare -A SP
+  for s in 0a 0b 1a 1b; do
+    $ENGINE train $shape $swarm --stage "${s:0:1}" --verbose >"$T/stage$s.out" 2>"$T/stage$s.err" &
+    SP[$s]=$!
+    PIDS+=($!)
+  done
+  $ENGINE train $shape $swarm --trainer --data "$CORPUS" --batch 8 -o "$model" --plot "$chart" --eval-every 40 \
+    --verbose >"$T/trainer1.out" 2>"$T/trainer1.err" &
+  T1=$!
+  PIDS+=($T1)
+  $ENGINE train $shape $swarm --trainer --data "$CORPUS" --batch 8 >"$T/trainer2.out" 2>"$T/trainer2.err" &
+  T2=$!
+  PIDS+=($T2)
+  t0=$(date +%s)
+  half=$((STEPS / 2))
+  last=""
+  for _ in $(seq 3000); do  # progress every few seconds, until half-way (at most 5 min)
+    grep -q "step $half/$STEPS" "$T/trainer1.err" 2>/dev/null && break
+    kill -0 $T1 2>/dev/null || break
+    line=$(grep "^train: step" "$T/trainer1.err" 2>/dev/null | tail -1 || true)
+    [ -n "$line" ] && [ "$line" != "$last" ] && [ $(( $(date +%s) % 5 )) = 0 ] && { echo "   $line"; last=$line; }
+    sleep 0.1
+  done
+  echo "   $(grep "^train: step" "$T/trainer1.err" | tail -1)"
+  echo "   killing stage peer 0b (SIGKILL) at step $half: the trainers re-route to the other stage-0 peer"
+  kill -9 "${SP[0b]}"
+  wait "${SP[0b]}" 2>/dev/null || true
+  for _ in $(seq 6000); do
+    kill -0 $T1 2>/dev/null || break
+    line=$(grep "^train: step" "$T/trainer1.err" 2>/dev/null | tail -1 || true)
+    [ -n "$line" ] && [ "$line" != "$last" ] && [ $(( $(date +%s) % 5 )) = 0 ] && { echo "   $line"; last=$line; }
+    sleep 0.1
+  done
+  wait $T1 || { tail -20 "$T/trainer1.err" >&2; echo "demo: the trainer failed" >&2; exit 1; }
+  wait $T2 || true
+  grep -E "^train: (step $STEPS/|trainer done|done|wrote)" "$T/trainer1.err" | sed 's/^/   /'
+  echo "   trained in $(( $(date +%s) - t0 )) s; loss chart: $chart"
+  for s in 0a 1a 1b; do wait "${SP[$s]}" 2>/dev/null || true; done
+
+  # ---- 2. generate ---------------------------------------------------------------------
+  echo
+  echo "== demo 2/4: generating from the trained model (words of the corpus)"
+  $ENGINE generate -m "$model" -p "$PROMPT" -n 56 --temp 0.5 --seed 1 -t 1 2>/dev/null | sed 's/^/   /'
+  echo
+
+  # ---- 3. SpQR ---------------------------------------------------------------------------
+  echo "== demo 3/4: quantizing it with SpQR (3-bit weights, 8-bit head) and generating again"
+  qmodel=build/demo/swarm-trained-spqr.gguf
+  $ENGINE quantize -m "$model" -o "$qmodel" --calib "$CORPUS" --nsamples 32 --seqlen 64 --wbits 3 \
+    --head-type q8_0 -t 1 2>"$T/quantize.err" || { tail "$T/quantize.err" >&2; exit 1; }
+  grep -iE "wrote|bits per|ppl|perplexity" "$T/quantize.err" | tail -3 | sed 's/^/   /'
+  $ENGINE generate -m "$qmodel" -p "$PROMPT" -n 56 --temp 0.5 --seed 1 -t 1 2>/dev/null | sed 's/^/   /'
+  echo
+  model=$qmodel
+fi
+
+# ---- 4. the swarm: three servers splitting the blocks, a chat through them ----------------
+echo "== demo 4/4: serving $model from a swarm of three servers; a chat through them"
 NL=$($ENGINE info -m "$model" | sed -n 's/.*layers \([0-9]*\),.*/\1/p')
 HALF=$(( (NL + 1) / 2 ))
 declare -A SPID
@@ -56,9 +113,9 @@ for s in 1 2 3; do
   wait_line "$T/s$s.out" "serve: online"
   echo "   server $s: $(sed -n 's/serve: online, //p' "$T/s$s.out") at $(sed -n 's/.*listening on //p' "$T/s$s.out")"
 done
-echo "== demo: chatting through the swarm (--verbose shows the route); one server is killed halfway"
+echo "   chatting through the swarm (--verbose shows the route); one server is killed halfway"
 printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" --initial-peers "$PEER" -n "$N" --temp 0 -t 1 --verbose \
-  >"$T/chat.out" 2>"$T/chat.err" &
+  "${TEMPLATE[@]}" >"$T/chat.out" 2>"$T/chat.err" &
 CHAT=$!
 PIDS+=($CHAT)
 wait_line "$T/chat.err" "route for blocks"
@@ -73,5 +130,5 @@ wait "$CHAT" || { cat "$T/chat.err" >&2; echo "demo: the chat failed" >&2; exit 
 sed -n 's/^swarm: //p' "$T/chat.err" | sed 's/^/   client: /'
 echo "   reply: $(cat "$T/chat.out")"
 echo "== demo: the same prompt locally gives the same text:"
-printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" -n "$N" --temp 0 -t 1 2>/dev/null | sed 's/^/   /'
-echo "== demo: swarm done; shutting everything down"
+printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" -n "$N" --temp 0 -t 1 "${TEMPLATE[@]}" 2>/dev/null | sed 's/^/   /'
+echo "== demo: done; shutting everything down"

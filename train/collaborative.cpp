@@ -564,13 +564,14 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
     rep.step.seconds = seconds_since(t_step);
     rep.step.elapsed = seconds_since(t_start);
     const bool last = t_.step() == cfg.steps;
+    // Tell the run we stepped (samples 0 at the new epoch, with our checksum) right away,
+    // so slower peers see the new epoch and the others can compare checksums (and a
+    // SWARM stage follows the trainers' epoch before they evaluate through it).
+    exchange_progress(0, 0);
     if (last || (cfg.eval_every > 0 && t_.step() % cfg.eval_every == 0)) {
       rep.step.eval_loss = evaluate();
       rep.step.has_eval = std::isfinite(rep.step.eval_loss);
     }
-    // Tell the run we stepped (samples 0 at the new epoch, with our checksum) right away,
-    // so slower peers see the new epoch and the others can compare checksums.
-    exchange_progress(0, 0);
     on_step(rep);
     if (checkpoint && cfg.checkpoint_every > 0 && t_.step() % cfg.checkpoint_every == 0 && !last)
       checkpoint(t_.step());

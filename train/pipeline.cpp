@@ -304,6 +304,7 @@ TrainerSource::TrainerSource(Pipeline& pipe, Trainer& t, ThreadPool& pool, int64
                              int inflight, int64_t target_batch)
     : pipe_(pipe), t_(t), pool_(pool), batch_(batch), data_seed_(data_seed), target_batch_(target_batch),
       token_scale_(1.0f / (float)(target_batch * t.config().seqlen)) {
+  open_budget_ = target_batch;
   for (int i = 0; i < std::max(1, inflight); i++) threads_.emplace_back([this] { worker_main(); });
 }
 
@@ -319,12 +320,14 @@ TrainerSource::~TrainerSource() {
 void TrainerSource::open(int64_t epoch, float* grad) {
   std::lock_guard<std::mutex> lock(mu_);
   open_ = true, draining_ = false, epoch_ = epoch, grad_ = grad, pending_ = {};
-  budget_ = target_batch_, since_hint_ = 0;
+  // Until the first look at this epoch's progress: our share at the start of the last one.
+  budget_ = open_budget_, since_hint_ = 0, hinted_ = false;
   cv_.notify_all();
 }
 
 void TrainerSource::hint_remaining(int64_t samples) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!hinted_) open_budget_ = std::max<int64_t>(samples, batch_), hinted_ = true;
   // `samples` was counted before what we committed since the last hint was published.
   budget_ = samples - since_hint_ - in_pipeline_;
   since_hint_ = 0;

@@ -162,6 +162,8 @@ class TrainerSource : public GradientSource {
   int64_t in_pipeline_ = 0;    // their samples
   int64_t since_hint_ = 0;     // samples committed since the last hint
   int64_t budget_ = 0;         // samples we may still start
+  int64_t open_budget_ = 0;    // the budget an epoch opens with (the last epoch's first share)
+  bool hinted_ = false;        // this epoch had its first hint
   Got pending_;
   uint64_t next_mb_ = 0;
   std::vector<std::thread> threads_;
