@@ -30,12 +30,12 @@ else
   # ---- 1. SWARM training from scratch ----------------------------------------------
   CORPUS=${CORPUS:-/usr/share/games/fortunes/fortunes}
   [ -f "$CORPUS" ] || { echo "demo: $CORPUS not found (Debian package fortunes: run 'make deps')" >&2; exit 1; }
-  STEPS=${TRAIN_STEPS:-160}
+  STEPS=${TRAIN_STEPS:-240}
   PROMPT=${PROMPT:-"You will"}
   TEMPLATE=(--no-template)
   model=build/demo/swarm-trained.gguf
   chart=build/demo/swarm-trained-loss.svg
-  shape="--dim 64 --layers 2 --heads 4 --seqlen 64 --ctx 128 --lr 1e-2 --seed 1 --steps $STEPS --target-batch 32"
+  shape="--dim 64 --layers 2 --heads 4 --seqlen 64 --ctx 128 --lr 1e-2 --seed 1 --steps $STEPS --target-batch ${TARGET:-32}"
   swarm="--swarm --run demo --stages 2 --initial-peers $PEER --listen 127.0.0.1:0 -t 1 --matchmaking-time 0.3
          --progress-period 0.1 --rebalance-period 0"
   echo "== demo 1/4: training a model from scratch with engine train --swarm (SWARM pipeline, 127.0.0.1)"
@@ -55,12 +55,19 @@ else
   PIDS+=($T2)
   t0=$(date +%s)
   half=$((STEPS / 2))
-  last=""
+  shown=0
+  progress() {  # the trainer's latest progress line, every 5 seconds
+    local now line
+    now=$(date +%s)
+    [ $((now - shown)) -ge 5 ] || return 0
+    line=$(grep "^train: step" "$T/trainer1.err" 2>/dev/null | tail -1 || true)
+    [ -n "$line" ] && echo "   $line"
+    shown=$now
+  }
   for _ in $(seq 3000); do  # progress every few seconds, until half-way (at most 5 min)
     grep -q "step $half/$STEPS" "$T/trainer1.err" 2>/dev/null && break
     kill -0 $T1 2>/dev/null || break
-    line=$(grep "^train: step" "$T/trainer1.err" 2>/dev/null | tail -1 || true)
-    [ -n "$line" ] && [ "$line" != "$last" ] && [ $(( $(date +%s) % 5 )) = 0 ] && { echo "   $line"; last=$line; }
+    progress
     sleep 0.1
   done
   echo "   $(grep "^train: step" "$T/trainer1.err" | tail -1)"
@@ -69,8 +76,7 @@ else
   wait "${SP[0b]}" 2>/dev/null || true
   for _ in $(seq 6000); do
     kill -0 $T1 2>/dev/null || break
-    line=$(grep "^train: step" "$T/trainer1.err" 2>/dev/null | tail -1 || true)
-    [ -n "$line" ] && [ "$line" != "$last" ] && [ $(( $(date +%s) % 5 )) = 0 ] && { echo "   $line"; last=$line; }
+    progress
     sleep 0.1
   done
   wait $T1 || { tail -20 "$T/trainer1.err" >&2; echo "demo: the trainer failed" >&2; exit 1; }
@@ -89,8 +95,8 @@ else
   echo "== demo 3/4: quantizing it with SpQR (3-bit weights, 8-bit head) and generating again"
   qmodel=build/demo/swarm-trained-spqr.gguf
   $ENGINE quantize -m "$model" -o "$qmodel" --calib "$CORPUS" --nsamples 32 --seqlen 64 --wbits 3 \
-    --head-type q8_0 -t 1 2>"$T/quantize.err" || { tail "$T/quantize.err" >&2; exit 1; }
-  grep -iE "wrote|bits per|ppl|perplexity" "$T/quantize.err" | tail -3 | sed 's/^/   /'
+    --head-type q8_0 -t 1 >"$T/quantize.out" 2>&1 || { tail "$T/quantize.out" >&2; exit 1; }
+  { grep -iE "^wrote|bits per" "$T/quantize.out" || true; } | sed 's/^/   /'
   $ENGINE generate -m "$qmodel" -p "$PROMPT" -n 56 --temp 0.5 --seed 1 -t 1 2>/dev/null | sed 's/^/   /'
   echo
   model=$qmodel

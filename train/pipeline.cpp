@@ -186,7 +186,7 @@ std::optional<std::vector<float>> Pipeline::call(int64_t k, bool backward, const
         totals_.retries++;
         lock.unlock();
         std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-        pause = std::min(pause * 2, 0.5);
+        pause = std::min(pause * 2, 0.2);
         continue;
       }
       routers_[k].failed(addr, wall_s());
@@ -219,7 +219,7 @@ std::optional<std::vector<float>> Pipeline::call(int64_t k, bool backward, const
         totals_.retries++;
         lock.unlock();
         std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-        pause = std::min(pause * 2, 0.5);
+        pause = std::min(pause * 2, 0.2);
         continue;
       case StageStatus::Moved:
         routers_[k].aborted(addr, work);

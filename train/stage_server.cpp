@@ -101,10 +101,26 @@ void StageServer::worker_main() {
     std::shared_ptr<Job> j;
     StageStatus status = StageStatus::Ok;
     int64_t epoch = 0;
+    std::vector<std::shared_ptr<Job>> expired;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping
+      cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping_ || !queue_.empty(); });
+      // Requests for an epoch we have not opened yet wait here (not on the wire, not
+      // re-sent with their activations) until open() or park_s, then get "wait".
+      const double now = now_s();
+      while (!parked_.empty() && (stopping_ || now - parked_.front().second > cfg_.park_s)) {
+        expired.push_back(parked_.front().first);
+        parked_.pop_front();
+      }
+      if (queue_.empty()) {
+        epoch = epoch_;
+        lock.unlock();
+        for (auto& e : expired)
+          reply(*e, encode_stage_reply(stopping_ ? StageStatus::Moved : StageStatus::Wait, epoch, nullptr, 0, 0, 0,
+                                       ActDType::F32));
+        if (stopping_) return;
+        continue;
+      }
       j = queue_.front();
       queue_.pop_front();
       const int64_t e = j->req.epoch;
@@ -113,10 +129,16 @@ void StageServer::worker_main() {
       else if (e < epoch_ || (e == epoch_ && !open_ && closed_epoch_ >= e)) status = StageStatus::Stale;
       else if (e == epoch_ && open_) status = StageStatus::Ok;
       else status = StageStatus::Wait;  // ahead of us, or our epoch not open yet
+      if (status == StageStatus::Wait && (int)parked_.size() < cfg_.max_queue) {
+        parked_.emplace_back(j, now_s());
+        j = nullptr;
+      }
       if (status == StageStatus::Stale) totals_.stale++;
-      if (status == StageStatus::Wait) totals_.waits++;
+      if (status == StageStatus::Wait && j) totals_.waits++;
       busy_ = status == StageStatus::Ok;
     }
+    for (auto& e : expired) reply(*e, encode_stage_reply(StageStatus::Wait, epoch, nullptr, 0, 0, 0, ActDType::F32));
+    if (!j) continue;
     if (status != StageStatus::Ok) {
       reply(*j, encode_stage_reply(status, epoch, nullptr, 0, 0, 0, ActDType::F32));
       continue;
@@ -187,6 +209,12 @@ void StageServer::open(int64_t epoch, float* grad) {
   open_ = true;
   grad_ = grad;
   pending_ = {};
+  // The requests that waited for this epoch go first, in their order.
+  while (!parked_.empty()) {
+    queue_.push_front(parked_.back().first);
+    parked_.pop_back();
+  }
+  cv_.notify_all();
 }
 
 GradientSource::Got StageServer::collect(double wait_s) {

@@ -6,7 +6,8 @@
 // epoch s
 //   e == s, open      computes (backward: adds the weight gradients to the epoch's sum)
 //   e <  s, or e == s after the epoch closed   answers "stale" (cannot count any more)
-//   e >  s            answers "wait"; e == s + 1 also ends epoch s (the trainers moved on)
+//   e >  s            is held until the stage opens that epoch (at most park_s, then
+//                     "wait"); e == s + 1 also ends epoch s (the trainers moved on)
 // The stage's epoch also ends when most trainers' progress records in the DHT
 // ("<run>.trainers") report a later epoch, so a peer that no request reached still
 // averages with the others. Between close() and the next open() nothing reads or
@@ -39,7 +40,8 @@ struct StageServerConfig {
   int64_t stage = 0;
   int64_t max_n = 128;         // the run's seqlen
   int64_t max_windows = 64;    // per request
-  int max_queue = 64;
+  int max_queue = 64;           // requests waiting to be computed, and again waiting for our next epoch
+  double park_s = 2.0;          // a request for an epoch we have not opened waits this long, then gets "wait"
   double throttle = 1.0;       // TEST HOOK (--throttle): every request takes this many times as long
   double trainers_poll_s = 0.5;
   // TEST HOOKS. die_*: SIGKILL this process in the middle of a forward (die_in_forward)
@@ -93,6 +95,7 @@ class StageServer : public GradientSource {
   std::condition_variable cv_;       // jobs queued / state changed
   std::condition_variable idle_cv_;  // the worker finished a job
   std::deque<std::shared_ptr<Job>> queue_;
+  std::deque<std::pair<std::shared_ptr<Job>, double>> parked_;  // waiting for open(), since
   bool busy_ = false, stopping_ = false;
   int64_t epoch_ = 0;
   bool open_ = false;

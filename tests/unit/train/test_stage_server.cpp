@@ -111,7 +111,7 @@ TEST(StageServer, ComputesGatesByEpochAndRefusesMalformed) {
   Trainer t(std::move(st), no_data, cfg, pool);
   NetThread server_net("127.0.0.1:0", {}), client("127.0.0.1:0", {});
   StageServerConfig sc;
-  sc.run = "r", sc.stage = 1, sc.max_n = 8, sc.max_windows = 4;
+  sc.run = "r", sc.stage = 1, sc.max_n = 8, sc.max_windows = 4, sc.park_s = 0.2;
   StageServer server(server_net, t, pool, sc);
   const int64_t B = 2, n = 8, d = hp.n_embd;
   StageRequest q;
