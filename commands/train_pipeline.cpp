@@ -16,6 +16,7 @@
 #include "commands/train_flags.h"
 #include "commands/train_swarm_flags.h"
 #include "core/error.h"
+#include "core/split_mix.h"
 #include "core/thread_pool.h"
 #include "train/net_thread.h"
 #include "train/pipeline.h"
@@ -68,13 +69,17 @@ std::vector<StageLoad> read_stage_loads(NetThread& net, const std::string& run, 
   return loads;
 }
 
-// --stage auto: the stage with the least throughput (no peers: the least of all;
-// ties: the lowest index).
-int64_t choose_stage(const std::vector<StageLoad>& loads) {
-  int64_t best = 0;
-  for (int64_t k = 1; k < (int64_t)loads.size(); k++)
-    if (loads[k].capacity < loads[best].capacity) best = k;
-  return best;
+// The stage with the least throughput (no peers: the least of all). Ties go by
+// `salt` (a peer's id), so peers that start together spread over the empty stages
+// instead of all taking the first.
+int64_t choose_stage(const std::vector<StageLoad>& loads, uint64_t salt = 0) {
+  std::vector<int64_t> least;
+  for (int64_t k = 0; k < (int64_t)loads.size(); k++) {
+    if (!least.empty() && loads[k].capacity > loads[least[0]].capacity) continue;
+    if (!least.empty() && loads[k].capacity < loads[least[0]].capacity) least.clear();
+    least.push_back(k);
+  }
+  return least[salt % least.size()];
 }
 
 // Petals' rule, for stages: move when it raises the pipeline's throughput (the
@@ -83,14 +88,17 @@ int64_t choose_stage(const std::vector<StageLoad>& loads) {
 // record, until it expires, keeps the others from following too soon).
 int64_t rebalance_target(const std::vector<StageLoad>& loads, int64_t mine, const std::string& my_id, double my_cap,
                          double threshold) {
-  if (my_cap <= 0) return -1;  // not measured yet
   const int64_t slow = choose_stage(loads);
+  // A stage nobody serves stops the whole pipeline: fill it at once.
+  const bool empty = loads[slow].peers == 0;
+  if (my_cap <= 0 && !empty) return -1;  // not measured yet
   int64_t rich = 0;
   for (int64_t k = 1; k < (int64_t)loads.size(); k++)
     if (loads[k].capacity > loads[rich].capacity) rich = k;
   if (slow == mine || rich != mine || loads[mine].peers < 2) return -1;
   for (auto& r : loads[mine].records)
     if (r.peer < my_id) return -1;  // a lower id moves first
+  if (empty) return slow;
   const double after_leave = loads[mine].capacity - my_cap, after_join = loads[slow].capacity + my_cap;
   if (loads[slow].capacity >= threshold * after_leave) return -1;  // not slow enough to matter
   if (std::min(after_leave, after_join) <= loads[slow].capacity) return -1;  // no gain
@@ -104,7 +112,7 @@ int run_stage_peer(TrainFlags& f, const CollabFlags& cf, TrainSetup& s, NetThrea
   ThreadPool pool(f.threads);
   int64_t k = -1;
   if (cf.stage == "auto") {
-    k = choose_stage(read_stage_loads(net, cf.run, cf.stages));
+    k = choose_stage(read_stage_loads(net, cf.run, cf.stages), name_hash(net.id().hex()));
     std::fprintf(stderr, "train: --stage auto: stage %lld has the least throughput\n", (long long)k);
   } else {
     char* end = nullptr;
@@ -147,8 +155,10 @@ int run_stage_peer(TrainFlags& f, const CollabFlags& cf, TrainSetup& s, NetThrea
       if (move_to >= 0) return true;
       if (cf.rebalance_period_s <= 0 || seconds_since(last_check) < cf.rebalance_period_s) return false;
       last_check = Clock::now();
-      if (seconds_since(joined) < 2 * cf.rebalance_period_s) return false;  // measure before judging
       const auto loads = read_stage_loads(net, cf.run, cf.stages);
+      bool some_empty = false;
+      for (auto& l : loads) some_empty |= l.peers == 0;
+      if (seconds_since(joined) < 2 * cf.rebalance_period_s && !some_empty) return false;  // measure before judging
       move_to = rebalance_target(loads, k, my_id, server.capacity(), cf.rebalance_threshold);
       if (cf.verbose) {
         std::string line = "rebalance check: stage throughput";

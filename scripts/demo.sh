@@ -24,7 +24,7 @@ if [ -n "${MODEL:-}" ]; then
   [ -f "$MODEL" ] || { echo "demo: MODEL=$MODEL does not exist" >&2; exit 1; }
   model=$MODEL
   PROMPT=${PROMPT:-"Once upon a time"}
-  TEMPLATE=()
+  TEMPLATE=(--temp 0)
   $ENGINE info -m "$model" | sed -n '1,4p'
 else
   # ---- 1. SWARM training from scratch ----------------------------------------------
@@ -32,7 +32,7 @@ else
   [ -f "$CORPUS" ] || { echo "demo: $CORPUS not found (Debian package fortunes: run 'make deps')" >&2; exit 1; }
   STEPS=${TRAIN_STEPS:-240}
   PROMPT=${PROMPT:-"You will"}
-  TEMPLATE=(--no-template)
+  TEMPLATE=(--no-template --temp 0.5 --seed 1)  # greedy loops on a model this small
   model=build/demo/swarm-trained.gguf
   chart=build/demo/swarm-trained-loss.svg
   shape="--dim 64 --layers 2 --heads 4 --seqlen 64 --ctx 128 --lr 1e-2 --seed 1 --steps $STEPS --target-batch ${TARGET:-32}"
@@ -120,7 +120,7 @@ for s in 1 2 3; do
   echo "   server $s: $(sed -n 's/serve: online, //p' "$T/s$s.out") at $(sed -n 's/.*listening on //p' "$T/s$s.out")"
 done
 echo "   chatting through the swarm (--verbose shows the route); one server is killed halfway"
-printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" --initial-peers "$PEER" -n "$N" --temp 0 -t 1 --verbose \
+printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" --initial-peers "$PEER" -n "$N" -t 1 --verbose \
   "${TEMPLATE[@]}" >"$T/chat.out" 2>"$T/chat.err" &
 CHAT=$!
 PIDS+=($CHAT)
@@ -136,5 +136,5 @@ wait "$CHAT" || { cat "$T/chat.err" >&2; echo "demo: the chat failed" >&2; exit 
 sed -n 's/^swarm: //p' "$T/chat.err" | sed 's/^/   client: /'
 echo "   reply: $(cat "$T/chat.out")"
 echo "== demo: the same prompt locally gives the same text:"
-printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" -n "$N" --temp 0 -t 1 "${TEMPLATE[@]}" 2>/dev/null | sed 's/^/   /'
+printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" -n "$N" -t 1 "${TEMPLATE[@]}" 2>/dev/null | sed 's/^/   /'
 echo "== demo: done; shutting everything down"

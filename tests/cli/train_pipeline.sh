@@ -68,7 +68,12 @@ STEPS=30
 "$ENGINE" train --data "$CORPUS" $SHAPE --steps $STEPS --batch 16 -o "$TMP/single.gguf" 2>"$TMP/single.err" ||
   die "single-process run failed"
 RUN=par
-for p in a b; do stage "s0$p" 0 --steps $STEPS --target-batch 16; stage "s1$p" 1 --steps $STEPS --target-batch 16; done
+stage s0a 0 --steps $STEPS --target-batch 16
+stage s0b 0 --steps $STEPS --target-batch 16
+stage s1a 1 --steps $STEPS --target-batch 16
+# The fourth picks its stage itself: stage 1 has one peer, stage 0 two.
+wait_for "$TMP/s1a.err" "stage 1 of 2" 300 && wait_for "$TMP/s0b.err" "stage 0 of 2" 300 && sleep 1.5
+stage s1b auto --steps $STEPS --target-batch 16
 trainer t1 --steps $STEPS --batch 4 --target-batch 16 -o "$TMP/pipe.gguf" --plot "$TMP/pipe.svg"
 trainer t2 --steps $STEPS --batch 4 --target-batch 16
 check "parity run: trainers and stage peers complete" wait_roles t1 t2 s0a s0b s1a s1b
@@ -89,6 +94,7 @@ for k in 0 1; do
   check "stage $k counts every step exactly the samples the trainers count" \
     diff <(stage_samples "$TMP/s${k}a.err") <(trainer_samples "$TMP/t1.err")
 done
+check "--stage auto took the stage with the least throughput" grep -q "stage auto: stage 1 has the least" "$TMP/s1b.err"
 check "both stages took $STEPS steps" bash -c "grep -q 'stage 0 at step $STEPS' '$TMP/s0a.err' && grep -q 'stage 1 at step $STEPS' '$TMP/s1b.err'"
 
 # ---- churn: kills in forward, backward, averaging; a trainer killed; a joiner ----
