@@ -77,3 +77,7 @@ fi
 echo
 echo "== training from scratch, alone and together (issue 16)"
 THREADS=$THREADS bench/train_swarm.sh "$ENGINE"
+
+echo
+echo "== SWARM pipeline training (issue 17)"
+THREADS=$THREADS bench/train_pipeline.sh "$ENGINE"
