@@ -18,7 +18,7 @@ struct CollabFlags {
               byzantine = "none";
   int64_t target_batch = 0;
   double bandwidth = 1.0, averaging_timeout_s = 30, matchmaking_time_s = 1.5, progress_period_s = 0.5;
-  float clip_tau = 1.0f;
+  float clip_tau = 0.5f;  // measured: 1.0 let one liar in four cost up to 9.7% eval loss, 0.5 at most 2.4% (bench/NOTES.md)
   int clip_iters = 20;
   uint64_t data_seed = 0;
   std::string test_die;
@@ -48,7 +48,8 @@ struct CollabFlags {
     p.add("--clip-tau", "T", "CenteredClip radius, as a multiple of the median distance of the contributions from "
           "their coordinate-wise median", &clip_tau);
     p.add("--clip-iters", "N", "CenteredClip iteration cap", &clip_iters);
-    p.add("--wire-dtype", "T", "gradients on the wire: f32, f16 or int8 (8-bit blockwise)", &wire);
+    p.add("--wire-dtype", "T", "on the wire: averaged gradients, f32, f16 or int8 (8-bit blockwise); with --stages "
+          "also the activations and their gradients, f32, f16 (the default there), bf16 or int8", &wire);
     p.add("--averaging-timeout", "SECONDS", "an all-reduce round never takes longer", &averaging_timeout_s);
     p.add("--matchmaking-time", "SECONDS", "how long peers gather into a group", &matchmaking_time_s);
     p.add("--progress-period", "SECONDS", "how often progress is published to the DHT", &progress_period_s);

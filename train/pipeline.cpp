@@ -179,14 +179,19 @@ std::optional<std::vector<float>> Pipeline::call(int64_t k, bool backward, const
     const double secs = seconds_since(t0);
     std::unique_lock<std::mutex> lock(mu_);
     totals_.bytes_sent += body.size();
+    // Busy or not ready yet (not broken): the same call again shortly, to whichever
+    // peer is then the earliest.
+    auto back_off = [&] {
+      routers_[k].aborted(addr, work);
+      totals_.retries++;
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+      pause = std::min(pause * 2, 0.2);
+    };
     if (!r || !r->ok) {
       const std::string why = r ? r->error : "timed out";
-      if (r && r->overloaded) {  // busy, not broken
-        routers_[k].aborted(addr, work);
-        totals_.retries++;
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-        pause = std::min(pause * 2, 0.2);
+      if (r && r->overloaded) {
+        back_off();
         continue;
       }
       routers_[k].failed(addr, wall_s());
@@ -215,11 +220,7 @@ std::optional<std::vector<float>> Pipeline::call(int64_t k, bool backward, const
         *stale = true;
         return std::nullopt;
       case StageStatus::Wait:
-        routers_[k].aborted(addr, work);
-        totals_.retries++;
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-        pause = std::min(pause * 2, 0.2);
+        back_off();
         continue;
       case StageStatus::Moved:
         routers_[k].aborted(addr, work);

@@ -38,3 +38,23 @@ start_server() {
   wait_for "$TMP/$name.out" "serve: online" || die "server $name did not come online"
   SRV_ADDR[$name]=$(sed -n 's/.*listening on //p' "$TMP/$name.out")
 }
+
+# Training swarms: background processes by name (PEER_PID[NAME] is the engine itself,
+# so a SIGKILL reaches it), waited for with bounds, and their CSV logs.
+declare -A PEER_PID
+# wait_peers NAME...: each exits 0 within 240 s (killed and failed otherwise).
+wait_peers() {
+  local rc=0 n
+  for n in "$@"; do
+    local p=${PEER_PID[$n]}
+    for _ in $(seq 2400); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+    wait "$p" || { echo "process $n exited with $?"; tail -5 "$TMP/$n.err"; rc=1; }
+  done
+  return $rc
+}
+# col FILE NAME: the values of a CSV column, one per line (rows where it is set).
+col() { awk -F, -v n="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i; next } c && $c != "" { print $c }' "$1"; }
+last_eval() { col "$1" eval_loss | tail -1; }
+# within A B R: |A - B| <= R * B
+within() { awk -v a="$1" -v b="$2" -v r="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= r * b) }'; }

@@ -20,7 +20,6 @@ CORPUS=/usr/share/games/fortunes/computers
 [ -f "$CORPUS" ] || { echo "SKIP: $CORPUS not found (Debian package fortunes; make deps installs it)"; exit 77; }
 DIFF="python3 $(dirname "$0")/gguf_tensors.py"
 SHAPE="--dim 64 --ffn 160 --layers 4 --heads 4 --seqlen 48 --lr 3e-3 --seed 5 --eval-windows 16 -t 1"
-declare -A PEER_PID
 # role NAME ARGS...: a SWARM process in the background (RUN names the run).
 role() {
   local name=$1
@@ -33,17 +32,6 @@ role() {
 }
 stage() { local n=$1 k=$2; shift 2; role "$n" --stage "$k" "$@"; }
 trainer() { local n=$1; shift; role "$n" --trainer --data "$CORPUS" "$@"; }
-# wait_roles NAME...: each exits 0 within 240 s (killed and failed otherwise).
-wait_roles() {
-  local rc=0 n
-  for n in "$@"; do
-    local p=${PEER_PID[$n]}
-    for _ in $(seq 2400); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-    wait "$p" || { echo "process $n exited with $?"; tail -5 "$TMP/$n.err"; rc=1; }
-  done
-  return $rc
-}
 # exited_with NAME CODE: the process has exited with CODE (waits up to 240 s).
 exited_with() {
   local p=${PEER_PID[$1]}
@@ -52,9 +40,6 @@ exited_with() {
   wait "$p"
   [ $? -eq "$2" ]
 }
-col() { awk -F, -v n="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i; next } c && $c != "" { print $c }' "$1"; }
-last_eval() { col "$1" eval_loss | tail -1; }
-within() { awk -v a="$1" -v b="$2" -v r="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= r * b) }'; }
 # step_sums FILE: "step xxh3" of every stage step line of a stage peer's log.
 step_sums() { sed -n 's/.*stage [0-9] step \([0-9]*\)\/.*xxh3 \([0-9a-f]*\)$/\1 \2/p' "$1"; }
 # step_samples FILE: "step samples" of every step line (stage peers and trainers).
@@ -76,7 +61,7 @@ wait_for "$TMP/s1a.err" "stage 1 of 2" 300 && wait_for "$TMP/s0b.err" "stage 0 o
 stage s1b auto --steps $STEPS --target-batch 16
 trainer t1 --steps $STEPS --batch 4 --target-batch 16 -o "$TMP/pipe.gguf" --plot "$TMP/pipe.svg"
 trainer t2 --steps $STEPS --batch 4 --target-batch 16
-check "parity run: trainers and stage peers complete" wait_roles t1 t2 s0a s0b s1a s1b
+check "parity run: trainers and stage peers complete" wait_peers t1 t2 s0a s0b s1a s1b
 check "the trainer wrote the whole model" test -s "$TMP/pipe.gguf"
 check "the model opens in engine generate" "$ENGINE" generate -m "$TMP/pipe.gguf" -p "The " -n 8 --temp 0 -t 1
 s=$(last_eval "$TMP/single.csv")
@@ -113,7 +98,7 @@ check "stage peer killed in a forward" exited_with c0a 137
 check "stage peer killed in a backward" exited_with c1a 137
 check "stage peer killed in its averaging round" exited_with c0b 137
 check "trainer killed mid-step" exited_with ct2 137
-check "the run completes: the surviving trainer and stage peers" wait_roles ct1 c0c c1b c1c
+check "the run completes: the surviving trainer and stage peers" wait_peers ct1 c0c c1b c1c
 check "the joiner downloaded its stage's state" grep -q "state loaded" "$TMP/c1c.err"
 check "the joiner served backwards" bash -c "grep -q 'stage peer done: stage 1 at step $STEPS, [0-9]* forwards, [1-9][0-9]* backwards' '$TMP/c1c.err'"
 a=$(step_sums "$TMP/c1b.err" | tail -1)
@@ -128,7 +113,7 @@ RUN=reb
 for p in a b c d; do stage "r0$p" 0 --steps $STEPS --target-batch 16 --rebalance-period 1.5; done
 stage r1a 1 --steps $STEPS --target-batch 16 --throttle 6 --rebalance-period 1.5
 trainer rt --steps $STEPS --batch 4 --target-batch 16 --inflight 4
-check "rebalancing run completes" wait_roles rt r0a r0b r0c r0d r1a
+check "rebalancing run completes" wait_peers rt r0a r0b r0c r0d r1a
 moved=$(grep -l "moving from stage 0 to stage 1" "$TMP"/r0?.err | wc -l)
 echo "# peers that moved to the slow stage: $moved"
 check "peers moved to the slow stage" test "$moved" -ge 1
@@ -143,7 +128,7 @@ byz() {  # byz TAG MODE
   stage "$1s0c" 0 --steps $STEPS --target-batch 16 --byzantine $2
   stage "$1s1" 1 --steps $STEPS --target-batch 16
   trainer "$1t" --steps $STEPS --batch 4 --target-batch 16 --log "$TMP/$1.csv"
-  wait_roles "$1t" "$1s0a" "$1s0b" "$1s0c" "$1s1"
+  wait_peers "$1t" "$1s0a" "$1s0b" "$1s0c" "$1s1"
 }
 check "honest run" byz honest none
 check "run with a sign-flipping stage peer" byz flip sign-flip
@@ -160,7 +145,7 @@ stage b0n 0 --steps 12 --target-batch 16 --wire-dtype f32 --byzantine-serve nan
 stage b0s 0 --steps 12 --target-batch 16 --wire-dtype f32 --byzantine-serve shape
 stage b1 1 --steps 12 --target-batch 16 --wire-dtype f32
 trainer bt --steps 12 --batch 4 --target-batch 16 --wire-dtype f32
-check "a trainer facing NaN and wrong-shaped replies completes" wait_roles bt
+check "a trainer facing NaN and wrong-shaped replies completes" wait_peers bt
 check "it banned the NaN peer" grep -q "non-finite" "$TMP/bt.err"
 check "it banned the wrong-shaped peer" grep -q "malformed reply" "$TMP/bt.err"
 expect_fail "a joiner with another model config is refused" "trains another model" \

@@ -19,7 +19,6 @@ SHAPE="--dim 64 --ffn 160 --layers 2 --heads 4 --seqlen 48 --lr 3e-3 --seed 5 --
 tr() { timeout 300 "$ENGINE" train --data "$CORPUS" $SHAPE "$@"; }
 # peer NAME ARGS...: a swarm peer in the background (PEER_PID[NAME] is the engine itself,
 # so a SIGKILL reaches it); RUN names the run.
-declare -A PEER_PID
 peer() {
   local name=$1
   shift
@@ -29,22 +28,6 @@ peer() {
   PEER_PID[$name]=$!
   PIDS+=($!)
 }
-# wait_peers NAME...: each exits 0 within 240 s (killed and failed otherwise).
-wait_peers() {
-  local rc=0 n
-  for n in "$@"; do
-    local p=${PEER_PID[$n]}
-    for _ in $(seq 2400); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-    wait "$p" || { echo "peer $n exited with $?"; tail -5 "$TMP/$n.err"; rc=1; }
-  done
-  return $rc
-}
-# col FILE NAME: the values of a CSV column, one per line (rows where it is set).
-col() { awk -F, -v n="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i; next } c && $c != "" { print $c }' "$1"; }
-last_eval() { col "$1" eval_loss | tail -1; }
-within() { awk -v a="$1" -v b="$2" -v r="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= r * b) }'; }
-
 start_dht
 
 # ---- exactness: one peer == one process ----
@@ -154,9 +137,13 @@ done
 check "no honest peer chased the liar's epoch" bash -c "! grep -q 'run at epoch [0-9]\{4\}' '$TMP'/lie[123].err"
 
 # ---- bad input: a joiner with another model ----
+# (against a run that is alive: a finished run's config expires from the DHT)
+RUN=cfg peer cfg1 --steps 400 --batch 4 --target-batch 8 -o "$TMP/cfg1.gguf"
+wait_for "$TMP/cfg1.err" "step 1/" 300 || echo "# (the config run did not start in 30 s)"
 expect_fail "a joiner with another config is refused" "trains another model" \
-  tr --swarm --run par --initial-peers "$DHT_ADDR" --dim 32 --steps 2 --batch 2 -o "$TMP/x.gguf"
+  tr --swarm --run cfg --initial-peers "$DHT_ADDR" --dim 32 --steps 2 --batch 2 -o "$TMP/x.gguf"
 check "nothing written by the refused joiner" test ! -e "$TMP/x.gguf"
+kill -9 "${PEER_PID[cfg1]}" 2>/dev/null
 expect_fail "--swarm with an unreachable DHT" "bootstrap" \
   tr --swarm --run par --initial-peers 127.0.0.1:1 --steps 2 --batch 2 -o "$TMP/x.gguf"
 expect_fail "a bad --aggregator" "--aggregator" tr --swarm --aggregator median --steps 2 -o "$TMP/x.gguf"
