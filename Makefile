@@ -7,7 +7,8 @@ CMAKE_ARGS ?=
 
 # Debian packages the project needs; `make deps` installs only the missing ones.
 DEPS := cmake g++ make libuv1-dev libmsgpack-cxx-dev libxxhash-dev libgtest-dev libgmock-dev \
-        clang libclang-rt-14-dev iproute2 python3 fortunes
+        clang libclang-rt-14-dev iproute2 python3 fortunes \
+        libcpp-httplib-dev nlohmann-json3-dev nodejs npm chromium chromium-driver python3-selenium
 
 .PHONY: all deps build test test-unit test-san demo bench fuzz fuzz-smoke clean
 
@@ -15,6 +16,7 @@ all: build
 
 deps:
 	@./scripts/install-deps.sh $(DEPS)
+	@./scripts/install-npm-deps.sh $(BUILD)/node
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null

@@ -323,6 +323,18 @@ void Rpc::handle_request(Conn& st, const Envelope& e) {
   }
 }
 
+uint64_t Rpc::bytes_in() const {
+  uint64_t n = closed_bytes_in_;
+  for (auto& [id, st] : conns_) n += st.c->bytes_in();
+  return n;
+}
+
+uint64_t Rpc::bytes_out() const {
+  uint64_t n = closed_bytes_out_;
+  for (auto& [id, st] : conns_) n += st.c->bytes_out();
+  return n;
+}
+
 void Rpc::on_closed(Connection& c, const std::string& why) {
   auto it = conns_.find(c.id());
   if (it == conns_.end()) return;
@@ -330,6 +342,8 @@ void Rpc::on_closed(Connection& c, const std::string& why) {
   ErrorCode code = st.bye_code;
   PeerInfo peer = st.peer;
   bool was_hello = st.hello_done;
+  closed_bytes_in_ += c.bytes_in();
+  closed_bytes_out_ += c.bytes_out();
   for (const std::string* key : {&st.dial_key, &st.addr_key}) {
     auto a = by_addr_.find(*key);
     if (!key->empty() && a != by_addr_.end() && a->second == c.id()) by_addr_.erase(a);

@@ -162,6 +162,9 @@ class Rpc : private ConnectionOwner {
     uint64_t violations = 0, conns_accepted = 0, conns_refused = 0, conns_opened = 0;
   };
   const Stats& stats() const { return stats_; }
+  // Bytes read from / written to the network by every connection, open or closed.
+  uint64_t bytes_in() const;
+  uint64_t bytes_out() const;
   size_t connection_count() const { return conns_.size(); }
   size_t queued_bytes() const;  // written by us, not yet taken by the kernel, all connections
 
@@ -231,6 +234,7 @@ class Rpc : private ConnectionOwner {
   std::unordered_map<std::string, Handler> handlers_;
   std::unordered_map<std::string, NotifyFn> notify_handlers_;
   std::unordered_map<uint64_t, Conn> conns_;               // by connection id (open ones)
+  uint64_t closed_bytes_in_ = 0, closed_bytes_out_ = 0;    // of connections already closed
   struct Flushing {
     Connection* c;
     uint64_t since_ms;
