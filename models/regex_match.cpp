@@ -1,6 +1,8 @@
 // SplitRegex's matcher: backtracking in continuation-passing style. Each
 // sequence item is tried with "the rest of the match" as a continuation, so
 // alternation is leftmost-first and quantifiers greedy, as in Perl/ECMAScript.
+#include <algorithm>
+
 #include "models/regex_nodes.h"
 #include "models/regex_split.h"
 
@@ -39,9 +41,21 @@ class Cont {
   bool (*fn_)(const void*, size_t);
 };
 
+// Matches within one subject [lo, hi). It remembers, per Char node, the last
+// run of characters found to satisfy it, so the many attempts a split makes
+// at successive positions inside one long run (say of white space) do not
+// rescan it each time.
 class Matcher {
  public:
-  Matcher(const DecodedText& t, size_t lo, size_t hi) : t_(t), lo_(lo), hi_(hi) {}
+  Matcher(const DecodedText& t, size_t lo, size_t hi, uint32_t n_slots)
+      : t_(t), lo_(lo), hi_(hi), runs_(n_slots, {0, 0}) {}
+
+  // Moves to another subject of the same text (forgetting the cached runs).
+  void subject(size_t lo, size_t hi) {
+    lo_ = lo;
+    hi_ = hi;
+    runs_.assign(runs_.size(), {0, 0});
+  }
 
   bool alts(const Alts& a, size_t pos, Cont k) const {
     for (const Seq& s : a)
@@ -52,6 +66,19 @@ class Matcher {
  private:
   const DecodedText& t_;
   size_t lo_, hi_;
+  // Char node slot -> [from, to): every character in it satisfies the node's
+  // test and the one at `to` does not (or to == hi).
+  mutable std::vector<std::pair<size_t, size_t>> runs_;
+
+  // How many characters from pos satisfy n, up to n.max.
+  size_t run(const Node& n, size_t pos) const {
+    std::pair<size_t, size_t>& r = runs_[n.slot];
+    if (pos >= r.first && pos < r.second) return std::min<size_t>(r.second - pos, n.max);
+    size_t count = 0;
+    while (count < n.max && test(n.pred, pos + count)) count++;
+    if (count > 0 && count < n.max) r = {pos, pos + count};  // ended by a failing character
+    return count;
+  }
 
   bool test(const Pred& p, size_t pos) const { return pos < hi_ && p.test(t_.cp[pos], t_.cat[pos], t_.ws[pos]); }
 
@@ -60,9 +87,12 @@ class Matcher {
     const Node& n = s[i];
     switch (n.kind) {
       case Kind::Char: {
-        size_t count = 0;
-        while (count < n.max && test(n.pred, pos + count)) count++;
+        const size_t count = run(n, pos);
         if (count < n.min) return false;
+        // Before $ only the longest run can succeed: giving characters back
+        // would only move away from the end. (Keeps \s+$ linear on long
+        // white space that does not end the text.)
+        if (i + 1 < s.size() && s[i + 1].kind == Kind::End) return seq(s, i + 1, pos + count, k);
         for (size_t c = count + 1; c-- > n.min;)  // greedy: longest first
           if (seq(s, i + 1, pos + c, k)) return true;
         return false;
@@ -106,7 +136,7 @@ long SplitRegex::match_at(const DecodedText& t, size_t lo, size_t hi, size_t pos
     end = (long)p;
     return true;
   };
-  if (!Matcher(t, lo, hi).alts(*root_, pos, Cont(accept))) return -1;
+  if (!Matcher(t, lo, hi, n_slots_).alts(*root_, pos, Cont(accept))) return -1;
   return end - (long)pos;
 }
 
@@ -114,10 +144,17 @@ std::vector<size_t> SplitRegex::split(const DecodedText& t, const std::vector<si
   std::vector<size_t> out;
   out.reserve(ends.size() * 2);
   size_t lo = 0;
+  Matcher m(t, 0, 0, n_slots_);
   for (size_t hi : ends) {
+    m.subject(lo, hi);
     size_t last = lo;  // end of the last piece produced
     for (size_t pos = lo; pos < hi;) {
-      const long n = match_at(t, lo, hi, pos);
+      long n = -1;
+      const auto accept = [&](size_t p) {
+        n = (long)(p - pos);
+        return true;
+      };
+      m.alts(*root_, pos, Cont(accept));
       if (n <= 0) {
         pos++;
         continue;

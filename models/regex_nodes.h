@@ -74,6 +74,7 @@ struct Node {
   Pred pred;
   Alts alts;
   uint32_t min = 1, max = 1;
+  uint32_t slot = 0;  // Char: index of its run cache in the matcher
 };
 
 }  // namespace engine::regex_detail

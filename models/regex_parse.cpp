@@ -377,11 +377,22 @@ void fold(Alts& alts) {
   for (Seq& s : alts) fold(s);
 }
 
+// Numbers the Char nodes (their run-cache slots); returns the count.
+uint32_t number_slots(Alts& alts, uint32_t next) {
+  for (Seq& s : alts)
+    for (Node& n : s) {
+      if (n.kind == Kind::Char) n.slot = next++;
+      else next = number_slots(n.alts, next);
+    }
+  return next;
+}
+
 }  // namespace
 
 SplitRegex::SplitRegex(std::string_view pattern) : pattern_(pattern) {
   Alts alts = Parser(pattern).parse();
   fold(alts);
+  n_slots_ = number_slots(alts, 0);
   root_ = std::make_unique<Alts>(std::move(alts));
 }
 

@@ -70,6 +70,7 @@ class SplitRegex {
  private:
   std::string pattern_;
   std::unique_ptr<regex_detail::Alts> root_;
+  uint32_t n_slots_ = 0;  // Char nodes, each with a run cache while splitting
 };
 
 }  // namespace engine

@@ -67,6 +67,15 @@ TEST(SplitRegex, LongRunsDoNotRecursePerCharacter) {
   EXPECT_EQ(rsplit("((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|((?=[\\p{L}])([^a-z]))+", text), (S{text}));
 }
 
+TEST(SplitRegex, FailingAtEveryPositionOfARunStaysLinear) {
+  // \s+$ is tried at each of the 200k spaces and fails (the text goes on):
+  // rescanning the run from each one would be 2e10 steps.
+  std::string text = "a";
+  text += std::string(200000, ' ');
+  text += "b";
+  EXPECT_EQ(rsplit("\\s+$", text), (S{text}));
+}
+
 TEST(SplitRegex, UnsupportedSyntaxIsAnError) {
   for (const char* bad : {"(?i:a)", "a*?", "a++", "\\b", ".", "[a", "(a", "a)", "\\p{Lu}", "*a", "a{3,1}", "\\1"}) {
     try {
