@@ -130,16 +130,6 @@ class Matcher {
 
 }  // namespace
 
-long SplitRegex::match_at(const DecodedText& t, size_t lo, size_t hi, size_t pos) const {
-  long end = -1;
-  const auto accept = [&](size_t p) {
-    end = (long)p;
-    return true;
-  };
-  if (!Matcher(t, lo, hi, n_slots_).alts(*root_, pos, Cont(accept))) return -1;
-  return end - (long)pos;
-}
-
 std::vector<size_t> SplitRegex::split(const DecodedText& t, const std::vector<size_t>& ends) const {
   std::vector<size_t> out;
   out.reserve(ends.size() * 2);

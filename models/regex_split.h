@@ -57,14 +57,12 @@ class SplitRegex {
 
   const std::string& pattern() const { return pattern_; }
 
-  // Length in characters of the match starting exactly at pos, or -1. The
-  // subject is t's characters [lo, hi): lookahead and $ see nothing beyond hi.
-  long match_at(const DecodedText& t, size_t lo, size_t hi, size_t pos) const;
-
   // Cuts every chunk given by `ends` (character indices where the current
   // pieces end) at the leftmost matches of the pattern: each match and each
   // run of text between matches becomes a piece, as llama.cpp's std::regex
-  // path does. Empty matches are ignored. Returns the new piece ends.
+  // path does. A chunk is the whole subject: lookahead and $ see nothing
+  // beyond it, ^ is its start. Empty matches are ignored. Returns the new
+  // piece ends.
   std::vector<size_t> split(const DecodedText& t, const std::vector<size_t>& ends) const;
 
  private:
