@@ -43,7 +43,8 @@ class Parser {
     msg += pat_;
     msg += "': ";
     msg += what;
-    msg += " at byte " + std::to_string(byte_off);
+    msg += " at byte ";
+    msg += std::to_string(byte_off);
     throw Error(msg);
   }
   [[noreturn]] void fail(const std::string& what) const { fail(off_[std::min(i_, cp_.size())], what); }
@@ -96,7 +97,7 @@ class Parser {
           const uint32_t k = next();
           if (k == '=') n.kind = Kind::Look;
           else if (k == '!') n.kind = Kind::NegLook;
-          else if (k != ':') fail("unsupported group '(?" + std::string(1, (char)k) + "'");
+          else if (k != ':') fail(std::string("unsupported group '(?") + (char)k + "'");
         }
         n.alts = alternatives();
         expect(')', "')'");
@@ -218,7 +219,7 @@ class Parser {
           return;
         }
         i_--;
-        fail("unsupported escape '\\" + std::string(1, (char)c) + "'");
+        fail(std::string("unsupported escape '\\") + (char)c + "'");
     }
   }
 
@@ -230,7 +231,10 @@ class Parser {
     if (name == "M") return cat_bit(UCat::Mark);
     if (name == "Z") return cat_bit(UCat::Separator);
     if (name == "C") return cat_bit(UCat::Other) | cat_bit(UCat::Unassigned);
-    fail("unsupported Unicode class \\p{" + name + "} (supported: L N P S M Z C)");
+    std::string what = "unsupported Unicode class \\p{";
+    what += name;
+    what += "} (supported: L N P S M Z C)";
+    fail(what);
   }
 
   // After '[': the class up to its closing ']'.
@@ -285,8 +289,10 @@ void finish(CharSet& s) {
   std::sort(s.ranges.begin(), s.ranges.end());
   std::vector<std::pair<uint32_t, uint32_t>> merged;
   for (const auto& r : s.ranges) {
-    if (!merged.empty() && r.first <= merged.back().second + 1) merged.back().second = std::max(merged.back().second, r.second);
-    else merged.push_back(r);
+    if (!merged.empty() && r.first <= merged.back().second + 1)
+      merged.back().second = std::max(merged.back().second, r.second);
+    else
+      merged.push_back(r);
   }
   s.ranges.swap(merged);
   for (CharSet& n : s.negs) finish(n);

@@ -23,7 +23,8 @@ struct Chunk {
   std::vector<size_t>& ends;  // char index where each produced piece ends
   size_t prev;
 
-  Chunk(const DecodedText& chars, size_t l, size_t h, std::vector<size_t>& e) : c(chars), lo(l), hi(h), ends(e), prev(l) {}
+  Chunk(const DecodedText& chars, size_t l, size_t h, std::vector<size_t>& e)
+      : c(chars), lo(l), hi(h), ends(e), prev(l) {}
   bool in(size_t p) const { return p >= lo && p < hi; }
   uint32_t cp(size_t p) const { return in(p) ? c.cp[p] : 0xFFFFFFFFu; }
   bool letter(size_t p) const { return in(p) && c.cat[p] == UCat::Letter; }

@@ -174,8 +174,14 @@ Vocab Vocab::load(const GGUFFile& f) {
   } else {
     v.pre_name = f.get_string("tokenizer.ggml.pre", "default");
     bool add_bos = false;
-    if (!pre_tokenizer_from_name(v.pre_name, &v.pre, &v.ignore_merges, &add_bos))
-      f.fail("tokenizer.ggml.pre '" + v.pre_name + "' is not supported (supported: " + pre_tokenizer_names() + ")");
+    if (!pre_tokenizer_from_name(v.pre_name, &v.pre, &v.ignore_merges, &add_bos)) {
+      std::string msg = "tokenizer.ggml.pre '";
+      msg += v.pre_name;
+      msg += "' is not supported (supported: ";
+      msg += pre_tokenizer_names();
+      msg += ")";
+      f.fail(msg);
+    }
     v.add_bos = add_bos;
 
     const GGUFValue* m = f.find("tokenizer.ggml.merges");

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "models/regex_split.h"
 #include "models/vocab.h"
 
 using namespace engine;
@@ -25,9 +26,22 @@ static void check_cover(const std::vector<std::string_view>& words, std::string_
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text((const char*)data, size < 4096 ? size : 4096);
   for (size_t i = 0; i < (size_t)PreTokenizer::Count; i++) check_cover(pretokenize((PreTokenizer)i, text), text);
-  for (PreTokenizer p : {PreTokenizer::GPT2, PreTokenizer::Llama3, PreTokenizer::Qwen2}) {
-    const std::vector<std::string>& pats = pre_tokenizer_patterns(p);
-    if (pretokenize_patterns(pats, text, true) != pretokenize_patterns(pats, text, false)) std::abort();
+
+  // The single-pattern fast paths against the regex engine, compiled once.
+  static const PreTokenizer kFast[] = {PreTokenizer::GPT2, PreTokenizer::Llama3, PreTokenizer::Qwen2};
+  static const std::vector<SplitRegex> kRegex = [] {
+    std::vector<SplitRegex> v;
+    for (PreTokenizer p : kFast) v.emplace_back(pre_tokenizer_patterns(p).at(0));
+    return v;
+  }();
+  const DecodedText chars(text);
+  const std::vector<size_t> whole = chars.size() ? std::vector<size_t>{chars.size()} : std::vector<size_t>{};
+  for (size_t i = 0; i < kRegex.size(); i++) {
+    const std::vector<size_t> ends = kRegex[i].split(chars, whole);
+    const std::vector<std::string_view> words = pretokenize(kFast[i], text);
+    if (words.size() != ends.size()) std::abort();
+    for (size_t w = 0; w < words.size(); w++)
+      if (words[w].data() + words[w].size() != text.data() + chars.off[ends[w]]) std::abort();
   }
   return 0;
 }
