@@ -6,6 +6,7 @@
 #include "core/gguf.h"
 #include "core/spqr.h"
 #include "models/llama.h"
+#include "models/vocab.h"
 
 using namespace engine;
 
@@ -116,6 +117,7 @@ static int cmd_info(int argc, char** argv) {
                 (double)f->file_size() / (1 << 20));
     std::printf("architecture:  %s%s\n", arch.empty() ? "(none)" : arch.c_str(),
                 arch.empty() ? " (vocab-only file?)" : runnable ? "" : " (not supported by engine)");
+    std::printf("tokenizer:     %s\n", tokenizer_summary(*f).c_str());
     if (runnable) {
       LlamaHParams hp = LlamaHParams::from_gguf(*f);
       std::printf("hparams:       vocab %lld, dim %lld, ffn %lld, layers %lld, heads %lld, kv heads %lld, head dim %lld,\n"

@@ -1,10 +1,13 @@
-// Pre-tokenizers for byte-level BPE: hand-written equivalents of the split
-// regexes of GPT-2, Llama 3 and Qwen 2 (and llama.cpp's default chain),
-// working on decoded code points with the Unicode category table. They follow
-// llama.cpp's hand-written splitters step by step, so the words match it
-// exactly; std::regex has no \p{..} classes and would be far slower.
+// Pre-tokenizers for byte-level BPE: each is a list of split regexes
+// (models/pretok_patterns.cpp) run one after the other. The GPT-2, Llama 3 and
+// Qwen 2 patterns, by far the most used, run as hand-written splitters that
+// follow llama.cpp's own fast paths step by step; every other pattern is
+// interpreted by the regex engine (models/regex_split.h). Tests check that
+// both give the same words for the three fast patterns.
 #include <cstdint>
+#include <memory>
 
+#include "models/regex_split.h"
 #include "models/unicode.h"
 #include "models/vocab.h"
 
@@ -12,37 +15,16 @@ namespace engine {
 
 namespace {
 
-// The text as code points with byte offsets. Invalid UTF-8 bytes become
-// single "characters" of class Symbol (like U+FFFD) but keep their own bytes.
-struct Chars {
-  std::vector<uint32_t> cp;
-  std::vector<uint32_t> off;  // byte offset of each char; off[n] = text size
-  std::vector<UCat> cat;
-  std::vector<uint8_t> ws;
-
-  explicit Chars(std::string_view text) {
-    for (size_t pos = 0; pos < text.size();) {
-      const Utf8Char c = utf8_decode(text, pos);
-      cp.push_back(c.cp);
-      off.push_back((uint32_t)pos);
-      cat.push_back(c.valid ? unicode_category(c.cp) : UCat::Symbol);
-      ws.push_back(c.valid && unicode_is_whitespace(c.cp));
-      pos += c.len;
-    }
-    off.push_back((uint32_t)text.size());
-  }
-  size_t size() const { return cp.size(); }
-};
-
 // A view of one chunk [lo, hi) of the text; outside it there are no characters
 // (lookahead at the chunk end sees "nothing", as in the regex).
 struct Chunk {
-  const Chars& c;
+  const DecodedText& c;
   size_t lo, hi;
   std::vector<size_t>& ends;  // char index where each produced piece ends
   size_t prev;
 
-  Chunk(const Chars& chars, size_t l, size_t h, std::vector<size_t>& e) : c(chars), lo(l), hi(h), ends(e), prev(l) {}
+  Chunk(const DecodedText& chars, size_t l, size_t h, std::vector<size_t>& e)
+      : c(chars), lo(l), hi(h), ends(e), prev(l) {}
   bool in(size_t p) const { return p >= lo && p < hi; }
   uint32_t cp(size_t p) const { return in(p) ? c.cp[p] : 0xFFFFFFFFu; }
   bool letter(size_t p) const { return in(p) && c.cat[p] == UCat::Letter; }
@@ -152,33 +134,9 @@ void split_llama3(Chunk& k, size_t max_digits) {
   }
 }
 
-// Splits at every leftmost match of a pattern (match(p) = its length at p, or
-// 0): matches and the text between them become separate pieces, as llama.cpp's
-// std::regex path does.
-template <class Match>
-void split_matches(Chunk& k, Match match) {
-  for (size_t pos = k.lo; pos < k.hi;) {
-    if (size_t n = match(pos)) {
-      k.cut(pos);
-      k.cut(pos += n);
-    } else {
-      pos++;
-    }
-  }
-  k.cut(k.hi);
-}
-
-// The length of the run of characters at p satisfying pred.
-template <class Pred>
-size_t run_length(const Chunk& k, size_t p, Pred pred) {
-  size_t n = 0;
-  while (k.in(p + n) && pred(p + n)) n++;
-  return n;
-}
-
-// Applies one splitting stage to every current piece.
+// Applies one hand-written splitter to every current piece.
 template <class Stage>
-std::vector<size_t> refine(const Chars& c, const std::vector<size_t>& ends, Stage stage) {
+std::vector<size_t> refine(const DecodedText& c, const std::vector<size_t>& ends, Stage stage) {
   std::vector<size_t> out;
   out.reserve(ends.size() * 2);
   size_t lo = 0;
@@ -190,45 +148,40 @@ std::vector<size_t> refine(const Chars& c, const std::vector<size_t>& ends, Stag
   return out;
 }
 
-}  // namespace
+// One split pattern, ready to run: a fast path or a compiled regex.
+struct Stage {
+  enum Kind { Regex, Gpt2, Llama3, Qwen2 } kind = Regex;
+  std::unique_ptr<SplitRegex> re;
 
-std::vector<std::string_view> pretokenize(PreTokenizer pre, std::string_view text) {
-  const Chars c(text);
+  std::vector<size_t> run(const DecodedText& c, const std::vector<size_t>& ends) const {
+    switch (kind) {
+      case Gpt2: return refine(c, ends, split_gpt2);
+      case Llama3: return refine(c, ends, [](Chunk& k) { split_llama3(k, 3); });
+      case Qwen2: return refine(c, ends, [](Chunk& k) { split_llama3(k, 1); });
+      case Regex: break;
+    }
+    return re->split(c, ends);
+  }
+};
+
+std::vector<Stage> compile(const std::vector<std::string>& patterns, bool fast_paths) {
+  std::vector<Stage> stages(patterns.size());
+  for (size_t i = 0; i < patterns.size(); i++) {
+    const std::string& p = patterns[i];
+    Stage& s = stages[i];
+    if (fast_paths && p == pre_tokenizer_patterns(PreTokenizer::GPT2)[0]) s.kind = Stage::Gpt2;
+    else if (fast_paths && p == pre_tokenizer_patterns(PreTokenizer::Llama3)[0]) s.kind = Stage::Llama3;
+    else if (fast_paths && p == pre_tokenizer_patterns(PreTokenizer::Qwen2)[0]) s.kind = Stage::Qwen2;
+    else s.re = std::make_unique<SplitRegex>(p);
+  }
+  return stages;
+}
+
+std::vector<std::string_view> run_stages(const std::vector<Stage>& stages, std::string_view text) {
+  const DecodedText c(text);
   std::vector<size_t> ends;
   if (c.size() > 0) ends.push_back(c.size());
-  switch (pre) {
-    case PreTokenizer::GPT2:
-      ends = refine(c, ends, split_gpt2);
-      break;
-    case PreTokenizer::Llama3:
-      ends = refine(c, ends, [](Chunk& k) { split_llama3(k, 3); });
-      break;
-    case PreTokenizer::Qwen2:
-      ends = refine(c, ends, [](Chunk& k) { split_llama3(k, 1); });
-      break;
-    case PreTokenizer::Default:
-      // [\p{P}\$\+<=>\^~\|]+ , the GPT-2 regex, \p{N}+ , [0-9][0-9][0-9] in turn.
-      ends = refine(c, ends, [&](Chunk& k) {
-        split_matches(k, [&](size_t p) {
-          return run_length(k, p, [&](size_t q) {
-            const uint32_t ch = c.cp[q];
-            return c.cat[q] == UCat::Punctuation || ch == '$' || ch == '+' || ch == '<' || ch == '=' || ch == '>' ||
-                   ch == '^' || ch == '~' || ch == '|';
-          });
-        });
-      });
-      ends = refine(c, ends, split_gpt2);
-      ends = refine(c, ends, [&](Chunk& k) {
-        split_matches(k, [&](size_t p) { return run_length(k, p, [&](size_t q) { return k.number(q); }); });
-      });
-      ends = refine(c, ends, [&](Chunk& k) {
-        split_matches(k, [&](size_t p) {
-          const auto digit = [&](size_t q) { return k.in(q) && c.cp[q] >= '0' && c.cp[q] <= '9'; };
-          return digit(p) && digit(p + 1) && digit(p + 2) ? size_t(3) : size_t(0);
-        });
-      });
-      break;
-  }
+  for (const Stage& s : stages) ends = s.run(c, ends);
   std::vector<std::string_view> words;
   words.reserve(ends.size());
   size_t lo = 0;
@@ -237,6 +190,24 @@ std::vector<std::string_view> pretokenize(PreTokenizer pre, std::string_view tex
     lo = hi;
   }
   return words;
+}
+
+}  // namespace
+
+std::vector<std::string_view> pretokenize(PreTokenizer pre, std::string_view text) {
+  // Every pre-tokenizer compiled once, on first use (thread-safe static init).
+  static const auto all = [] {
+    std::vector<std::vector<Stage>> v;
+    for (size_t i = 0; i < (size_t)PreTokenizer::Count; i++)
+      v.push_back(compile(pre_tokenizer_patterns((PreTokenizer)i), true));
+    return v;
+  }();
+  return run_stages(all[(size_t)pre], text);
+}
+
+std::vector<std::string_view> pretokenize_patterns(const std::vector<std::string>& patterns, std::string_view text,
+                                                   bool fast_paths) {
+  return run_stages(compile(patterns, fast_paths), text);
 }
 
 }  // namespace engine

@@ -15,17 +15,56 @@ namespace {
 struct PreEntry {
   const char* name;
   PreTokenizer pre;
+  bool ignore_merges;  // a word that is itself a token is not merged
+  bool add_bos;        // BOS by default (an add_bos_token key still wins)
 };
-// tokenizer.ggml.pre names (as llama.cpp's converter writes them) per splitter.
-// Other names used by llama.cpp select regexes not implemented here.
+// Every tokenizer.ggml.pre name llama.cpp accepts (src/llama-vocab.cpp),
+// with the flags it sets that change token ids. Its clean_spaces flag only
+// touches detokenized text, which is kept byte-exact here (docs/tokenizers.md).
 constexpr PreEntry kPreNames[] = {
-    {"default", PreTokenizer::Default},
-    {"gpt-2", PreTokenizer::GPT2},       {"phi-2", PreTokenizer::GPT2},      {"jina-es", PreTokenizer::GPT2},
-    {"jina-de", PreTokenizer::GPT2},     {"jina-v1-en", PreTokenizer::GPT2}, {"jina-v2-es", PreTokenizer::GPT2},
-    {"jina-v2-de", PreTokenizer::GPT2},  {"gigachat", PreTokenizer::GPT2},
-    {"llama3", PreTokenizer::Llama3},    {"llama-v3", PreTokenizer::Llama3}, {"llama-bpe", PreTokenizer::Llama3},
-    {"falcon3", PreTokenizer::Llama3},   {"pixtral", PreTokenizer::Llama3},
-    {"qwen2", PreTokenizer::Qwen2},      {"deepseek-r1-qwen", PreTokenizer::Qwen2},
+    {"default", PreTokenizer::Default, false, false},
+    {"llama3", PreTokenizer::Llama3, true, true},
+    {"llama-v3", PreTokenizer::Llama3, true, true},
+    {"llama-bpe", PreTokenizer::Llama3, true, true},
+    {"falcon3", PreTokenizer::Llama3, true, true},
+    {"pixtral", PreTokenizer::Llama3, true, true},
+    {"dbrx", PreTokenizer::Llama3, false, false},
+    {"smaug-bpe", PreTokenizer::Llama3, false, false},
+    {"chatglm-bpe", PreTokenizer::Llama3, false, false},
+    {"deepseek-llm", PreTokenizer::DeepSeekLLM, false, false},
+    {"deepseek-coder", PreTokenizer::DeepSeekCoder, false, false},
+    {"deepseek-v3", PreTokenizer::DeepSeekV3, false, false},
+    {"falcon", PreTokenizer::Falcon, false, false},
+    {"gpt-2", PreTokenizer::GPT2, false, false},
+    {"phi-2", PreTokenizer::GPT2, false, false},
+    {"jina-es", PreTokenizer::GPT2, false, false},
+    {"jina-de", PreTokenizer::GPT2, false, false},
+    {"gigachat", PreTokenizer::GPT2, false, false},
+    {"jina-v1-en", PreTokenizer::GPT2, false, false},
+    {"jina-v2-es", PreTokenizer::GPT2, false, false},
+    {"jina-v2-de", PreTokenizer::GPT2, false, false},
+    {"jina-v2-code", PreTokenizer::GPT2, false, false},
+    {"roberta-bpe", PreTokenizer::GPT2, false, false},
+    {"mpt", PreTokenizer::GPT2, false, false},
+    {"olmo", PreTokenizer::GPT2, false, false},
+    {"jais", PreTokenizer::GPT2, false, false},
+    {"starcoder", PreTokenizer::StarCoder, false, false},
+    {"refact", PreTokenizer::StarCoder, false, false},
+    {"command-r", PreTokenizer::StarCoder, false, false},
+    {"smollm", PreTokenizer::StarCoder, false, false},
+    {"codeshell", PreTokenizer::StarCoder, false, false},
+    {"exaone", PreTokenizer::StarCoder, false, false},
+    {"minerva-7b", PreTokenizer::StarCoder, false, false},
+    {"qwen2", PreTokenizer::Qwen2, false, false},
+    {"deepseek-r1-qwen", PreTokenizer::Qwen2, false, false},
+    {"megrez", PreTokenizer::Qwen2, false, false},
+    {"stablelm2", PreTokenizer::Qwen2, false, false},
+    {"poro-chat", PreTokenizer::Bloom, false, false},
+    {"bloom", PreTokenizer::Bloom, false, false},
+    {"gpt3-finnish", PreTokenizer::Bloom, false, false},
+    {"viking", PreTokenizer::Viking, false, false},
+    {"tekken", PreTokenizer::Tekken, true, true},
+    {"chameleon", PreTokenizer::Chameleon, false, true},
 };
 
 // Token texts that end a generation (llama.cpp recognizes them by text because
@@ -50,12 +89,34 @@ bool pre_tokenizer_from_name(const std::string& name, PreTokenizer* out, bool* i
   for (const PreEntry& e : kPreNames) {
     if (name != e.name) continue;
     *out = e.pre;
-    // Llama 3 style vocabs keep whole words that are tokens unmerged and start with BOS.
-    *ignore_merges = e.pre == PreTokenizer::Llama3;
-    *add_bos = e.pre == PreTokenizer::Llama3;
+    *ignore_merges = e.ignore_merges;
+    *add_bos = e.add_bos;
     return true;
   }
   return false;
+}
+
+std::string pre_tokenizer_names() {
+  std::string s;
+  for (const PreEntry& e : kPreNames) {
+    if (!s.empty()) s += ", ";
+    s += e.name;
+  }
+  return s;
+}
+
+std::string tokenizer_summary(const GGUFFile& f) {
+  const std::string model = f.get_string("tokenizer.ggml.model", "");
+  if (model.empty()) return "(none)";
+  if (model == "llama") return "llama (SentencePiece)";
+  if (model != "gpt2") return model + " (not supported)";
+  const std::string pre = f.get_string("tokenizer.ggml.pre", "default");
+  PreTokenizer p;
+  bool ignore_merges, add_bos;
+  std::string s = "gpt2 (byte-level BPE), pre-tokenizer ";
+  s += pre;
+  if (!pre_tokenizer_from_name(pre, &p, &ignore_merges, &add_bos)) s += " (not supported)";
+  return s;
 }
 
 Vocab Vocab::load(const GGUFFile& f) {
@@ -113,9 +174,14 @@ Vocab Vocab::load(const GGUFFile& f) {
   } else {
     v.pre_name = f.get_string("tokenizer.ggml.pre", "default");
     bool add_bos = false;
-    if (!pre_tokenizer_from_name(v.pre_name, &v.pre, &v.ignore_merges, &add_bos))
-      f.fail("tokenizer.ggml.pre '" + v.pre_name +
-             "' is not supported (supported: default, gpt-2 and its aliases, llama-bpe/llama3, qwen2)");
+    if (!pre_tokenizer_from_name(v.pre_name, &v.pre, &v.ignore_merges, &add_bos)) {
+      std::string msg = "tokenizer.ggml.pre '";
+      msg += v.pre_name;
+      msg += "' is not supported (supported: ";
+      msg += pre_tokenizer_names();
+      msg += ")";
+      f.fail(msg);
+    }
     v.add_bos = add_bos;
 
     const GGUFValue* m = f.find("tokenizer.ggml.merges");

@@ -27,12 +27,25 @@ enum class TokenType : int32_t {
 
 enum class VocabKind { SPM, BPE };  // tokenizer.ggml.model "llama" / "gpt2"
 
-// How byte-level BPE text is cut into words before merging (tokenizer.ggml.pre).
+// How byte-level BPE text is cut into words before merging (tokenizer.ggml.pre):
+// one value per distinct list of split regexes in llama.cpp; the patterns are
+// in models/pretok_patterns.cpp, the names that select them in
+// models/tokenizer_vocab.cpp. Keep the order of pre_tokenizer_patterns().
 enum class PreTokenizer {
-  Default,  // llama.cpp's fallback: punctuation runs, GPT-2 regex, digit runs, 3-digit groups
-  GPT2,     // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-  Llama3,   // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-  Qwen2,    // the Llama 3 regex with \p{N} instead of \p{N}{1,3}
+  Default,        // punctuation runs, the GPT-2 regex, digit runs, 3-digit groups
+  GPT2,           // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+  Llama3,         // contractions, [^\r\n\p{L}\p{N}]?\p{L}+, \p{N}{1,3}, punctuation with newlines, ...
+  Qwen2,          // the Llama 3 regex with single digits
+  DeepSeekLLM,    // newlines, Latin/Greek/Cyrillic letter runs, ASCII/fullwidth punctuation, CJK runs, digits
+  DeepSeekCoder,  // newlines, letter runs, punctuation runs, CJK runs, single digits
+  DeepSeekV3,     // 3-digit groups, CJK/kana runs, then a Llama 3 like regex over \p{L}\p{M} / \p{P}\p{S}
+  Falcon,         // the default chain with ` among the symbols and no digit-run stage
+  StarCoder,      // single digits, then the GPT-2 regex
+  Bloom,          //  ?[^(\s|.,!?…。，、।۔،)]+ (also poro, gpt3-finnish)
+  Viking,         // the Bloom regex, then single digits
+  Tekken,         // Llama 3 like, with camel-case splits of letter runs
+  Chameleon,      // sentinel and image tokens, whitespace runs, digits, punctuation, the GPT-2 regex
+  Count
 };
 
 // Lets an unordered_map keyed by std::string be searched with a string_view
@@ -76,12 +89,27 @@ struct Vocab {
   static Vocab load(const GGUFFile& f);
 };
 
-// Maps a tokenizer.ggml.pre name to its splitter; false for an unknown name.
+// Maps a tokenizer.ggml.pre name to its splitter and the flags llama.cpp sets
+// with it; false for an unknown name.
 bool pre_tokenizer_from_name(const std::string& name, PreTokenizer* out, bool* ignore_merges, bool* add_bos);
+// All accepted tokenizer.ggml.pre names, comma-separated (for error messages and docs).
+std::string pre_tokenizer_names();
+// A one-line description of a GGUF file's tokenizer (model kind and
+// pre-tokenizer, or why it cannot be used), for `engine info`.
+std::string tokenizer_summary(const GGUFFile& f);
+
+// The split regexes of a pre-tokenizer, in the order they are applied.
+const std::vector<std::string>& pre_tokenizer_patterns(PreTokenizer pre);
 
 // Cuts text into the words a byte-level BPE merges separately. The views
 // point into `text` and cover it exactly, in order.
 std::vector<std::string_view> pretokenize(PreTokenizer pre, std::string_view text);
+// The same for an explicit list of patterns (compiled on each call). With
+// fast_paths the GPT-2, Llama 3 and Qwen 2 patterns run as hand-written
+// splitters (as llama.cpp does), otherwise every pattern goes through the
+// regex engine; both give the same words. Throws Error for a bad pattern.
+std::vector<std::string_view> pretokenize_patterns(const std::vector<std::string>& patterns, std::string_view text,
+                                                   bool fast_paths = true);
 
 // Encoders for one fragment of plain text (no special-token parsing); they append to `out`.
 // spm_encode expects spaces already replaced by '▁' (and the prefix space added).

@@ -1,10 +1,16 @@
-// Tokenizers against llama.cpp's own test vectors (llama-spm, llama-bpe,
-// gpt-2), stories260K's known encodings, round trips and streaming decode.
+// Tokenizers against llama.cpp's own test vectors (every
+// ggml-vocab-*.gguf with .inp/.out in shared/models/vocab, so a vocab dropped
+// there is checked too), stories260K's known encodings, round trips and
+// streaming decode.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -17,7 +23,12 @@ using namespace engine;
 
 namespace {
 
-std::string shared(const std::string& rel) { return std::string(ENGINE_SHARED_DIR) + "/" + rel; }
+// The shared test data; the environment variable ENGINE_SHARED_DIR overrides
+// the build's default (a checkout whose ../shared lives elsewhere).
+std::string shared(const std::string& rel) {
+  const char* env = std::getenv("ENGINE_SHARED_DIR");
+  return std::string(env && *env ? env : ENGINE_SHARED_DIR) + "/" + rel;
+}
 
 bool exists(const std::string& path) { return std::ifstream(path).good(); }
 
@@ -83,9 +94,29 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
-class VocabVectors : public ::testing::TestWithParam<const char*> {
+// The vocab names (the * of ggml-vocab-*.gguf) that have test vectors, sorted.
+// "none" when the folder is absent, so the tests report a skip.
+std::vector<std::string> vocab_names() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(shared("models/vocab"), ec)) {
+    const std::string f = e.path().filename().string();
+    const std::string pre = "ggml-vocab-", ext = ".gguf";
+    if (f.size() <= pre.size() + ext.size() || f.compare(0, pre.size(), pre) != 0 ||
+        f.compare(f.size() - ext.size(), ext.size(), ext) != 0)
+      continue;
+    if (!exists(e.path().string() + ".inp") || !exists(e.path().string() + ".out")) continue;
+    names.push_back(f.substr(pre.size(), f.size() - pre.size() - ext.size()));
+  }
+  std::sort(names.begin(), names.end());
+  if (names.empty()) names.push_back("none");
+  return names;
+}
+
+class VocabVectors : public ::testing::TestWithParam<std::string> {
  protected:
-  std::string path() const { return shared(std::string("models/vocab/ggml-vocab-") + GetParam() + ".gguf"); }
+  std::string path() const { return shared("models/vocab/ggml-vocab-" + GetParam() + ".gguf"); }
 };
 
 TEST_P(VocabVectors, MatchLlamaCpp) {
@@ -101,7 +132,7 @@ TEST_P(VocabVectors, MatchLlamaCpp) {
     else ADD_FAILURE() << "input " << i << " '" << v.inputs[i] << "'\n  got:     " << ids_str(got)
                        << "\n  expected:" << ids_str(v.expected[i]);
   }
-  std::printf("[ vectors  ] %s: %zu/%zu match llama.cpp\n", GetParam(), passed, v.inputs.size());
+  std::printf("[ vectors  ] %s: %zu/%zu match llama.cpp\n", GetParam().c_str(), passed, v.inputs.size());
   EXPECT_EQ(passed, v.inputs.size());
 }
 
@@ -132,13 +163,12 @@ TEST_P(VocabVectors, StreamingEqualsFullDecode) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabVectors, ::testing::Values("llama-spm", "llama-bpe", "gpt-2"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabVectors, ::testing::ValuesIn(vocab_names()), [](const auto& info) {
+  std::string s = info.param;
+  for (char& c : s)
+    if (!std::isalnum((unsigned char)c)) c = '_';
+  return s;
+});
 
 TEST(Tokenizer, LlamaBpeBosFollowsMetadata) {
   const std::string p = shared("models/vocab/ggml-vocab-llama-bpe.gguf");
@@ -305,7 +335,11 @@ TEST(Tokenizer, MissingOrUnsupportedModelIsAnError) {
       Tokenizer::from_gguf(*GGUFFile::open(tmp));
       ADD_FAILURE() << "unknown pre-tokenizer accepted";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("no-such-pre"), std::string::npos) << e.what();
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("'no-such-pre'"), std::string::npos) << msg;
+      // The message lists what is supported.
+      for (const char* name : {"llama-bpe", "deepseek-llm", "tekken", "chameleon"})
+        EXPECT_NE(msg.find(name), std::string::npos) << msg;
     }
   }
   std::remove(tmp.c_str());
