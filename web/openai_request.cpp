@@ -214,6 +214,7 @@ GenerationRequest parse(Endpoint ep, std::string_view body, const SamplingParams
     int n = (int)integer(*v, "n_probs", 0, 20);
     if (n > 0) r.logprobs = std::max(r.logprobs, n);
   }
+  if (auto* v = field(j, "tools"); v && !(v->is_array() && v->empty())) bad("tools", "are not supported");
   if (ep == Endpoint::Completion) {
     if (auto* v = field(j, "echo"); v && boolean(*v, "echo")) bad("echo", "is not supported");
     if (auto* v = field(j, "suffix"); v && !(v->is_string() && v->get<std::string>().empty()))

@@ -108,6 +108,7 @@ TEST(OpenAIRequest, RefusesBadInput) {
       {Endpoint::Completion, R"({"prompt":"x","n":2})", "n"},
       {Endpoint::Completion, R"({"prompt":"x","model":7})", "model"},
       {Endpoint::Completion, R"({"prompt":"x","echo":true})", "echo"},
+      {Endpoint::Chat, R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]})", "tools"},
       {Endpoint::Completion, R"({"prompt":"x","logprobs":50})", "logprobs"},
   };
   for (const Case& c : cases) {
