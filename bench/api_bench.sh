@@ -58,9 +58,13 @@ rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0
 print("%.3f %.4f %d" % (rate, times[0] - t0, toks))
 PY
 }
+# One greedy `engine generate`; prints "decode_tok_s prefill_s tokens". Its "generated N tokens in S s"
+# spans N samples but N - 1 evaluations (the first token comes from the prefill's logits), so
+# (N - 1) / S is the rate comparable to the client's first-to-last-token rate.
 gen_run() {
   $ENGINE generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 -t "$THREADS" -c "$CTX" 2>&1 >/dev/null |
-    sed -n 's/.*prompt \([0-9]*\) tokens in \([0-9.]*\) s.*generated \([0-9]*\) tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\4 \2 \3/p'
+    sed -n 's/.*prompt [0-9]* tokens in \([0-9.]*\) s.*generated \([0-9]*\) tokens in \([0-9.]*\) s.*/\1 \2 \3/p' |
+    awk '{ printf "%.3f %s %s\n", ($2 - 1) / $3, $1, $2 }'
 }
 
 api_run >/dev/null  # warm-up: page in the weights, first-touch the KV cache

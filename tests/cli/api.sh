@@ -94,10 +94,11 @@ check "requests are counted by endpoint and status" \
 check "one log line per request" grep -q 'api: POST /v1/completions 404\|api: POST /v1/chat/completions 404' "$TMP/local.err"
 
 # ---- swarm ---------------------------------------------------------------------------------
-# Servers slowed to ~20 ms a step so that a stream is still running when it is cut off.
+# Servers slowed to ~20 ms a step so that a stream is still running when it is cut off, and
+# holding one session at most: a session the client failed to close would block the next request.
 start_dht
-start_server a --blocks 0:2 --step-delay 20
-start_server b --blocks 2:5 --step-delay 20
+start_server a --blocks 0:2 --step-delay 20 --max-sessions 1
+start_server b --blocks 2:5 --step-delay 20 --max-sessions 1
 start_api swarm --swarm --initial-peers "$DHT_ADDR" --parallel 1 --queue 1
 S=http://${API_ADDR[swarm]#http://}
 check "swarm: greedy completion == engine generate --temp 0" \
@@ -115,7 +116,7 @@ STREAM='{"prompt":"Once","max_tokens":400,"stream":true}'
 curl -s -N --max-time 3 -H "$JSON" -d "$STREAM" "$S/v1/completions" >"$TMP/a.sse" 2>/dev/null &
 A=$!
 check "swarm: A holds the slot" wait_metric "$S" engine_api_sessions_active 1
-curl -s -N -H "$JSON" -d '{"prompt":"Once","max_tokens":4,"stream":true}' "$S/v1/completions" >"$TMP/b.sse" &
+curl -s -N --max-time 30 -H "$JSON" -d '{"prompt":"Once","max_tokens":4,"stream":true}' "$S/v1/completions" >"$TMP/b.sse" &
 B=$!
 check "B waits in the queue" wait_metric "$S" engine_api_queue_depth 1
 code=$(curl -s -D "$TMP/c.headers" -o "$TMP/body" -w '%{http_code}' -H "$JSON" -d "$STREAM" "$S/v1/completions")
@@ -125,7 +126,7 @@ check "... and an error object" [ "$(field "d['error']['code']")" = queue_full ]
 wait $A
 wait $B
 check "A was cut off mid-stream" bash -c "grep -q '^data: {' '$TMP/a.sse' && ! grep -q DONE '$TMP/a.sse'"
-check "B ran after A let go of the slot" grep -q 'data: \[DONE\]' "$TMP/b.sse"
+check "B ran after A let go of the slot and of its server sessions" grep -q 'data: \[DONE\]' "$TMP/b.sse"
 check "no session is left open" wait_metric "$S" engine_api_sessions_active 0
 check "A counts as cancelled" [ "$(metric "$S" engine_api_requests_cancelled_total)" = 1 ]
 check "RPC bytes are reported" [ "$(metric "$S" engine_api_swarm_rpc_bytes_in_total)" != 0 ]
