@@ -78,8 +78,13 @@ for i in $(seq "$R"); do
   ttft=$(python3 -c "print(min($ttft, $t))")
   prefill=$(python3 -c "print(min($prefill, $p))")
 done
+# The server's own token intervals (every run, warm-up included): what the generation loop
+# achieves, before the HTTP thread, the socket and the client.
+server=$(curl -s "$URL/metrics" | awk '$1 == "engine_api_time_per_token_seconds_sum" { s = $2 }
+  $1 == "engine_api_time_per_token_seconds_count" { c = $2 } END { printf "%.3f", c / s }')
 echo "== engine api vs engine generate: $(basename "$MODEL"), $N tokens, $THREADS threads, best of $R"
 python3 -c "
 g, a = $best_gen, $best_api
 print('generate decode %.2f tok/s, api decode %.2f tok/s: ratio %.3f (goal >= 0.95)' % (g, a, a / g))
+print('api decode measured by the server (all runs): %.2f tok/s: ratio %.3f' % ($server, $server / g))
 print('api time to first token %.3f s (generate prefill alone %.3f s)' % ($ttft, $prefill))"
