@@ -81,3 +81,7 @@ THREADS=$THREADS bench/train_swarm.sh "$ENGINE"
 echo
 echo "== SWARM pipeline training (issue 17)"
 THREADS=$THREADS bench/train_pipeline.sh "$ENGINE"
+
+echo
+echo "== OpenAI-compatible API against engine generate (issue 18)"
+THREADS=$THREADS bench/api_bench.sh "$ENGINE"
