@@ -2,7 +2,6 @@
 // models, health, metrics) over a local model or, with --swarm, over the
 // servers of a swarm. One generation thread (this one) owns every slot's
 // runner; HTTP threads hand requests over through web::GenerationEngine.
-#include <sys/socket.h>
 
 #include <csignal>
 #include <cstdio>
@@ -100,12 +99,6 @@ int cmd_api(int argc, char** argv) {
     // Streams wait on generation, never on the client, so only idle reads are bounded tight.
     ho.write_timeout_s = 60;
     web::HttpServer http(ho);
-    // httplib's default socket options include SO_REUSEPORT, with which a second
-    // server binds a taken port without error and the two share its requests.
-    http.routes().set_socket_options([](int sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
     web::add_request_log(http.routes(), &metrics, ho.max_body_bytes);
     web::add_api_routes(http.routes(), state);
     // More routes (the swarm health page, GET / and /api/v1/state) go here.

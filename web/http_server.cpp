@@ -1,5 +1,7 @@
 #include "web/http_server.h"
 
+#include <sys/socket.h>
+
 #include "core/error.h"
 
 namespace engine::web {
@@ -26,6 +28,12 @@ HttpServer::HttpServer(HttpOptions opts) : opts_(std::move(opts)) {
   server_.set_read_timeout(opts_.read_timeout_s, 0);
   server_.set_write_timeout(opts_.write_timeout_s, 0);
   server_.set_keep_alive_timeout(5);
+  // httplib's default socket options include SO_REUSEPORT, with which a second
+  // server binds a taken port without error and the two share its requests.
+  server_.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   int threads = opts_.threads;
   server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // Errors thrown by a handler become a JSON 500 instead of a dropped connection.
