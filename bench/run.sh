@@ -81,3 +81,7 @@ THREADS=$THREADS bench/train_swarm.sh "$ENGINE"
 echo
 echo "== SWARM pipeline training (issue 17)"
 THREADS=$THREADS bench/train_pipeline.sh "$ENGINE"
+
+echo
+echo "== mixture of experts decode (issue 21)"
+THREADS=$THREADS bench/moe_bench.sh "$ENGINE"

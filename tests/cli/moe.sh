@@ -63,6 +63,9 @@ check "lora: held-out loss goes down ($first -> $last)" awk -v a="$first" -v b="
 expect_fail "lora on the experts: clear error" "mixture-of-experts" "$ENGINE" finetune -m "$MODEL" --data "$CAL" \
   --mode lora --lora-targets q,gate --steps 1 --batch 1 --seqlen 16 -o "$TMP/x.gguf"
 
+expect_fail "engine train refuses a mixture clearly" "mixture-of-experts model (4 experts)" "$ENGINE" train \
+  --data "$CAL" --init-from "$MODEL" --batch 1 --seqlen 16 --steps 1 -o "$TMP/x.gguf"
+
 # init-model --experts: a Mixtral-shaped file engine runs.
 "$ENGINE" init-model --dim 64 --ffn 64 --layers 1 --heads 4 --experts 4 --experts-used 2 --type q8_0 \
   -o "$TMP/init.gguf" 2>/dev/null
