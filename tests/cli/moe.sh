@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mixture-of-experts (Mixtral layout) end to end on ../shared/models/random-mixtral.gguf
 # (2 blocks, 4 experts, top 2): info, greedy == llama.cpp's, logits and perplexity;
-# the same greedy tokens through a 2-server swarm (and for random-qwen2); Q8_0 and
+# the same greedy tokens and deep-ptune loss curve through a 2-server swarm (and
+# random-qwen2's greedy tokens); Q8_0 and
 # SpQR versions that generate; LoRA fine-tuning through the experts; init-model
 # --experts; clear errors.
 source "$(dirname "$0")/lib.sh"
@@ -33,6 +34,16 @@ CHAT_IN=$'Once upon a time\nThe cat'
 LOCALCHAT=$(timeout 60 "$ENGINE" chat -m "$MODEL" --temp 0 -n 12 -t 1 <<<"$CHAT_IN" 2>/dev/null)
 OUT=$(timeout 60 "$ENGINE" chat -m "$MODEL" --temp 0 -n 12 -t 1 --initial-peers "$DHT_ADDR" <<<"$CHAT_IN" 2>/dev/null)
 check "chat through the swarm == local chat" [ -n "$OUT" ] && [ "$OUT" = "$LOCALCHAT" ]
+# Deep prompt tuning through the swarm: the servers' backward runs through the
+# experts and the router; it follows the local loss curve.
+dp() { timeout 60 "$ENGINE" finetune -m "$MODEL" --data "$CAL" --mode deep-ptune --prefix 4 --steps 6 --batch 2 \
+  --seqlen 32 --lr 3e-2 --seed 7 -t 1 "$@" 2>/dev/null; }
+dp -o "$TMP/local-dp.gguf"
+dp --swarm --initial-peers "$DHT_ADDR" -o "$TMP/swarm-dp.gguf"
+check "swarm deep-ptune exits 0" test $? -eq 0
+check "swarm deep-ptune follows the local loss curve" awk -F, 'NR == FNR { a[FNR] = $2; next }
+  { d = a[FNR] - $2; if (d > 1e-4 || d < -1e-4) bad = 1; n++ } END { exit bad || n != 8 }' \
+  "$TMP/local-dp.csv" "$TMP/swarm-dp.csv"
 QWEN=$SHARED/models/random-qwen2.gguf
 QWANT=$(sed -n 's/^Once upon a time\t//p' "$SHARED/oracle/random-qwen2/greedy.tsv")
 MODEL=$QWEN start_server qa --blocks 0:1 --throughput 50
