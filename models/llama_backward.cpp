@@ -84,8 +84,8 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   A.k.resize((size_t)(n * kvd));
   A.v.resize((size_t)(n * kvd));
   A.att.resize((size_t)(n * qd));
-  A.g.resize((size_t)(n * ff));
-  A.u.resize((size_t)(n * ff));
+  A.g.resize(hp.moe() ? 0 : (size_t)(n * ff));  // a mixture keeps its own, per (token, expert)
+  A.u.resize(hp.moe() ? 0 : (size_t)(n * ff));
   const std::vector<int32_t> pos = positions(n);
   std::vector<float> h((size_t)(n * d)), tmp((size_t)(n * std::max(d, ff)));
 

@@ -47,7 +47,8 @@ struct LlamaBlockActs {
   std::vector<float> h1, h2;  // [n][n_embd]  normed inputs of q/k/v and of gate/up
   std::vector<float> a;       // [n][n_ff]    input of down
   std::vector<float> ax[7];   // [n][rank]    A·x of q, k, v, o, gate, up, down (LoRA only)
-  MoeActs moe;                // mixture-of-experts blocks: routing and the experts' activations (g, u unused)
+  MoeActs moe;                // mixture-of-experts blocks: routing and each expert's activations (then g, u,
+                              // a stay empty)
   // Set by the caller before the forward when the backward will want weight
   // gradients: h1, h2, a are then kept (3 more [n][·] buffers per block).
   bool keep_linear_inputs = false;
