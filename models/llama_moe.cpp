@@ -24,8 +24,10 @@ MoeRouting moe_route(const LlamaHParams& hp, const cpu::Linear& router, const fl
     for (int64_t e = 0; e < E; e++) sum += (p[e] = std::exp(p[e] - mx));
     for (int64_t e = 0; e < E; e++) p[e] = (float)(p[e] / sum);
     for (int64_t e = 0; e < E; e++) order[e] = (int32_t)e;
+    // NaN (a broken model) ranks last, so the order stays a strict weak one.
+    auto key = [&](int32_t e) { return std::isnan(p[e]) ? -INFINITY : p[e]; };
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+                      [&](int32_t a, int32_t b) { return key(a) > key(b) || (key(a) == key(b) && a < b); });
     float chosen = 0;
     for (int64_t s = 0; s < k; s++) chosen += p[order[s]];
     for (int64_t s = 0; s < k; s++) {
