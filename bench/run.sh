@@ -85,3 +85,7 @@ THREADS=$THREADS bench/train_pipeline.sh "$ENGINE"
 echo
 echo "== OpenAI-compatible API against engine generate (issue 18)"
 THREADS=$THREADS bench/api_bench.sh "$ENGINE"
+
+echo
+echo "== mixture of experts decode (issue 21)"
+THREADS=$THREADS bench/moe_bench.sh "$ENGINE"

@@ -26,8 +26,11 @@ static int cmd_convert(int argc, char** argv) {
     int converted = 0, kept = 0, fallback = 0;
     for (auto& t : f->tensors()) {
       DType target = t.type;
-      // Matrices convert; vectors (norms, biases) stay as they are.
-      if (t.n_dims >= 2) {
+      // Matrices convert; vectors (norms, biases) stay as they are, and so does a
+      // mixture-of-experts router (ffn_gate_inp), as llama.cpp's quantize keeps it:
+      // it is tiny, and its rounding would move tokens to other experts.
+      const bool router = t.name.find("ffn_gate_inp.weight") != std::string::npos;
+      if (t.n_dims >= 2 && !router) {
         target = type;
         if (t.ne[0] % dtype_block_size(type)) {
           target = DType::F16;  // the row does not split into blocks of this type

@@ -126,6 +126,10 @@ static int cmd_info(int argc, char** argv) {
                   (long long)hp.n_head, (long long)hp.n_head_kv, (long long)hp.head_dim, (long long)hp.n_rot,
                   hp.rope_freq_base, hp.rope_layout == cpu::RopeLayout::NeoX ? "neox" : "adjacent", hp.rms_eps,
                   (long long)hp.n_ctx_train);
+      if (hp.moe())
+        std::printf("experts:       %lld per block, %lld used per token (mixture of experts: softmax router, "
+                    "top-%lld renormalised)\n",
+                    (long long)hp.n_expert, (long long)hp.n_expert_used, (long long)hp.n_expert_used);
     }
     std::printf("parameters:    %lld (%.2f M), %.2f MiB of tensors, %.3f bits per parameter\n",
                 (long long)total_params, total_params / 1e6, (double)total_bytes / (1 << 20), model_bits);

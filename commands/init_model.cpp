@@ -1,6 +1,8 @@
-// engine init-model: a random-weight Llama model in llama.cpp's GGUF layout,
+// engine init-model: a random-weight Llama model in llama.cpp's GGUF layout
+// (Mixtral's mixture-of-experts layout with --experts),
 // for tests, benchmarks and the demo. Deterministic for a given --seed,
 // whatever the thread count (each row has its own random stream).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -41,7 +43,8 @@ void synthetic_vocab(GGUFWriter& w, int64_t n_vocab) {
 }  // namespace
 
 static int cmd_init_model(int argc, char** argv) {
-  int64_t dim = 256, ffn = 0, layers = 4, heads = 8, kv_heads = 0, vocab = 512, ctx = 2048;
+  int64_t dim = 256, ffn = 0, layers = 4, heads = 8, kv_heads = 0, vocab = 512, ctx = 2048, experts = 0,
+          experts_used = 2;
   std::string type_name = "f16", vocab_from, out;
   uint64_t seed = 42;
   int threads = 0;
@@ -53,6 +56,9 @@ static int cmd_init_model(int argc, char** argv) {
   p.add("--layers", "L", "number of blocks", &layers);
   p.add("--heads", "H", "attention heads", &heads);
   p.add("--kv-heads", "K", "key/value heads (default: = heads)", &kv_heads);
+  p.add("--experts", "E", "mixture of experts: E SwiGLU experts of width --ffn per block (Mixtral layout; 0 = dense)",
+        &experts);
+  p.add("--experts-used", "K", "experts each token uses (with --experts)", &experts_used);
   p.add("--vocab", "V", "vocabulary size", &vocab);
   p.add("--ctx", "C", "training context length written to the metadata", &ctx);
   p.add("--type", "T", "weight type: f32, f16, bf16, q8_0", &type_name);
@@ -71,6 +77,9 @@ static int cmd_init_model(int argc, char** argv) {
     if (ffn == 0) ffn = ((dim * 8 / 3) + 31) / 32 * 32;
     if (dim <= 0 || ffn <= 0 || layers <= 0 || heads <= 0 || kv_heads <= 0 || vocab <= 0 || ctx <= 0)
       throw Error("all sizes must be positive");
+    if (experts < 0 || experts > 256) throw Error("--experts " + std::to_string(experts) + " is outside 0..256");
+    if (experts > 0 && (experts_used < 1 || experts_used > experts))
+      throw Error("--experts-used " + std::to_string(experts_used) + " must be in 1.." + std::to_string(experts));
     if (dim % heads) throw Error("--dim must be a multiple of --heads");
     if (heads % kv_heads) throw Error("--heads must be a multiple of --kv-heads");
     const int64_t hd = dim / heads;
@@ -93,6 +102,10 @@ static int cmd_init_model(int argc, char** argv) {
     w.set_f32("llama.rope.freq_base", rope_base);
     w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
     w.set_u32("llama.vocab_size", (uint32_t)vocab);
+    if (experts > 0) {
+      w.set_u32("llama.expert_count", (uint32_t)experts);
+      w.set_u32("llama.expert_used_count", (uint32_t)experts_used);
+    }
 
     std::unique_ptr<GGUFFile> vocab_file;
     if (!vocab_from.empty()) {
@@ -113,8 +126,11 @@ static int cmd_init_model(int argc, char** argv) {
     std::vector<std::shared_ptr<std::vector<uint8_t>>> keep;
     int64_t total = 0;
     // A [rows][cols] matrix of N(0, std²) values, stored as `t`.
-    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType t, float std_dev) {
+    // With n_mat > 0, a stack of n_mat such matrices [cols, rows, n_mat] (the experts).
+    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType t, float std_dev, int64_t n_mat = 0) {
       const size_t rb = dtype_row_bytes(t, cols);
+      const int64_t one = rows;
+      rows *= std::max<int64_t>(n_mat, 1);
       auto buf = std::make_shared<std::vector<uint8_t>>(rb * (size_t)rows);
       const uint64_t base = seed * 0x2545F4914F6CDD1Dull ^ name_hash(name);
       pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
@@ -125,7 +141,8 @@ static int cmd_init_model(int argc, char** argv) {
           quantize_row(t, row.data(), buf->data() + rb * (size_t)r, cols);
         }
       });
-      w.add_tensor(name, t, {cols, rows}, buf->data(), buf->size());
+      if (n_mat > 0) w.add_tensor(name, t, {cols, one, n_mat}, buf->data(), buf->size());
+      else w.add_tensor(name, t, {cols, rows}, buf->data(), buf->size());
       keep.push_back(buf);
       total += rows * cols;
     };
@@ -149,9 +166,17 @@ static int cmd_init_model(int argc, char** argv) {
       matrix(pre + "attn_v.weight", kv_heads * hd, dim, type, init_std);
       matrix(pre + "attn_output.weight", dim, heads * hd, type, proj_std);
       ones(pre + "ffn_norm.weight", dim);
-      matrix(pre + "ffn_gate.weight", ffn, dim, type, init_std);
-      matrix(pre + "ffn_up.weight", ffn, dim, type, init_std);
-      matrix(pre + "ffn_down.weight", dim, ffn, type, proj_std);
+      if (experts > 0) {
+        // The router stays F32, as llama.cpp's quantize keeps ffn_gate_inp.
+        matrix(pre + "ffn_gate_inp.weight", experts, dim, DType::F32, init_std);
+        matrix(pre + "ffn_gate_exps.weight", ffn, dim, type, init_std, experts);
+        matrix(pre + "ffn_up_exps.weight", ffn, dim, type, init_std, experts);
+        matrix(pre + "ffn_down_exps.weight", dim, ffn, type, proj_std, experts);
+      } else {
+        matrix(pre + "ffn_gate.weight", ffn, dim, type, init_std);
+        matrix(pre + "ffn_up.weight", ffn, dim, type, init_std);
+        matrix(pre + "ffn_down.weight", dim, ffn, type, proj_std);
+      }
       std::fprintf(stderr, "\rinit-model: block %lld/%lld", (long long)b + 1, (long long)layers);
     }
     std::fprintf(stderr, "\ninit-model: writing %s (%.1f M parameters)\n", out.c_str(), total / 1e6);

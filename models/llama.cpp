@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "models/llama_moe.h"
 
 namespace engine {
 
@@ -58,6 +59,15 @@ LlamaHParams LlamaHParams::from_gguf(const GGUFFile& f) {
   positive(hp.head_dim, "attention.key_length", 1 << 14);
   hp.n_rot = f.get_int(p + "rope.dimension_count", hp.head_dim);
   if (hp.n_rot <= 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2) f.fail("bad rope.dimension_count");
+  // Mixtral: expert_count experts per block, expert_used_count of them per token.
+  hp.n_expert = f.get_int(p + "expert_count", 0);
+  hp.n_expert_used = f.get_int(p + "expert_used_count", 0);
+  if (hp.n_expert < 0 || hp.n_expert > 4096) f.fail("bad " + p + "expert_count " + std::to_string(hp.n_expert));
+  if (hp.n_expert > 0 && (hp.n_expert_used < 1 || hp.n_expert_used > hp.n_expert))
+    f.fail("bad " + p + "expert_used_count " + std::to_string(hp.n_expert_used) + ": must be 1.." +
+           std::to_string(hp.n_expert) + " (" + p + "expert_count)");
+  if (hp.n_expert == 0 && hp.n_expert_used != 0)
+    f.fail(p + "expert_used_count is " + std::to_string(hp.n_expert_used) + " but " + p + "expert_count is 0");
   if (!(hp.rms_eps > 0) || !(hp.rope_freq_base > 0)) f.fail("bad rms epsilon or rope.freq_base");
   // n_vocab comes from the embedding tensor, which is authoritative.
   if (const GGUFTensorInfo* te = f.find_tensor("token_embd.weight")) hp.n_vocab = te->ne[1];
@@ -94,6 +104,28 @@ cpu::Linear LlamaModel::linear(const std::string& base, int64_t rows, int64_t co
     l.dense = weight(base + ".weight", rows, cols);
   }
   return l;
+}
+
+std::vector<cpu::Linear> LlamaModel::expert_linears(const std::string& base, int64_t rows, int64_t cols) {
+  const int64_t E = hp_.n_expert;
+  std::vector<cpu::Linear> out((size_t)E);
+  if (SpqrLayer::present(*file_, base + ".0")) {
+    for (int64_t e = 0; e < E; e++) out[e] = linear(base + "." + std::to_string(e), rows, cols);
+    return out;
+  }
+  const std::string name = base + ".weight";
+  const GGUFTensorInfo& t = file_->require_tensor(name);
+  if (t.n_dims != 3 || t.ne[0] != cols || t.ne[1] != rows || t.ne[2] != E) {
+    std::string shape;
+    for (uint32_t i = 0; i < t.n_dims; i++) shape += (i ? ", " : "") + std::to_string(t.ne[i]);
+    file_->fail("tensor '" + name + "' has shape [" + shape + "], expected [" + std::to_string(cols) + ", " +
+                std::to_string(rows) + ", " + std::to_string(E) + "] (n_expert stacked matrices)");
+  }
+  if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16 && t.type != DType::Q8_0)
+    file_->fail("tensor '" + name + "' has unsupported type " + dtype_name(t.type));
+  const size_t rb = dtype_row_bytes(t.type, cols);
+  for (int64_t e = 0; e < E; e++) out[e].dense = cpu::WeightView{t.type, rows, cols, t.data + (size_t)(e * rows) * rb, rb};
+  return out;
 }
 
 const float* LlamaModel::norm_vector(const std::string& name, int64_t n) {
@@ -139,9 +171,19 @@ std::unique_ptr<LlamaModel> LlamaModel::load(std::shared_ptr<const GGUFFile> fil
     w.wk = m->linear(p + "attn_k", hp.kv_dim(), hp.n_embd);
     w.wv = m->linear(p + "attn_v", hp.kv_dim(), hp.n_embd);
     w.wo = m->linear(p + "attn_output", hp.n_embd, hp.q_dim());
-    w.w_gate = m->linear(p + "ffn_gate", hp.n_ff, hp.n_embd);
-    w.w_up = m->linear(p + "ffn_up", hp.n_ff, hp.n_embd);
-    w.w_down = m->linear(p + "ffn_down", hp.n_embd, hp.n_ff);
+    if (hp.moe()) {
+      w.router = m->linear(p + "ffn_gate_inp", hp.n_expert, hp.n_embd);
+      w.exp_gate = m->expert_linears(p + "ffn_gate_exps", hp.n_ff, hp.n_embd);
+      w.exp_up = m->expert_linears(p + "ffn_up_exps", hp.n_ff, hp.n_embd);
+      w.exp_down = m->expert_linears(p + "ffn_down_exps", hp.n_embd, hp.n_ff);
+    } else {
+      if (f.find_tensor(p + "ffn_gate_inp.weight"))
+        f.fail("has mixture-of-experts tensors ('" + p + "ffn_gate_inp.weight') but no " + hp.arch +
+               ".expert_count");
+      w.w_gate = m->linear(p + "ffn_gate", hp.n_ff, hp.n_embd);
+      w.w_up = m->linear(p + "ffn_up", hp.n_ff, hp.n_embd);
+      w.w_down = m->linear(p + "ffn_down", hp.n_embd, hp.n_ff);
+    }
     if (f.find_tensor(p + "attn_q.bias")) {
       w.bq = m->norm_vector(p + "attn_q.bias", hp.q_dim());
       w.bk = m->norm_vector(p + "attn_k.bias", hp.kv_dim());
@@ -187,7 +229,7 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
   for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
 
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
-  if (tap) tap(BlockTap::AttnIn, h.data(), n, d);
+  if (tap) tap(BlockTap::AttnIn, -1, h.data(), n, d);
   cpu::linear_same_input({{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}}, h.data(), n, pool);
   add_bias(q.data(), w.bq, n, qd);
   add_bias(k.data(), w.bk, n, kvd);
@@ -200,17 +242,21 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
   quantize_row(cache.type, v.data(), cache.v_block(b) + pos0 * rb, n * kvd);
   cpu::attention(q.data(), cache.k_block(b), cache.v_block(b), cache.type, att.data(), n, pos0, hp.n_head,
                  hp.n_head_kv, hp.head_dim, pool);
-  if (tap) tap(BlockTap::AttnOut, att.data(), n, qd);
+  if (tap) tap(BlockTap::AttnOut, -1, att.data(), n, qd);
   cpu::linear(w.wo, att.data(), n, tmp.data(), pool);
   cpu::add_inplace(x, tmp.data(), n * d);
 
-  std::vector<float> g((size_t)(n * hp.n_ff)), u((size_t)(n * hp.n_ff));
   cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
-  if (tap) tap(BlockTap::FfnIn, h.data(), n, d);
-  cpu::linear_same_input({{&w.w_gate, g.data()}, {&w.w_up, u.data()}}, h.data(), n, pool);
-  cpu::swiglu_ggml(g.data(), u.data(), g.data(), n, hp.n_ff);
-  if (tap) tap(BlockTap::FfnAct, g.data(), n, hp.n_ff);
-  cpu::linear(w.w_down, g.data(), n, tmp.data(), pool);
+  if (tap) tap(BlockTap::FfnIn, -1, h.data(), n, d);
+  if (hp.moe()) {
+    moe_ffn_forward(hp, w, h.data(), n, tmp.data(), pool, tap);
+  } else {
+    std::vector<float> g((size_t)(n * hp.n_ff)), u((size_t)(n * hp.n_ff));
+    cpu::linear_same_input({{&w.w_gate, g.data()}, {&w.w_up, u.data()}}, h.data(), n, pool);
+    cpu::swiglu_ggml(g.data(), u.data(), g.data(), n, hp.n_ff);
+    if (tap) tap(BlockTap::FfnAct, -1, g.data(), n, hp.n_ff);
+    cpu::linear(w.w_down, g.data(), n, tmp.data(), pool);
+  }
   cpu::add_inplace(x, tmp.data(), n * d);
 }
 
@@ -238,8 +284,15 @@ size_t LlamaModel::weight_bytes(int64_t a, int64_t b, bool with_head) const {
   auto bytes = [](const cpu::Linear& w) { return w.bytes(); };
   for (int64_t blk = a; blk < b; blk++) {
     const LlamaBlockWeights& w = blocks_[blk - first_];
-    total += bytes(w.wq) + bytes(w.wk) + bytes(w.wv) + bytes(w.wo) + bytes(w.w_gate) + bytes(w.w_up) +
-             bytes(w.w_down) + 2 * hp_.n_embd * sizeof(float);
+    total += bytes(w.wq) + bytes(w.wk) + bytes(w.wv) + bytes(w.wo) + 2 * hp_.n_embd * sizeof(float);
+    if (hp_.moe()) {
+      // A token reads the router and n_expert_used experts: the experts' mean size times that.
+      size_t experts = 0;
+      for (int64_t e = 0; e < hp_.n_expert; e++) experts += bytes(w.exp_gate[e]) + bytes(w.exp_up[e]) + bytes(w.exp_down[e]);
+      total += bytes(w.router) + experts / (size_t)hp_.n_expert * (size_t)hp_.n_expert_used;
+    } else {
+      total += bytes(w.w_gate) + bytes(w.w_up) + bytes(w.w_down);
+    }
   }
   if (with_head && output_norm_) total += (size_t)output_.rows * output_.row_bytes + hp_.n_embd * sizeof(float);
   return total;

@@ -28,12 +28,17 @@ struct LlamaHParams {
   int64_t head_dim = 0;
   int64_t n_rot = 0;
   int64_t n_ctx_train = 0;
+  // Mixture of experts (Mixtral): n_expert > 0 replaces the FFN by n_expert SwiGLU
+  // experts of width n_ff, n_expert_used of which run per token.
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
   float rms_eps = 1e-5f;
   float rope_freq_base = 10000.0f;
   cpu::RopeLayout rope_layout = cpu::RopeLayout::Adjacent;
 
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_head_kv * head_dim; }
+  bool moe() const { return n_expert > 0; }
   // Reads and validates the hyper-parameters; an unknown architecture is an Error.
   static LlamaHParams from_gguf(const GGUFFile& f);
 };
@@ -51,6 +56,9 @@ struct LlamaBlockWeights {
   const float* bq = nullptr;         // optional biases (qwen2): [q_dim], [kv_dim], [kv_dim]
   const float* bk = nullptr;
   const float* bv = nullptr;
+  // Mixture of experts (hp.n_expert > 0), in place of w_gate, w_up, w_down:
+  cpu::Linear router;                                   // ffn_gate_inp: [n_expert][n_embd]
+  std::vector<cpu::Linear> exp_gate, exp_up, exp_down;  // per expert: [n_ff][n_embd] ×2, [n_embd][n_ff]
 };
 
 // Keys and values of the blocks of one span, for one sequence. F16 by default,
@@ -79,7 +87,10 @@ enum class BlockTap {
   FfnIn,    // ffn_norm(x): input of gate, up   [n][n_embd]
   FfnAct,   // silu(gate)·up: input of down     [n][n_ff]
 };
-using BlockTapFn = std::function<void(BlockTap, const float* x, int64_t n, int64_t width)>;
+// `expert` is -1 for a dense block; in a mixture-of-experts block FfnIn comes once
+// with expert -1 (the router's input, all tokens) and then, like FfnAct, once per
+// expert with only the tokens routed to it (what that expert's linears see).
+using BlockTapFn = std::function<void(BlockTap, int64_t expert, const float* x, int64_t n, int64_t width)>;
 
 // One Llama block on x [n][n_embd] in place, for tokens at positions cache.n_past ..
 // n_past+n-1 (the cache is not advanced; `block` selects its slot).
@@ -129,6 +140,9 @@ class LlamaModel {
   cpu::WeightView weight(const std::string& name, int64_t rows, int64_t cols) const;
   // A block's linear layer "<base>.weight", or its SpQR form when the file has one.
   cpu::Linear linear(const std::string& base, int64_t rows, int64_t cols);
+  // The n_expert matrices of a 3-D "<base>.weight" [cols, rows, n_expert], or their
+  // per-expert SpQR forms "<base>.<e>" (docs/spqr-format.md).
+  std::vector<cpu::Linear> expert_linears(const std::string& base, int64_t rows, int64_t cols);
 
   std::shared_ptr<const GGUFFile> file_;
   LlamaHParams hp_;

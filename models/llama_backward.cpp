@@ -84,12 +84,14 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   A.k.resize((size_t)(n * kvd));
   A.v.resize((size_t)(n * kvd));
   A.att.resize((size_t)(n * qd));
-  A.g.resize((size_t)(n * ff));
-  A.u.resize((size_t)(n * ff));
+  A.g.resize(hp.moe() ? 0 : (size_t)(n * ff));  // a mixture keeps its own, per (token, expert)
+  A.u.resize(hp.moe() ? 0 : (size_t)(n * ff));
   const std::vector<int32_t> pos = positions(n);
   std::vector<float> h((size_t)(n * d)), tmp((size_t)(n * std::max(d, ff)));
 
   const LlamaBlockLora* L = lora;
+  if (hp.moe() && L && (L->gate.rank || L->up.rank || L->down.rank))
+    throw Error("LoRA on gate, up or down: a mixture-of-experts block has no single FFN linear (adapt q, k, v, o)");
   const bool keep = L || A.keep_linear_inputs;  // the backward needs the linears' inputs
   cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
   if (keep) A.h1 = h;
@@ -108,6 +110,13 @@ void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& 
   A.x1.assign(x, x + n * d);
 
   cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
+  if (hp.moe()) {
+    // The experts' backward needs their input h2 whatever is trained.
+    A.h2 = h;
+    moe_ffn_forward_train(hp, w, h.data(), n, tmp.data(), pool, &A.moe);
+    cpu::add_inplace(x, tmp.data(), n * d);
+    return;
+  }
   if (keep) A.h2 = h;
   linear_fwd(w.w_gate, L ? &L->gate : nullptr, h.data(), n, A.g.data(), &A.ax[4], pool);
   linear_fwd(w.w_up, L ? &L->up : nullptr, h.data(), n, A.u.data(), &A.ax[5], pool);
@@ -128,22 +137,27 @@ void llama_block_backward(const LlamaHParams& hp, const LlamaBlockWeights& w, co
   std::vector<float> scratch;
   LlamaBlockGrads none;
   const LlamaBlockGrads& G = grads ? *grads : none;
-  if (G.wants_weights() && (A.h1.empty() || A.h2.empty() || A.a.empty()))
+  if (G.wants_weights() && (A.h1.empty() || A.h2.empty() || (A.a.empty() && !hp.moe())))
     throw Error("block backward: weight gradients need a forward with keep_linear_inputs");
   auto norm_grad = [](float* p, std::vector<float>& v) { return p ? p : (v.empty() ? nullptr : v.data()); };
   float* d_attn_norm = grads ? norm_grad(grads->d_attn_norm, grads->attn_norm) : nullptr;
   float* d_ffn_norm = grads ? norm_grad(grads->d_ffn_norm, grads->ffn_norm) : nullptr;
 
-  // FFN half: x2 = x1 + Wdown·(silu(g)·u).
-  std::vector<float> da((size_t)(n * ff)), dg((size_t)(n * ff), 0.0f), du((size_t)(n * ff), 0.0f);
-  linear_bwd(w.w_down, L ? &L->down : nullptr, A.a.data(), A.ax[6], dx, n, da.data(), false, scratch, pool,
-             G.dw_down);                                                           // da [n][ff]
-  cpu::swiglu_backward(da.data(), A.g.data(), A.u.data(), dg.data(), du.data(), n * ff);
   std::vector<float> dh((size_t)(n * d));
-  linear_bwd(w.w_gate, L ? &L->gate : nullptr, A.h2.data(), A.ax[4], dg.data(), n, dh.data(), false, scratch,
-             pool, G.dw_gate);                                                     // dh2 [n][d]
-  linear_bwd(w.w_up, L ? &L->up : nullptr, A.h2.data(), A.ax[5], du.data(), n, dh.data(), true, scratch, pool,
-             G.dw_up);
+  if (hp.moe()) {
+    // FFN half: x2 = x1 + mixture(h2).
+    moe_ffn_backward(hp, w, A.h2.data(), A.moe, dx, dh.data(), pool, grads ? &grads->moe : nullptr);
+  } else {
+    // FFN half: x2 = x1 + Wdown·(silu(g)·u).
+    std::vector<float> da((size_t)(n * ff)), dg((size_t)(n * ff), 0.0f), du((size_t)(n * ff), 0.0f);
+    linear_bwd(w.w_down, L ? &L->down : nullptr, A.a.data(), A.ax[6], dx, n, da.data(), false, scratch, pool,
+               G.dw_down);                                                           // da [n][ff]
+    cpu::swiglu_backward(da.data(), A.g.data(), A.u.data(), dg.data(), du.data(), n * ff);
+    linear_bwd(w.w_gate, L ? &L->gate : nullptr, A.h2.data(), A.ax[4], dg.data(), n, dh.data(), false, scratch,
+               pool, G.dw_gate);                                                     // dh2 [n][d]
+    linear_bwd(w.w_up, L ? &L->up : nullptr, A.h2.data(), A.ax[5], du.data(), n, dh.data(), true, scratch, pool,
+               G.dw_up);
+  }
   cpu::rmsnorm_backward(dh.data(), A.x1.data(), w.ffn_norm, dx, d_ffn_norm, n, d, hp.rms_eps);  // dx = dx1
 
   // Attention half: x1 = x0 + Wo·attn(rope(Wq·h1), rope(Wk·h1), Wv·h1).

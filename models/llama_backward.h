@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "models/llama.h"
+#include "models/llama_moe.h"
 
 namespace engine {
 
@@ -46,6 +47,8 @@ struct LlamaBlockActs {
   std::vector<float> h1, h2;  // [n][n_embd]  normed inputs of q/k/v and of gate/up
   std::vector<float> a;       // [n][n_ff]    input of down
   std::vector<float> ax[7];   // [n][rank]    A·x of q, k, v, o, gate, up, down (LoRA only)
+  MoeActs moe;                // mixture-of-experts blocks: routing and each expert's activations (then g, u,
+                              // a stay empty)
   // Set by the caller before the forward when the backward will want weight
   // gradients: h1, h2, a are then kept (3 more [n][·] buffers per block).
   bool keep_linear_inputs = false;
@@ -68,7 +71,8 @@ struct LlamaBlockGrads {
   float* dw_gate = nullptr;  // [n_ff][n_embd]
   float* dw_up = nullptr;    // [n_ff][n_embd]
   float* dw_down = nullptr;  // [n_embd][n_ff]
-  bool wants_weights() const { return dwq || dwk || dwv || dwo || dw_gate || dw_up || dw_down; }
+  MoeGrads moe = {};         // mixture-of-experts blocks: router and experts (in place of the three above)
+  bool wants_weights() const { return dwq || dwk || dwv || dwo || dw_gate || dw_up || dw_down || moe.any(); }
 };
 
 // x [n][n_embd] in place, tokens at positions 0 .. n-1, f32 throughout.

@@ -1,6 +1,7 @@
 #include "quant/quantize_model.h"
 
 #include <chrono>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
@@ -39,9 +40,12 @@ struct DenseLinear {
   }
 };
 
-DenseLinear dense_copy(const GGUFFile& f, const std::string& name) {
+// Matrix `index` of tensor `name`: the tensor itself (index -1, a 2-D matrix) or one
+// expert of a 3-D stack [cols, rows, n_expert].
+DenseLinear dense_copy(const GGUFFile& f, const std::string& name, int64_t index = -1) {
   const GGUFTensorInfo& t = f.require_tensor(name);
-  if (t.n_dims != 2) f.fail("tensor '" + name + "' is not a matrix");
+  if (t.n_dims != (index < 0 ? 2u : 3u) || (index >= 0 && index >= t.ne[2]))
+    f.fail("tensor '" + name + "' is not " + (index < 0 ? "a matrix" : "a stack of expert matrices"));
   if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16 && t.type != DType::Q8_0)
     f.fail("tensor '" + name + "' is " + dtype_name(t.type) + ": quantize needs a float (or Q8_0) model");
   DenseLinear d;
@@ -49,8 +53,51 @@ DenseLinear dense_copy(const GGUFFile& f, const std::string& name) {
   d.rows = t.ne[1];
   d.w.resize((size_t)(d.rows * d.cols));
   const size_t rb = dtype_row_bytes(t.type, d.cols);
-  for (int64_t r = 0; r < d.rows; r++) dequantize_row(t.type, t.data + r * rb, d.w.data() + r * d.cols, d.cols);
+  const uint8_t* base = t.data + (size_t)(std::max<int64_t>(index, 0) * d.rows) * rb;
+  for (int64_t r = 0; r < d.rows; r++) dequantize_row(t.type, base + r * rb, d.w.data() + r * d.cols, d.cols);
   return d;
+}
+
+// One linear layer to quantize: its SpQR base name, where the block reads it, and
+// which expert's tokens feed it (-1: all tokens).
+struct Member {
+  std::string name;
+  cpu::Linear* slot;
+  int64_t expert;
+  std::string tensor;  // the GGUF tensor holding it (3-D for experts)
+};
+
+// Layers quantized together from one pass over the calibration samples: the inputs
+// at `tap`, with each earlier group already quantized.
+struct Group {
+  BlockTap tap;
+  int64_t width;
+  std::vector<Member> members;
+};
+
+std::vector<Group> block_groups(const LlamaHParams& hp, int64_t b, LlamaBlockWeights& bw) {
+  const std::string pre = "blk." + std::to_string(b) + ".";
+  auto m = [&](const char* n, cpu::Linear* slot) { return Member{pre + n, slot, -1, pre + n + ".weight"}; };
+  std::vector<Group> g = {{BlockTap::AttnIn, hp.n_embd, {m("attn_q", &bw.wq), m("attn_k", &bw.wk), m("attn_v", &bw.wv)}},
+                          {BlockTap::AttnOut, hp.q_dim(), {m("attn_output", &bw.wo)}}};
+  if (!hp.moe()) {
+    g.push_back({BlockTap::FfnIn, hp.n_embd, {m("ffn_gate", &bw.w_gate), m("ffn_up", &bw.w_up)}});
+    g.push_back({BlockTap::FfnAct, hp.n_ff, {m("ffn_down", &bw.w_down)}});
+    return g;
+  }
+  // Experts: each from the tokens routed to it. The router stays in its own type
+  // (as llama.cpp's quantize keeps ffn_gate_inp): it is tiny and picks the experts.
+  Group in{BlockTap::FfnIn, hp.n_embd, {}}, act{BlockTap::FfnAct, hp.n_ff, {}};
+  for (int64_t e = 0; e < hp.n_expert; e++) {
+    std::string es = ".";
+    es += std::to_string(e);
+    in.members.push_back({pre + "ffn_gate_exps" + es, &bw.exp_gate[e], e, pre + "ffn_gate_exps.weight"});
+    in.members.push_back({pre + "ffn_up_exps" + es, &bw.exp_up[e], e, pre + "ffn_up_exps.weight"});
+    act.members.push_back({pre + "ffn_down_exps" + es, &bw.exp_down[e], e, pre + "ffn_down_exps.weight"});
+  }
+  g.push_back(std::move(in));
+  g.push_back(std::move(act));
+  return g;
 }
 
 }  // namespace
@@ -98,53 +145,46 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
   QuantizeModelReport rep;
   std::vector<std::unique_ptr<SpqrLayer>> layers;  // kept alive until the write
   std::vector<std::shared_ptr<std::vector<uint8_t>>> owned;
-  const int total = (int)hp.n_layer * 7;
+  const int total = (int)(hp.n_layer * (hp.moe() ? 4 + 3 * hp.n_expert : 7));
   int done = 0;
-  // Linear layers of a block in the order they are quantized, with the tap that feeds each group.
-  struct Group {
-    BlockTap tap;
-    std::vector<const char*> names;
-  };
-  const Group groups[] = {{BlockTap::AttnIn, {"attn_q", "attn_k", "attn_v"}},
-                          {BlockTap::AttnOut, {"attn_output"}},
-                          {BlockTap::FfnIn, {"ffn_gate", "ffn_up"}},
-                          {BlockTap::FfnAct, {"ffn_down"}}};
 
   for (int64_t b = 0; b < hp.n_layer; b++) {
-    const std::string pre = "blk." + std::to_string(b) + ".";
-    LlamaBlockWeights bw = model->block(b);  // norms from the file; linears replaced as they are quantized
+    LlamaBlockWeights bw = model->block(b);  // norms (and router) from the file; linears replaced as quantized
+    std::vector<Group> groups = block_groups(hp, b, bw);
     std::map<std::string, DenseLinear> dense;
-    const char* all[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-    cpu::Linear* slots[] = {&bw.wq, &bw.wk, &bw.wv, &bw.wo, &bw.w_gate, &bw.w_up, &bw.w_down};
-    for (int i = 0; i < 7; i++) {
-      dense[all[i]] = dense_copy(f, pre + all[i] + ".weight");
-      *slots[i] = dense[all[i]].view();
-    }
-    auto slot_of = [&](const std::string& name) {
-      for (int i = 0; i < 7; i++)
-        if (name == all[i]) return slots[i];
-      return slots[0];
-    };
+    for (const Group& g : groups)
+      for (const Member& mb : g.members) {
+        dense[mb.name] = dense_copy(f, mb.tensor, mb.expert);
+        *mb.slot = dense[mb.name].view();
+      }
     for (const Group& g : groups) {
-      // Run the block on every sample (earlier groups already quantized) and gather this group's Hessian.
-      const int64_t width = g.tap == BlockTap::AttnOut ? hp.q_dim() : g.tap == BlockTap::FfnAct ? hp.n_ff : d;
-      std::vector<double> H((size_t)(width * width), 0.0);
+      // Run the block on every sample (earlier groups already quantized) and gather this
+      // group's Hessians: one per expert in a mixture, else one.
+      std::map<int64_t, std::vector<double>> H;
+      for (const Member& mb : g.members) H[mb.expert].assign((size_t)(g.width * g.width), 0.0);
       const double scale = 2.0 / (double)(N * S);
       for (int64_t s = 0; s < N; s++) {
         std::vector<float> x(X.begin() + s * S * d, X.begin() + (s + 1) * S * d);
         KVCache cache(hp, b, b + 1, S, DType::F32);
         llama_block_forward(hp, bw, cache, b, x.data(), S, pool,
-                            [&](BlockTap t, const float* v, int64_t n, int64_t wd) {
-                              if (t == g.tap) accumulate_hessian(H, v, n, wd, scale, pool);
+                            [&](BlockTap t, int64_t e, const float* v, int64_t n, int64_t wd) {
+                              auto it = H.find(e);
+                              if (t == g.tap && it != H.end()) accumulate_hessian(it->second, v, n, wd, scale, pool);
                             });
       }
-      for (const char* name : g.names) {
-        DenseLinear& dl = dense[name];
+      // An expert no calibration token chose has no Hessian: quantize it as if its
+      // inputs were white (GPTQ would otherwise zero its dead columns, i.e. all of them).
+      for (auto& [e, h] : H)
+        if (std::all_of(h.begin(), h.end(), [](double v) { return v == 0; }))
+          for (int64_t i = 0; i < g.width; i++) h[(size_t)(i * g.width + i)] = 1;
+      for (const Member& mb : g.members) {
+        DenseLinear& dl = dense[mb.name];
         LayerReport lr;
-        lr.name = pre + name;
-        layers.push_back(std::make_unique<SpqrLayer>(quantize_layer(dl.w, dl.rows, dl.cols, H, opt.cfg, pool, &lr)));
+        lr.name = mb.name;
+        layers.push_back(
+            std::make_unique<SpqrLayer>(quantize_layer(dl.w, dl.rows, dl.cols, H[mb.expert], opt.cfg, pool, &lr)));
         // Later groups see this layer quantized: dl.w now holds its dequantized weights.
-        *slot_of(name) = dl.view();
+        *mb.slot = dl.view();
         rep.layers.push_back(lr);
         if (progress) progress(++done, total, lr);
       }
@@ -166,6 +206,19 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
     const std::string& name = t.name;
     const std::string base = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0
                                  ? name.substr(0, name.size() - 7) : "";
+    if (t.n_dims == 3 && by_name.count(base + ".0")) {
+      // A stack of experts: one SpQR layer per expert, "<base>.<e>" (docs/spqr-format.md).
+      for (int64_t e = 0; e < t.ne[2]; e++) {
+        const std::string eb = base + "." + std::to_string(e);
+        auto ei = by_name.find(eb);
+        if (ei == by_name.end()) throw Error("internal: expert layer '" + eb + "' was not quantized");
+        ei->second->add_to(w, eb);
+        total_bits += ei->second->bits_per_param() * (double)(t.ne[0] * t.ne[1]);
+      }
+      total_params += (double)t.n_elements();
+      rep.quantized_params += t.n_elements();
+      continue;
+    }
     auto it = by_name.find(base);
     if (it != by_name.end()) {
       it->second->add_to(w, base);

@@ -201,6 +201,11 @@ ModelParams ModelParams::from_gguf(const GGUFFile& f) {
   if (hp.arch != "llama" && hp.arch != "mistral")
     f.fail("architecture '" + hp.arch + "' is not supported for full-parameter training (llama, mistral)");
   if (f.find_tensor("blk.0.attn_q.bias")) f.fail("has attention biases, which full-parameter training lacks");
+  // The flat parameter layout holds one FFN per block; a mixture's router and expert
+  // stacks would need their own (docs/models.md). Adapters train on these models.
+  if (hp.moe())
+    f.fail("is a mixture-of-experts model (" + std::to_string(hp.n_expert) +
+           " experts): full-parameter training is not supported (engine finetune trains adapters on it)");
   hp.arch = "llama";
   ModelParams p = layout(hp);
   for (const ParamTensor& t : p.tensors) {

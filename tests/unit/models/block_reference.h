@@ -2,6 +2,7 @@
 // dequantized from whatever format the block under test stores), positions 0..n-1.
 // Shared by tests/unit/models (dense formats) and tests/unit/train (SpQR).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -27,6 +28,8 @@ inline Vec dequantized(const cpu::Linear& l, ThreadPool&) {
 struct RefBlock {
   LlamaHParams hp;
   Vec attn_norm, ffn_norm, wq, wk, wv, wo, wg, wu, wd, bq, bk, bv;
+  Vec router;                   // mixture of experts: [n_expert][n_embd]
+  std::vector<Vec> eg, eu, ed;  // per expert, as wg, wu, wd
 
   RefBlock(const LlamaHParams& h, const LlamaBlockWeights& w, ThreadPool& pool) : hp(h) {
     attn_norm.assign(w.attn_norm, w.attn_norm + hp.n_embd);
@@ -34,6 +37,14 @@ struct RefBlock {
     wq = dequantized(w.wq, pool), wk = dequantized(w.wk, pool), wv = dequantized(w.wv, pool);
     wo = dequantized(w.wo, pool), wg = dequantized(w.w_gate, pool), wu = dequantized(w.w_up, pool);
     wd = dequantized(w.w_down, pool);
+    if (hp.moe()) {
+      router = dequantized(w.router, pool);
+      for (int64_t e = 0; e < hp.n_expert; e++) {
+        eg.push_back(dequantized(w.exp_gate[e], pool));
+        eu.push_back(dequantized(w.exp_up[e], pool));
+        ed.push_back(dequantized(w.exp_down[e], pool));
+      }
+    }
     if (w.bq) {
       bq.assign(w.bq, w.bq + hp.q_dim());
       bk.assign(w.bk, w.bk + hp.kv_dim());
@@ -78,7 +89,7 @@ struct RefBlock {
   }
 
   Vec forward(Vec x, int64_t n) const {
-    const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff, hd = hp.head_dim;
+    const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), hd = hp.head_dim;
     const int64_t H = hp.n_head, Hkv = hp.n_head_kv, group = H / Hkv;
     Vec h = norm(x, attn_norm, n);
     Vec q = lin(wq, h, n, qd, d, bq), k = lin(wk, h, n, kvd, d, bk), v = lin(wv, h, n, kvd, d, bv);
@@ -103,11 +114,44 @@ struct RefBlock {
     Vec o = lin(wo, att, n, d, qd);
     for (size_t i = 0; i < x.size(); i++) x[i] += o[i];
     h = norm(x, ffn_norm, n);
-    Vec g = lin(wg, h, n, ff, d), u = lin(wu, h, n, ff, d);
-    for (size_t i = 0; i < g.size(); i++) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
-    Vec dn = lin(wd, g, n, d, ff);
+    Vec dn = hp.moe() ? moe(h, n) : swiglu_ffn(wg, wu, wd, h, n);
     for (size_t i = 0; i < x.size(); i++) x[i] += dn[i];
     return x;
+  }
+
+  Vec swiglu_ffn(const Vec& Wg, const Vec& Wu, const Vec& Wd, const Vec& h, int64_t n) const {
+    const int64_t d = hp.n_embd, ff = hp.n_ff;
+    Vec g = lin(Wg, h, n, ff, d), u = lin(Wu, h, n, ff, d);
+    for (size_t i = 0; i < g.size(); i++) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+    return lin(Wd, g, n, d, ff);
+  }
+
+  // Softmax over the router's logits, the top k (ties: lower index), weights
+  // renormalised over them, Σ weight · expert.
+  Vec moe(const Vec& h, int64_t n) const {
+    const int64_t d = hp.n_embd, E = hp.n_expert, k = hp.n_expert_used;
+    Vec l = lin(router, h, n, E, d), out((size_t)(n * d), 0.0);
+    for (int64_t t = 0; t < n; t++) {
+      Vec p(l.begin() + t * E, l.begin() + (t + 1) * E);
+      double mx = -1e300, sum = 0;
+      for (double v : p) mx = std::max(mx, v);
+      for (double& v : p) sum += (v = std::exp(v - mx));
+      std::vector<int64_t> chosen;
+      std::vector<bool> used((size_t)E, false);
+      double total = 0;
+      for (int64_t s = 0; s < k; s++) {
+        int64_t best = -1;
+        for (int64_t e = 0; e < E; e++)
+          if (!used[e] && (best < 0 || p[e] > p[best])) best = e;
+        used[best] = true, chosen.push_back(best), total += p[best] / sum;
+      }
+      Vec ht(h.begin() + t * d, h.begin() + (t + 1) * d);
+      for (int64_t e : chosen) {
+        Vec y = swiglu_ffn(eg[e], eu[e], ed[e], ht, 1);
+        for (int64_t i = 0; i < d; i++) out[t * d + i] += p[e] / sum / total * y[i];
+      }
+    }
+    return out;
   }
 };
 

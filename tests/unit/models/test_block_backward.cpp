@@ -61,9 +61,18 @@ struct RandomBlock {
     w.wk = lin(hp.kv_dim(), hp.n_embd);
     w.wv = lin(hp.kv_dim(), hp.n_embd);
     w.wo = lin(hp.n_embd, hp.q_dim());
-    w.w_gate = lin(hp.n_ff, hp.n_embd);
-    w.w_up = lin(hp.n_ff, hp.n_embd);
-    w.w_down = lin(hp.n_embd, hp.n_ff);
+    if (hp.moe()) {
+      w.router = lin(hp.n_expert, hp.n_embd);
+      for (int64_t e = 0; e < hp.n_expert; e++) {
+        w.exp_gate.push_back(lin(hp.n_ff, hp.n_embd));
+        w.exp_up.push_back(lin(hp.n_ff, hp.n_embd));
+        w.exp_down.push_back(lin(hp.n_embd, hp.n_ff));
+      }
+    } else {
+      w.w_gate = lin(hp.n_ff, hp.n_embd);
+      w.w_up = lin(hp.n_ff, hp.n_embd);
+      w.w_down = lin(hp.n_embd, hp.n_ff);
+    }
     if (bias) {
       w.bq = vec(hp.q_dim(), 0.0f);
       w.bk = vec(hp.kv_dim(), 0.0f);
@@ -350,4 +359,92 @@ TEST(BlockBackward, LinearWeightGradients) {
   LlamaBlockGrads g;
   g.dwq = dq.data();
   EXPECT_THROW(llama_block_backward(hp, blk.w, acts, x.data(), pool, &g), Error);
+}
+
+// Mixture-of-experts blocks (Mixtral): the input gradient, the norms, the router's
+// gradient and every expert's weight gradients against finite differences of the
+// reference mixture. The top-k choice is piecewise constant: the random data keep
+// every token's k-th and (k+1)-th probabilities far apart next to the 1e-5 steps.
+TEST(BlockBackward, MixtureOfExperts) {
+  ThreadPool pool(2);
+  struct Case {
+    DType type;
+    LlamaHParams hp;
+    int64_t n;
+    double bound = 1e-3;
+  };
+  auto moe = [](LlamaHParams hp, int64_t E, int64_t k) {
+    hp.n_expert = E, hp.n_expert_used = k;
+    return hp;
+  };
+  const Case cases[] = {
+      {DType::F32, moe(hparams(12, 4, 2, 6, 4, 20, cpu::RopeLayout::Adjacent), 4, 2), 6},
+      {DType::BF16, moe(hparams(10, 2, 1, 5, 4, 14, cpu::RopeLayout::NeoX), 3, 1), 5},
+      // Below 16 tokens per expert the Q8_0 kernel rounds activations (see the top).
+      {DType::Q8_0, moe(hparams(32, 4, 2, 8, 8, 32, cpu::RopeLayout::Adjacent), 4, 2), 5, 3e-2},
+  };
+  uint32_t seed = 200;
+  for (const Case& c : cases) {
+    RandomBlock blk(c.hp, c.type, false, seed++);
+    std::mt19937 rng(seed++);
+    const int64_t d = c.hp.n_embd, E = c.hp.n_expert, ff = c.hp.n_ff;
+    auto x = randn((size_t)(c.n * d), rng, 1.0f), r = randn((size_t)(c.n * d), rng, 1.0f);
+    LlamaBlockActs acts;
+    acts.keep_linear_inputs = true;
+    auto y = x;
+    llama_block_forward_train(c.hp, blk.w, y.data(), c.n, pool, &acts);
+    // The training forward is the inference forward (up to llama.cpp's silu rounding).
+    auto yi = x;
+    KVCache cache(c.hp, 0, 1, c.n, DType::F32);
+    llama_block_forward(c.hp, blk.w, cache, 0, yi.data(), c.n, pool);
+    for (size_t i = 0; i < y.size(); i++) ASSERT_NEAR(y[i], yi[i], 2e-3f * (1 + std::abs(y[i]))) << i;
+
+    // Buffers start at 0.25 (accumulation is checked by subtracting it).
+    std::vector<float> d_router((size_t)(E * d), 0.25f);
+    std::vector<std::vector<float>> dg(E, std::vector<float>((size_t)(ff * d), 0.25f)), du = dg,
+        dd(E, std::vector<float>((size_t)(d * ff), 0.25f));
+    LlamaBlockGrads g{std::vector<float>(d, 0.0f), std::vector<float>(d, 0.0f)};
+    g.moe.d_router = d_router.data();
+    for (int64_t e = 0; e < E; e++)
+      g.moe.d_gate.push_back(dg[e].data()), g.moe.d_up.push_back(du[e].data()), g.moe.d_down.push_back(dd[e].data());
+    std::vector<float> dx = r;
+    llama_block_backward(c.hp, blk.w, acts, dx.data(), pool, &g);
+    auto minus = [](std::vector<float>& v) {
+      for (auto& e : v) e -= 0.25f;
+    };
+    minus(d_router);
+    for (int64_t e = 0; e < E; e++) minus(dg[e]), minus(du[e]), minus(dd[e]);
+
+    const testref::RefBlock ref(c.hp, blk.w, pool);
+    const Vec rd(r.begin(), r.end()), xd(x.begin(), x.end());
+    EXPECT_LT(testref::rel_err(y, ref.forward(xd, c.n)), c.bound);
+    const std::string what = std::string(dtype_name(c.type)) + " E=" + std::to_string(E);
+    auto grad_of = [&](auto member) {  // numeric gradient of the reference field `member` of ref
+      Vec w0 = member(const_cast<testref::RefBlock&>(ref));
+      return testref::numeric_grad(
+          [&](const Vec& W) {
+            testref::RefBlock r2 = ref;
+            member(r2) = W;
+            return r2.forward(xd, c.n);
+          },
+          w0, rd);
+    };
+    EXPECT_LT(testref::rel_err(dx, testref::numeric_grad([&](const Vec& xx) { return ref.forward(xx, c.n); }, xd, rd)),
+              c.bound) << what << " dx";
+    EXPECT_LT(testref::rel_err(g.ffn_norm, grad_of([](testref::RefBlock& b) -> Vec& { return b.ffn_norm; })), c.bound)
+        << what << " ffn_norm";
+    EXPECT_LT(testref::rel_err(d_router, grad_of([](testref::RefBlock& b) -> Vec& { return b.router; })), c.bound)
+        << what << " router";
+    int used = 0;
+    for (int64_t e = 0; e < E; e++) {
+      used += !acts.moe.r.rows_of[e].empty();
+      EXPECT_LT(testref::rel_err(dg[e], grad_of([e](testref::RefBlock& b) -> Vec& { return b.eg[e]; })), c.bound)
+          << what << " gate of expert " << e;
+      EXPECT_LT(testref::rel_err(du[e], grad_of([e](testref::RefBlock& b) -> Vec& { return b.eu[e]; })), c.bound)
+          << what << " up of expert " << e;
+      EXPECT_LT(testref::rel_err(dd[e], grad_of([e](testref::RefBlock& b) -> Vec& { return b.ed[e]; })), c.bound)
+          << what << " down of expert " << e;
+    }
+    EXPECT_GE(used, 2) << what << ": the tokens should spread over several experts";
+  }
 }

@@ -1,5 +1,8 @@
 // The Llama forward pass against oracles no one here wrote: llama.cpp's logits
-// for three prompts, llama2.c's 255 greedy tokens, llama.cpp's perplexity.
+// for three prompts, llama2.c's 255 greedy tokens, llama.cpp's perplexity; and
+// llama.cpp's logits and greedy tokens of two random models of the other block
+// kinds (../shared/oracle/README.md): qwen2 (biases, NeoX rope) and Mixtral
+// (mixture of experts).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -39,9 +42,9 @@ struct OracleCase {
   int64_t n_vocab;
 };
 
-std::vector<OracleCase> read_index() {
+std::vector<OracleCase> read_index(const std::string& oracle = "stories260K") {
   std::vector<OracleCase> cases;
-  std::ifstream in(kShared + "/oracle/stories260K/index.tsv");
+  std::ifstream in(kShared + "/oracle/" + oracle + "/index.tsv");
   std::string line;
   while (std::getline(in, line)) {
     std::vector<std::string> cols;
@@ -240,3 +243,72 @@ TEST(LlamaOracle, PerplexityMatchesLlamaCpp) {
   EXPECT_NEAR(r.ppl, 4.6059, 0.002);
   EXPECT_NEAR(r.ppl_error, 0.10218, 0.002);
 }
+
+namespace {
+
+// Logits within `tol` of llama.cpp's for every case of ../shared/oracle/<name>, and
+// the same argmax in every row.
+void check_random_model_logits(const std::string& name, float tol) {
+  const std::string path = kShared + "/models/" + name + ".gguf";
+  if (access(path.c_str(), R_OK) != 0) GTEST_SKIP() << "shared test data not found: " << path;
+  LoadedModel m = load_model(path, {}, false);
+  ThreadPool pool(2);
+  auto cases = read_index(name);
+  ASSERT_EQ(cases.size(), 3u);
+  for (auto& oc : cases) {
+    std::string raw = read_file_bytes(kShared + "/oracle/" + name + "/" + oc.file);
+    const int64_t n = (int64_t)oc.tokens.size(), V = oc.n_vocab;
+    ASSERT_EQ(V, m.model->hparams().n_vocab);
+    ASSERT_EQ(raw.size(), (size_t)(n * V * 4)) << oc.file;
+    const float* want = (const float*)raw.data();
+    LocalRunner runner(*m.model, 256, pool);
+    std::vector<float> got = runner.eval_all(oc.tokens);
+    float max_diff = 0;
+    for (int64_t t = 0; t < n; t++) {
+      const float* g = got.data() + t * V;
+      const float* w = want + t * V;
+      EXPECT_EQ(std::max_element(g, g + V) - g, std::max_element(w, w + V) - w) << name << " " << oc.file << " row " << t;
+      for (int64_t i = 0; i < V; i++) max_diff = std::max(max_diff, std::fabs(g[i] - w[i]));
+    }
+    std::printf("%s %s: %lld positions, max |diff| = %.2e\n", name.c_str(), oc.file.c_str(), (long long)n, max_diff);
+    EXPECT_LE(max_diff, tol) << name << " " << oc.file;
+  }
+}
+
+// greedy.tsv: prompt, then the 48 tokens llama.cpp's greedy decoding generates after it
+// (the prompt tokenized with BOS, one token per decode call).
+void check_random_model_greedy(const std::string& name) {
+  const std::string path = kShared + "/models/" + name + ".gguf";
+  if (access(path.c_str(), R_OK) != 0) GTEST_SKIP() << "shared test data not found: " << path;
+  LoadedModel m = load_model(path);
+  ThreadPool pool(2);
+  std::ifstream in(kShared + "/oracle/" + name + "/greedy.tsv");
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    const size_t tab = line.find('\t');
+    if (tab == std::string::npos) continue;
+    const std::string prompt = line.substr(0, tab);
+    const std::vector<int32_t> want = parse_ids(line.substr(tab + 1), ' ');
+    LocalRunner runner(*m.model, 256, pool);
+    SamplingParams sp;
+    sp.temperature = 0;
+    Sampler greedy(sp);
+    std::vector<int32_t> got;
+    const std::vector<float>* logits = &runner.eval(m.tokenizer->encode(prompt, true));
+    for (size_t i = 0; i < want.size(); i++) {
+      got.push_back(greedy.sample(logits->data(), m.model->hparams().n_vocab));
+      logits = &runner.eval({got.back()});
+    }
+    EXPECT_EQ(got, want) << name << ": " << prompt;
+    cases++;
+  }
+  EXPECT_GT(cases, 0) << "no cases in " << name << "/greedy.tsv";
+}
+
+}  // namespace
+
+TEST(LlamaOracle, Qwen2LogitsMatchLlamaCpp) { check_random_model_logits("random-qwen2", 5e-3f); }
+TEST(LlamaOracle, Qwen2GreedyMatchesLlamaCpp) { check_random_model_greedy("random-qwen2"); }
+TEST(LlamaOracle, MixtralLogitsMatchLlamaCpp) { check_random_model_logits("random-mixtral", 5e-3f); }
+TEST(LlamaOracle, MixtralGreedyMatchesLlamaCpp) { check_random_model_greedy("random-mixtral"); }
