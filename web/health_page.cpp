@@ -83,7 +83,7 @@ function renderModel(m) {
   const gaps = m.gaps.map(g => span(g[0], g[1]));
   const h = el("h2", {}, m.name, " ",
     el("span", {class: "tag" + (m.complete ? "" : " gap")}, m.complete ? "all blocks served" : "gap: blocks " + gaps.join(", ")),
-    " ", el("span", {class: "sub"}, m.n_blocks + " blocks, " + m.servers.length + " servers"));
+    " ", el("span", {class: "sub"}, m.n_blocks + " blocks, " + m.servers.length + (m.servers.length === 1 ? " server" : " servers")));
   const strip = el("div", {class: "blocks"});
   for (const b of m.blocks)
     strip.append(el("div", {class: "block", id: "block-" + m.name + "-" + b.index, "data-block": b.index,
