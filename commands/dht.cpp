@@ -221,7 +221,7 @@ int cmd_node(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   return run_command([&] {
     if (refresh_s <= 0 || republish_s <= 0 || k < 1 || max_conns_per_ip < 1 || crawl_s <= 0)
-      throw Error("intervals, --k and --max-conns-per-ip must be positive");
+      throw Error("intervals (--crawl-interval too), --k and --max-conns-per-ip must be positive");
     uv_loop_t loop;
     uv_loop_init(&loop);
     std::string err;
