@@ -1,5 +1,6 @@
 // engine dht: run a DHT node (a bootstrap node for others), or talk to the
 // swarm once: get / put a key, list a node's peers.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -9,6 +10,8 @@
 #include "core/error.h"
 #include "net/dht_node.h"
 #include "net/shutdown_signals.h"
+#include "web/health_service.h"
+#include "web/net_metrics.h"
 
 using namespace engine;
 using namespace engine::net;
@@ -200,8 +203,8 @@ int cmd_peers(int argc, char** argv) {
 
 int cmd_node(int argc, char** argv) {
   Common c;
-  std::string listen = "0.0.0.0:0";
-  double refresh_s = 60, republish_s = 300;
+  std::string listen = "0.0.0.0:0", http;
+  double refresh_s = 60, republish_s = 300, crawl_s = 3;
   int k = 20, max_conns_per_ip = 128;
   ArgParser p("dht", "Run a DHT node; it prints the address others pass as --initial-peers. Also:\n"
                      "  engine dht get KEY, engine dht put KEY VALUE, engine dht peers (see their --help).");
@@ -211,10 +214,14 @@ int cmd_node(int argc, char** argv) {
   p.add("--republish-interval", "SECONDS", "republish period of own values and held replicas", &republish_s);
   p.add("--k", "N", "bucket size and replication factor", &k);
   p.add("--max-conns-per-ip", "N", "incoming connections accepted from one IP address", &max_conns_per_ip);
+  p.add("--http", "ADDR", "serve the swarm health page, /api/v1/state and /metrics here (HOST:PORT, port 0: any)",
+        &http);
+  p.add("--crawl-interval", "SECONDS", "how often the health page's watcher re-reads the swarm", &crawl_s);
   if (!p.parse(argc, argv)) return p.exit_code();
+  const auto started = std::chrono::steady_clock::now();
   return run_command([&] {
-    if (refresh_s <= 0 || republish_s <= 0 || k < 1 || max_conns_per_ip < 1)
-      throw Error("intervals, --k and --max-conns-per-ip must be positive");
+    if (refresh_s <= 0 || republish_s <= 0 || k < 1 || max_conns_per_ip < 1 || crawl_s <= 0)
+      throw Error("intervals (--crawl-interval too), --k and --max-conns-per-ip must be positive");
     uv_loop_t loop;
     uv_loop_init(&loop);
     std::string err;
@@ -240,6 +247,25 @@ int cmd_node(int argc, char** argv) {
         std::printf("dht: (listening on all interfaces; others use this host's address with port %d)\n", a.port());
       }
       std::printf("dht: others join with --initial-peers %s\n", shown.c_str());
+      // The health page's watcher joins the swarm through this node, as any peer would.
+      std::unique_ptr<web::HealthService> health;
+      std::unique_ptr<web::LoopTimer> metrics_timer;
+      if (!http.empty()) {
+        web::WatcherOptions w;
+        w.peers = {shown};
+        w.swarm = c.swarm;
+        w.interval_s = crawl_s;
+        w.role = "dht";
+        w.address = shown;
+        health = std::make_unique<web::HealthService>(http, w);
+        health->start();
+        std::printf("dht: health page at %s\n", health->url().c_str());
+        log_line("http: listening on " + health->address());
+        metrics_timer = std::make_unique<web::LoopTimer>(&loop, 1000, [&] {
+          double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          web::export_net_metrics(health->metrics(), rpc, &node, up);
+        });
+      }
       std::fflush(stdout);
 
       auto stop = [&](const char* why) {

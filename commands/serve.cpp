@@ -18,7 +18,10 @@
 #include "net/shutdown_signals.h"
 #include "net/server_info.h"
 #include "net/span_choice.h"
+#include "net/swarm_index.h"
 #include "net/swarm_runner.h"
+#include "web/health_service.h"
+#include "web/net_metrics.h"
 
 using namespace engine;
 using namespace engine::net;
@@ -122,12 +125,8 @@ struct Server {
     };
     for (int64_t b = info.first; b < info.last; b++)
       dht.put(block_key(name, b), peer_subkey(dht.id().hex()), value, exp, [fin](int, int, const LookupStats&) { fin(); });
-    Buf reg;
-    Packer pk(reg);
-    pk.pack_map(2);
-    pack_str(pk, "blocks"), pk.pack_int64(hp.n_layer);
-    pack_str(pk, "n_embd"), pk.pack_int64(hp.n_embd);
-    dht.put(kModelRegistryKey, name, reg.s, exp, [fin](int, int, const LookupStats&) { fin(); });
+    // The swarm's index of models (net/swarm_index.h), so watchers can find this one.
+    publish_model_entry(dht, ModelEntry{name, hp.n_layer, hp.n_embd}, exp, [fin](bool) { fin(); });
   }
 
   std::shared_ptr<LlamaModel> load_span(int64_t a, int64_t b) {
@@ -195,11 +194,11 @@ struct Server {
 
 int cmd_serve(int argc, char** argv) {
   std::string model_path, initial_peers, blocks, listen = "127.0.0.1:0", public_name, throughput = "auto";
-  std::string swarm = "default", model_name, kv_type_name = "f16", announce_addr;
+  std::string swarm = "default", model_name, kv_type_name = "f16", announce_addr, http;
   int64_t num_blocks = 0, cache_tokens = 8192, max_length = 0;
   int max_sessions = 64, threads = 0, max_sessions_per_peer = 8;
   double announce_interval = 20, rebalance_interval = 60, balance_quality = 0.75, bandwidth = 100, start_delay = 1.0;
-  double step_timeout = 120;
+  double step_timeout = 120, crawl_s = 3;
   int step_delay_ms = 0;
   bool verbose = false;
   ArgParser p("serve", "Serve a span of a model's transformer blocks to the swarm (prints its address; Ctrl-C "
@@ -228,8 +227,13 @@ int cmd_serve(int argc, char** argv) {
   p.add("-t,--threads", "N", "compute threads (default: all cores)", &threads);
   p.add("--step-delay", "MS", "tests and demos: pretend to be slow, sleeping this long per step", &step_delay_ms);
   p.flag("--verbose", "log every inference step", &verbose);
+  p.add("--http", "ADDR", "serve the swarm health page, /api/v1/state and /metrics here (HOST:PORT, port 0: any)",
+        &http);
+  p.add("--crawl-interval", "SECONDS", "how often the health page's watcher re-reads the swarm", &crawl_s);
   if (!p.parse(argc, argv)) return p.exit_code();
+  const auto started = std::chrono::steady_clock::now();
   return run_command([&] {
+    if (crawl_s <= 0) throw Error("--crawl-interval must be positive");
     DType kv_type = kv_type_name == "f32" ? DType::F32 : DType::F16;
     if (kv_type_name != "f16" && kv_type_name != "f32") throw Error("--kv-type is f16 or f32");
     if (throughput != "auto") {
@@ -290,6 +294,29 @@ int cmd_serve(int argc, char** argv) {
         S.server = std::make_unique<BlockServer>(rpc, m, pool, bo);
         S.server->on_cache_change = [&S] { S.announce_soon = true; };
       };
+
+      // The health page's watcher joins the swarm through this server's own node.
+      std::unique_ptr<web::HealthService> health;
+      std::unique_ptr<web::LoopTimer> metrics_timer;
+      if (!http.empty()) {
+        web::WatcherOptions w;
+        w.peers = {shown};
+        w.swarm = swarm;
+        w.interval_s = crawl_s;
+        w.role = "serve";
+        w.address = shown;
+        health = std::make_unique<web::HealthService>(http, w);
+        web::declare_block_server_metrics(health->metrics());
+        health->start();
+        std::printf("serve: health page at %s\n", health->url().c_str());
+        std::fflush(stdout);
+        log_line("http: listening on " + health->address());
+        metrics_timer = std::make_unique<web::LoopTimer>(&loop, 1000, [&] {
+          double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          web::export_net_metrics(health->metrics(), rpc, &dht, up);
+          web::export_block_server_metrics(health->metrics(), S.server.get());
+        });
+      }
 
       // Timers: the announce/rebalance tick and a fast one that publishes cache changes.
       uv_timer_t tick, fast;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "net/swarm_index.h"
 #include "train/net_thread.h"
 #include "train/progress_tracker.h"
 #include "train/state_transfer.h"
@@ -161,12 +163,21 @@ class Peer {
   // stays alive through a long micro-batch, matchmaking or a state download; and
   // the run's config with it.
   std::optional<PeerProgress> latest_;
+  double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // trainer thread: reported with the progress
   uv_timer_t* republish_ = nullptr;
+  void publish_run_entry_now();  // loop thread: the run in the swarm's index (net/swarm_index.h)
   static void on_republish(uv_timer_t* t);
 };
 
+void Peer::publish_run_entry_now() {
+  net::RunEntry e{cc_.run, cc_.parent_run, cc_.target_batch};
+  net::DhtNode& dht = net_->dht();
+  net::publish_run_entry(dht, e, dht.now() + cc_.progress_ttl_s, nullptr);
+}
+
 void Peer::on_republish(uv_timer_t* t) {
   Peer* self = (Peer*)t->data;
+  self->publish_run_entry_now();
   if (self->latest_)
     publish_progress(self->net_->dht(), self->cc_.run, *self->latest_, self->cc_.progress_ttl_s, [](bool) {});
   for (const std::string* run : {&self->cc_.run, &self->cc_.parent_run})
@@ -204,6 +215,7 @@ void Peer::start_network() {
         republish_->data = this;
         const uint64_t every = (uint64_t)(cc_.progress_ttl_s * 1000 / 3);
         uv_timer_start(republish_, on_republish, every, every);
+        publish_run_entry_now();
         done();
       },
       10000);
@@ -246,6 +258,7 @@ std::optional<GlobalProgress> Peer::exchange_progress(int64_t samples, double sp
   mine.bandwidth = cc_.bandwidth;
   mine.client_mode = cc_.client_mode;
   mine.params_xxh3 = params_xxh3_;
+  mine.loss = last_loss_;
   PeerProgress published = mine;
   if (cc_.byzantine == Byzantine::EpochLie) published.epoch += 1000, published.params_xxh3 ^= 0x5eed;  // test hook
   const uint32_t timeout = 10000;
@@ -441,6 +454,7 @@ void Peer::run(const std::function<void(const CollabStepReport&)>& on_step,
       if (since < cc_.progress_period_s && (!counts || estimate < (double)cc_.target_batch)) continue;
       last_poll = Clock::now();
       const double my_rate = local_samples / std::max(seconds_since(t_step), 1e-3);
+      if (tokens > 0 && loss_sum > 0) last_loss_ = loss_sum / (double)tokens;  // a stage peer reports none
       auto g = exchange_progress(local_samples, my_rate);
       if (!g) continue;  // the DHT is slow: keep computing, ask again later
       const RunPosition pos = run_position(*g);

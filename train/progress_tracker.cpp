@@ -54,7 +54,8 @@ std::vector<std::pair<std::string, const net::ValueEntry*>> owned_entries(const 
 std::string encode_progress(const PeerProgress& p) {
   net::Buf b;
   net::Packer pk(b);
-  pk.pack_map(8);
+  const bool has_loss = std::isfinite(p.loss);
+  pk.pack_map(has_loss ? 9 : 8);
   net::pack_str(pk, "epoch");
   pk.pack_int64(p.epoch);
   net::pack_str(pk, "samples");
@@ -71,6 +72,10 @@ std::string encode_progress(const PeerProgress& p) {
   p.client_mode ? pk.pack_true() : pk.pack_false();
   net::pack_str(pk, "params_xxh3");
   pk.pack_uint64(p.params_xxh3);
+  if (has_loss) {
+    net::pack_str(pk, "loss");
+    pk.pack_double(p.loss);
+  }
   return b.s;
 }
 
@@ -87,6 +92,7 @@ PeerProgress decode_progress(const msgpack::object& o) {
   p.bandwidth = finite_at_least(net::need_field(o, "bandwidth"), "bandwidth", 0.0);
   p.client_mode = net::as_bool(net::need_field(o, "client"), "client");
   p.params_xxh3 = net::as_uint(net::need_field(o, "params_xxh3"), "params_xxh3");
+  if (auto* v = net::find_field(o, "loss")) p.loss = finite_at_least(*v, "loss", 0.0);
   return p;
 }
 

@@ -1,6 +1,6 @@
 // DeDLOC's progress tracker: each peer of a run publishes its progress under the
 // DHT key "<run>.progress", subkey "@<peer id hex>" (only that peer may write it):
-//   {epoch, samples, sps, time, addr, bandwidth, client, params_xxh3}
+//   {epoch, samples, sps, time, addr, bandwidth, client, params_xxh3[, loss]}
 // re-published every `period_s` with expiration time + ttl_s, so a peer that
 // vanishes drops out of the sum by itself. The collaboration's progress at the
 // current epoch is the sum of the samples reported for it; the global epoch is the
@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct PeerProgress {
   double bandwidth = 1.0;
   bool client_mode = false;
   uint64_t params_xxh3 = 0;   // checksum of its parameters after its last step
+  // Optional: its mean training loss over the epoch so far (NaN: not reported, e.g. a
+  // SWARM stage peer, which never sees the loss). Older peers neither send nor read it.
+  double loss = std::numeric_limits<double>::quiet_NaN();
   double expiration = 0;
 };
 
