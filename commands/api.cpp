@@ -20,8 +20,10 @@
 #include "web/api_server.h"
 #include "web/generation_engine.h"
 #include "web/generation_runners.h"
+#include "web/health_routes.h"
 #include "web/http_server.h"
 #include "web/metrics.h"
+#include "web/swarm_watcher.h"
 
 using namespace engine;
 
@@ -98,13 +100,26 @@ int cmd_api(int argc, char** argv) {
     ho.threads = af.parallel + af.queue + 4;
     // Streams wait on generation, never on the client, so only idle reads are bounded tight.
     ho.write_timeout_s = 60;
+    std::unique_ptr<web::SwarmWatcher> watcher;  // declared first: the server, destroyed first, uses it
     web::HttpServer http(ho);
     web::add_request_log(http.routes(), &metrics, ho.max_body_bytes);
     web::add_api_routes(http.routes(), state);
-    // More routes (the swarm health page, GET / and /api/v1/state) go here.
+    // The swarm health page (GET /, /api/v1/state) from a watcher of the swarm the
+    // slots run on; a local server shows its own model and endpoints at GET /.
+    if (swarm) {
+      web::WatcherOptions w;
+      w.peers = net::split_list(swf.initial_peers);
+      w.swarm = swf.swarm_name;
+      w.role = "api";
+      watcher = std::make_unique<web::SwarmWatcher>(w);
+      web::add_health_routes(http.routes(), *watcher);
+    } else {
+      web::add_local_index_route(http.routes(), state);
+    }
     http.start();  // before loading, so /health answers 503 meanwhile and a taken port fails fast
     std::printf("api: listening on http://%s\n", http.address().c_str());
     std::fflush(stdout);
+    if (watcher) watcher->start();
 
     LoadedModel m = load_model(mf.model, swarm ? SwarmFlags::client_load_options() : LlamaLoadOptions{});
     ThreadPool pool(mf.threads);

@@ -223,6 +223,41 @@ void add_api_routes(httplib::Server& server, ApiState& st) {
   });
 }
 
+namespace {
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_local_index_route(httplib::Server& server, ApiState& st) {
+  server.Get("/", [&st](const httplib::Request&, httplib::Response& res) {
+    std::string model = st.ready ? html_escape(st.model_id) : "(loading)";
+    std::string detail;
+    if (st.ready) {
+      detail = "context " + std::to_string(st.engine->n_ctx()) + " tokens, vocabulary " +
+               std::to_string(st.tok->n_vocab()) + ", local model";
+    }
+    std::string page =
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>engine api</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}code{background:#eee;padding:0 .3em}</style>"
+        "</head><body><h1>engine api</h1><p id=\"model\"><b>" + model + "</b> " + detail + "</p>"
+        "<p>OpenAI-compatible endpoints: <code>POST /v1/chat/completions</code>, <code>POST /v1/completions</code>, "
+        "<code>GET /v1/models</code>; <code>GET /health</code>, <code>GET /metrics</code> (Prometheus). "
+        "Started without <code>--swarm</code>, so there is no swarm to show here.</p></body></html>";
+    res.set_content(page, "text/html; charset=utf-8");
+  });
+}
+
 void add_request_log(httplib::Server& server, Metrics* metrics, size_t max_body_bytes) {
   if (metrics) {
     metrics->counter("engine_api_requests_total", "HTTP requests by endpoint and status");

@@ -31,6 +31,11 @@ struct ApiState {
 // Registers the routes above; `state` must outlive the server.
 void add_api_routes(httplib::Server& server, ApiState& state);
 
+// GET / of a local (non-swarm) API server: a small page naming the model, its
+// context and slots, and the endpoints. (With --swarm, GET / is the swarm
+// health page, web/health_routes.h.)
+void add_local_index_route(httplib::Server& server, ApiState& state);
+
 // One stderr line per request (method, path, status, tokens, time) and the
 // engine_api_requests_total metric; JSON error bodies for unrouted 404s and 413s.
 void add_request_log(httplib::Server& server, Metrics* metrics, size_t max_body_bytes);

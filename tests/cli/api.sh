@@ -91,6 +91,7 @@ check "a 2 MB body: 413" [ "$(curl -s -o "$TMP/body" -w '%{http_code}' -H "$JSON
 check "unknown route: 404" [ "$(curl -s -o /dev/null -w '%{http_code}' "$L/v1/nothing")" = 404 ]
 check "requests are counted by endpoint and status" \
   grep -q 'engine_api_requests_total{endpoint="/v1/completions",status="400"}' <(curl -s "$L/metrics")
+check "GET / names the local model" grep -q '<b>stories260K</b>' <(curl -s "$L/")
 check "one log line per request" grep -q 'api: POST /v1/completions 404\|api: POST /v1/chat/completions 404' "$TMP/local.err"
 
 # ---- swarm ---------------------------------------------------------------------------------
@@ -104,6 +105,16 @@ S=http://${API_ADDR[swarm]#http://}
 check "swarm: greedy completion == engine generate --temp 0" \
   [ "$(post "$S/v1/completions" "{\"prompt\":\"$PROMPT\",\"max_tokens\":24,\"temperature\":0}")" = 200 ]
 check "... same text" [ "$PROMPT$(field "d['choices'][0]['text']")" = "$(cat "$TMP/gen.txt")" ]
+check "swarm: GET / is the swarm health page" grep -q 'swarm health' <(curl -s "$S/")
+# The page's watcher crawls the DHT every 3 s: both servers show up within a bounded wait.
+servers_seen() {
+  curl -s "$S/api/v1/state" | python3 -c "import json,sys; d=json.load(sys.stdin)
+m=[m for m in d['models'] if m['name']=='stories260K']
+sys.exit(0 if m and len(m[0]['servers'])==2 else 1)" 2>/dev/null
+}
+seen=0
+for _ in $(seq 40); do servers_seen && { seen=1; break; }; sleep 0.5; done
+check "... and /api/v1/state lists the model's 2 servers" [ $seen = 1 ]
 if [ $HAVE_NODE = 1 ]; then
   (cd "$TMP" && timeout 120 node openai_client.mjs "$S" stories260K "$PROMPT" 24 "$TMP/gen.txt" "$CHATP" "$TMP/chatgen.txt") \
     >"$TMP/client2.out" 2>&1
