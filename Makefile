@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 # Debian packages the project needs; `make deps` installs only the missing ones.
 DEPS := cmake g++ make libuv1-dev libmsgpack-cxx-dev libxxhash-dev libgtest-dev libgmock-dev \
         clang libclang-rt-14-dev iproute2 python3 fortunes \
-        libcpp-httplib-dev nlohmann-json3-dev nodejs npm chromium chromium-driver python3-selenium
+        libcpp-httplib-dev nlohmann-json3-dev nodejs npm chromium chromium-driver python3-selenium curl jq
 
 .PHONY: all deps build test test-unit test-san demo bench fuzz fuzz-smoke clean
 

@@ -15,10 +15,11 @@ N=${N:-48}
 source scripts/procs.bash
 mkdir -p build/demo
 
-$ENGINE dht --listen 127.0.0.1:0 >"$T/dht.out" 2>"$T/dht.err" &
+$ENGINE dht --listen 127.0.0.1:0 --http 127.0.0.1:0 >"$T/dht.out" 2>"$T/dht.err" &
 PIDS+=($!)
-wait_line "$T/dht.out" "others join with"
+wait_line "$T/dht.out" "health page at"
 PEER=$(sed -n 's/.*others join with --initial-peers //p' "$T/dht.out")
+HEALTH=$(sed -n 's/.*health page at //p' "$T/dht.out")
 
 if [ -n "${MODEL:-}" ]; then
   [ -f "$MODEL" ] || { echo "demo: MODEL=$MODEL does not exist" >&2; exit 1; }
@@ -104,6 +105,7 @@ fi
 
 # ---- 4. the swarm: three servers splitting the blocks, a chat through them ----------------
 echo "== demo 4/4: serving $model from a swarm of three servers; a chat through them"
+echo "   (the swarm's health page, live in a browser while the demo runs: $HEALTH)"
 NL=$($ENGINE info -m "$model" | sed -n 's/.*layers \([0-9]*\),.*/\1/p')
 HALF=$(( (NL + 1) / 2 ))
 declare -A SPID
@@ -137,4 +139,21 @@ sed -n 's/^swarm: //p' "$T/chat.err" | sed 's/^/   client: /'
 echo "   reply: $(cat "$T/chat.out")"
 echo "== demo: the same prompt locally gives the same text:"
 printf '%s\n' "$PROMPT" | $ENGINE chat -m "$model" -n "$N" -t 1 "${TEMPLATE[@]}" 2>/dev/null | sed 's/^/   /'
+
+echo "== demo: the OpenAI-compatible API through the same swarm (engine api --swarm; docs/api.md)"
+$ENGINE api -m "$model" --swarm --initial-peers "$PEER" --listen 127.0.0.1:0 -t 1 >"$T/api.out" 2>"$T/api.err" &
+PIDS+=($!)
+wait_line "$T/api.out" "api: ready"
+API=$(sed -n 's/.*listening on //p' "$T/api.out")
+echo "   curl $API/v1/completions -d '{\"prompt\": \"$PROMPT\", \"max_tokens\": $N, ...}'"
+curl -s "$API/v1/completions" -H 'Content-Type: application/json' \
+  -d "{\"prompt\": \"$PROMPT\", \"max_tokens\": $N, \"temperature\": 0.5, \"seed\": 1}" |
+  python3 -c 'import json, sys; d = json.load(sys.stdin); print("   text:", d["choices"][0]["text"].strip()); print("   usage:", d["usage"])'
+echo "   the health page's view of the swarm ($HEALTH""api/v1/state):"
+curl -s "${HEALTH}api/v1/state" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for m in d["models"]:
+    on = [s for s in m["servers"] if s.get("state") == "online"]
+    print("   model %s: %d blocks, %d servers online, gaps %s" % (m["name"], m["n_blocks"], len(on), m["gaps"] or "none"))'
 echo "== demo: done; shutting everything down"
