@@ -35,6 +35,9 @@ void TrainFlags::add_to(ArgParser& p) {
   p.add("--layers", "L", "number of blocks", &layers);
   p.add("--heads", "H", "attention heads", &heads);
   p.add("--kv-heads", "K", "key/value heads (default: = heads)", &kv_heads);
+  p.add("--experts", "E", "mixture of experts: E SwiGLU experts of width --ffn per block (Mixtral layout; 0 = dense)",
+        &experts);
+  p.add("--experts-used", "K", "experts each token uses (with --experts)", &experts_used);
   p.add("--ctx", "C", "context length written to the model (default: --seqlen)", &ctx);
   p.add("--init-std", "X", "standard deviation of the initial weights", &init_std);
   p.add("--rope-base", "B", "RoPE frequency base", &rope_base);
@@ -98,6 +101,9 @@ LlamaHParams shape_from_flags(const TrainFlags& f, int64_t n_vocab) {
   const int64_t hd = f.dim / f.heads;
   if (hd % 2) throw Error("the head size (--dim / --heads) must be even for RoPE");
   if (!(f.init_std > 0) || !(f.rope_base > 0)) throw Error("--init-std and --rope-base must be > 0");
+  if (f.experts < 0 || f.experts > 256) throw Error("--experts " + std::to_string(f.experts) + " is outside 0..256");
+  if (f.experts > 0 && (f.experts_used < 1 || f.experts_used > f.experts))
+    throw Error("--experts-used " + std::to_string(f.experts_used) + " must be in 1.." + std::to_string(f.experts));
   LlamaHParams hp;
   hp.arch = "llama";
   hp.n_vocab = n_vocab;
@@ -110,6 +116,8 @@ LlamaHParams shape_from_flags(const TrainFlags& f, int64_t n_vocab) {
   hp.n_rot = hd;
   hp.n_ctx_train = f.ctx ? f.ctx : f.cfg.seqlen;
   hp.rope_freq_base = f.rope_base;
+  hp.n_expert = f.experts;
+  hp.n_expert_used = f.experts > 0 ? f.experts_used : 0;
   return hp;
 }
 
@@ -126,6 +134,8 @@ void check_flags_match(const ArgParser& p, const TrainFlags& f, const LlamaHPara
   same("--heads", f.heads, hp.n_head);
   same("--kv-heads", f.kv_heads, hp.n_head_kv);
   same("--ctx", f.ctx, hp.n_ctx_train);
+  same("--experts", f.experts, hp.n_expert);
+  if (hp.moe()) same("--experts-used", f.experts_used, hp.n_expert_used);
   if (p.given("--rope-base") && f.rope_base != hp.rope_freq_base)
     throw Error(what + ": the model has rope base " + std::to_string(hp.rope_freq_base) + ", --rope-base differs");
 }
@@ -163,7 +173,8 @@ TrainSetup setup_training(TrainFlags& f, const ArgParser& p, bool needs_data, bo
   const std::string text = needs_data ? read_corpus(f.data, &skipped) : std::string();
   for (const std::string& b : skipped) std::fprintf(stderr, "train: note: skipping %s (binary: it has NUL bytes)\n", b.c_str());
 
-  const char* shape_flags[] = {"--dim", "--ffn", "--layers", "--heads", "--kv-heads", "--ctx", "--rope-base"};
+  const char* shape_flags[] = {"--dim",         "--ffn", "--layers",    "--heads",       "--kv-heads",
+                               "--ctx",         "--rope-base", "--experts", "--experts-used"};
   if (!f.resume.empty()) {
     if (p.given("--vocab")) throw Error("--vocab: a resumed run keeps the checkpoint's tokenizer");
     auto file = GGUFFile::open(f.resume);
@@ -214,9 +225,13 @@ TrainSetup setup_training(TrainFlags& f, const ArgParser& p, bool needs_data, bo
     throw Error(f.data + ": the training text has " + std::to_string(s.data.train.size()) +
                 " tokens, fewer than --seqlen " + std::to_string(c.seqlen) + " + 2");
   std::fprintf(stderr,
-               "train: model dim %lld, ffn %lld, %lld layers, %lld/%lld heads, vocab %lld (%s), ctx %lld: %.2f M "
+               "train: model dim %lld, ffn %lld%s, %lld layers, %lld/%lld heads, vocab %lld (%s), ctx %lld: %.2f M "
                "parameters%s\n",
-               (long long)hp.n_embd, (long long)hp.n_ff, (long long)hp.n_layer, (long long)hp.n_head,
+               (long long)hp.n_embd, (long long)hp.n_ff,
+               hp.moe() ? (" x " + std::to_string(hp.n_expert) + " experts (" + std::to_string(hp.n_expert_used) +
+                           " used)").c_str()
+                        : "",
+               (long long)hp.n_layer, (long long)hp.n_head,
                (long long)hp.n_head_kv, (long long)hp.n_vocab, s.vocab_name.c_str(), (long long)hp.n_ctx_train,
                (double)s.state.params.size() / 1e6,
                s.resumed ? (", resumed at step " + std::to_string(s.state.step)).c_str()

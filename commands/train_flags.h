@@ -33,6 +33,7 @@ struct TrainFlags {
   int threads = 0;
   // Model shape (a fresh model; --init-from and --resume take it from their file).
   int64_t dim = 128, ffn = 0, layers = 4, heads = 4, kv_heads = 0, ctx = 0;
+  int64_t experts = 0, experts_used = 2;  // a mixture of experts (Mixtral layout); 0 = dense
   float init_std = 0.02f, rope_base = 10000.0f;
   // Optimizer, schedule, data order, evaluation, checkpoints.
   PretrainConfig cfg = defaults();

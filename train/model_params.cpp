@@ -24,17 +24,32 @@ int64_t ParamTensor::numel() const {
 
 namespace {
 
-// The tensors of one block, in file order, with their [rows][cols] (cols = 0: a vector).
+// The tensors of one block, in file order, with their [rows][cols] (cols = 0: a vector)
+// and, for a mixture's expert stacks, n_mat matrices of that shape (GGUF ne = [cols,
+// rows, n_mat], as llama.cpp stores them).
 struct BlockTensor {
   const char* suffix;
-  int64_t rows, cols;
+  int64_t rows, cols, n_mat = 0;
 };
 std::vector<BlockTensor> block_tensors(const LlamaHParams& hp) {
-  const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
-  return {{"attn_norm.weight", d, 0},   {"attn_q.weight", qd, d},   {"attn_k.weight", kvd, d},
-          {"attn_v.weight", kvd, d},    {"attn_output.weight", d, qd}, {"ffn_norm.weight", d, 0},
-          {"ffn_gate.weight", ff, d},   {"ffn_up.weight", ff, d},   {"ffn_down.weight", d, ff}};
+  const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff, E = hp.n_expert;
+  std::vector<BlockTensor> t = {{"attn_norm.weight", d, 0},   {"attn_q.weight", qd, d},
+                                {"attn_k.weight", kvd, d},    {"attn_v.weight", kvd, d},
+                                {"attn_output.weight", d, qd}, {"ffn_norm.weight", d, 0}};
+  if (hp.moe()) {
+    t.push_back({"ffn_gate_inp.weight", E, d});
+    t.push_back({"ffn_gate_exps.weight", ff, d, E});
+    t.push_back({"ffn_up_exps.weight", ff, d, E});
+    t.push_back({"ffn_down_exps.weight", d, ff, E});
+  } else {
+    t.push_back({"ffn_gate.weight", ff, d});
+    t.push_back({"ffn_up.weight", ff, d});
+    t.push_back({"ffn_down.weight", d, ff});
+  }
+  return t;
 }
+// 9 for a dense block, 10 for a mixture's (router + 3 expert stacks in place of the FFN).
+size_t block_tensor_count(const LlamaHParams& hp) { return hp.moe() ? 10 : 9; }
 
 std::string blk(int64_t b, const char* suffix) { return "blk." + std::to_string(b) + "." + suffix; }
 
@@ -50,6 +65,10 @@ LlamaHParams normalised(LlamaHParams hp) {
   if (hp.n_rot == 0) hp.n_rot = hp.head_dim;
   if (hp.n_rot % 2 || hp.n_rot > hp.head_dim) throw Error("model shape: bad rope dimension count");
   if (hp.n_ctx_train <= 0) hp.n_ctx_train = 2048;
+  if (hp.n_expert < 0 || (hp.n_expert > 0 && (hp.n_expert_used < 1 || hp.n_expert_used > hp.n_expert)) ||
+      (hp.n_expert == 0 && hp.n_expert_used != 0))
+    throw Error("model shape: " + std::to_string(hp.n_expert_used) + " of " + std::to_string(hp.n_expert) +
+                " experts used per token is not a mixture (1 <= used <= experts, or 0 of 0)");
   return hp;
 }
 
@@ -123,11 +142,12 @@ ModelParams ModelParams::layout_part(const LlamaHParams& hp_in, const PartSpec& 
   p.part = spec;
   const LlamaHParams& hp = p.hp;
   int64_t off = 0;
-  auto add = [&](const std::string& name, int64_t rows, int64_t cols) {
+  auto add = [&](const std::string& name, int64_t rows, int64_t cols, int64_t n_mat = 0) {
     ParamTensor t;
     t.name = name;
     t.offset = off;
     t.ne = cols ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows};
+    if (n_mat) t.ne.push_back(n_mat);
     off += t.numel();
     p.tensors.push_back(std::move(t));
   };
@@ -137,7 +157,7 @@ ModelParams ModelParams::layout_part(const LlamaHParams& hp_in, const PartSpec& 
     add("output.weight", hp.n_vocab, hp.n_embd);
   }
   for (int64_t b = spec.first_block; b < spec.first_block + spec.n_blocks; b++)
-    for (const BlockTensor& t : block_tensors(hp)) add(blk(b, t.suffix), t.rows, t.cols);
+    for (const BlockTensor& t : block_tensors(hp)) add(blk(b, t.suffix), t.rows, t.cols, t.n_mat);
   p.data.assign((size_t)off, 0.0f);
   return p;
 }
@@ -159,9 +179,11 @@ ModelParams ModelParams::init_random_part(const LlamaHParams& hp, const PartSpec
       std::fill(w, w + t.numel(), 1.0f);
       continue;
     }
+    // ffn_down also matches a mixture's ffn_down_exps: each expert is scaled like the dense FFN.
     const bool proj = t.name.find("attn_output") != std::string::npos || t.name.find("ffn_down") != std::string::npos;
     const float sd = proj ? proj_std : init_std;
-    const int64_t rows = t.ne[1], cols = t.ne[0];
+    // An expert stack is n_expert matrices back to back: its rows are all of theirs.
+    const int64_t rows = t.numel() / t.ne[0], cols = t.ne[0];
     // Seeded by the tensor's name alone: a part's values are the whole model's.
     const uint64_t base = seed * 0x2545F4914F6CDD1Dull ^ name_hash(t.name);
     for (int64_t r = 0; r < rows; r++) {
@@ -201,11 +223,6 @@ ModelParams ModelParams::from_gguf(const GGUFFile& f) {
   if (hp.arch != "llama" && hp.arch != "mistral")
     f.fail("architecture '" + hp.arch + "' is not supported for full-parameter training (llama, mistral)");
   if (f.find_tensor("blk.0.attn_q.bias")) f.fail("has attention biases, which full-parameter training lacks");
-  // The flat parameter layout holds one FFN per block; a mixture's router and expert
-  // stacks would need their own (docs/models.md). Adapters train on these models.
-  if (hp.moe())
-    f.fail("is a mixture-of-experts model (" + std::to_string(hp.n_expert) +
-           " experts): full-parameter training is not supported (engine finetune trains adapters on it)");
   hp.arch = "llama";
   ModelParams p = layout(hp);
   for (const ParamTensor& t : p.tensors) {
@@ -213,9 +230,15 @@ ModelParams ModelParams::from_gguf(const GGUFFile& f) {
     const GGUFTensorInfo& ti = f.require_tensor(tied_head ? "token_embd.weight" : t.name);
     if (ti.type != DType::F32 && ti.type != DType::F16 && ti.type != DType::BF16 && ti.type != DType::Q8_0)
       f.fail("tensor " + ti.name + " has type " + dtype_name(ti.type) + "; F32, F16, BF16 or Q8_0 can be trained");
-    const int64_t cols = t.ne[0], rows = t.is_matrix() ? t.ne[1] : 1;
-    const bool same_shape = ti.n_elements() == t.numel() && ti.ne[0] == cols && (int64_t)ti.n_dims == (int64_t)t.ne.size();
-    if (!same_shape) f.fail("tensor " + ti.name + " does not have the shape the hyper-parameters give");
+    // Rows of every matrix (an expert stack: every expert's), dequantized one by one.
+    const int64_t cols = t.ne[0], rows = t.numel() / cols;
+    bool same_shape = ti.n_elements() == t.numel() && (int64_t)ti.n_dims == (int64_t)t.ne.size();
+    for (size_t i = 0; same_shape && i < t.ne.size(); i++) same_shape = ti.ne[i] == t.ne[i];
+    if (!same_shape) {
+      std::string want;
+      for (size_t i = 0; i < t.ne.size(); i++) want += (i ? ", " : "") + std::to_string(t.ne[i]);
+      f.fail("tensor " + ti.name + " does not have the shape the hyper-parameters give ([" + want + "])");
+    }
     const size_t rb = dtype_row_bytes(ti.type, cols);
     float* dst = p.data.data() + t.offset;
     for (int64_t r = 0; r < rows; r++) dequantize_row(ti.type, ti.data + rb * (size_t)r, dst + r * cols, cols);
@@ -231,14 +254,16 @@ const ParamTensor& ModelParams::tensor(const std::string& name) const {
   throw Error("model parameters have no tensor '" + name + "'");
 }
 
-// Where block b's 9 tensors start in `tensors` (block_tensors order): after the 3
-// embedding/head tensors when the part has them, 9 per block from first_block.
+// Where block b's tensors start in `tensors` (block_tensors order): after the 3
+// embedding/head tensors when the part has them, block_tensor_count(hp) per block
+// from first_block.
 static size_t first_tensor_of_block(const ModelParams& p, int64_t b) {
   if (!p.has_block(b))
     throw Error("block " + std::to_string(b) + " is outside " +
                 (p.is_whole() ? std::string("the model") : "this part (" + p.part.describe() + ")"));
-  const size_t i = (size_t)((p.part.embd_head ? 3 : 0) + 9 * (b - p.part.first_block));
-  if (i + 9 > p.tensors.size()) throw Error("model parameters do not match their part");
+  const size_t per = block_tensor_count(p.hp);
+  const size_t i = (size_t)(p.part.embd_head ? 3 : 0) + per * (size_t)(b - p.part.first_block);
+  if (i + per > p.tensors.size()) throw Error("model parameters do not match their part");
   return i;
 }
 
@@ -246,11 +271,23 @@ LlamaBlockWeights ModelParams::block(int64_t b) const {
   const ParamTensor* t = &tensors[first_tensor_of_block(*this, b)];
   auto at = [&](int i) { return data.data() + t[i].offset; };
   auto lin = [&](int i) { return f32_linear(at(i), t[i].ne[1], t[i].ne[0]); };
+  // Expert e of a stack [cols, rows, n_expert]: the e-th [rows][cols] matrix.
+  auto experts = [&](int i) {
+    const int64_t rows = t[i].ne[1], cols = t[i].ne[0];
+    std::vector<cpu::Linear> ls;
+    for (int64_t e = 0; e < t[i].ne[2]; e++) ls.push_back(f32_linear(at(i) + e * rows * cols, rows, cols));
+    return ls;
+  };
   LlamaBlockWeights w;
   w.attn_norm = at(0);
   w.wq = lin(1), w.wk = lin(2), w.wv = lin(3), w.wo = lin(4);
   w.ffn_norm = at(5);
-  w.w_gate = lin(6), w.w_up = lin(7), w.w_down = lin(8);
+  if (hp.moe()) {
+    w.router = lin(6);
+    w.exp_gate = experts(7), w.exp_up = experts(8), w.exp_down = experts(9);
+  } else {
+    w.w_gate = lin(6), w.w_up = lin(7), w.w_down = lin(8);
+  }
   return w;
 }
 
@@ -274,6 +311,8 @@ void ModelParams::check_same_shape(const LlamaHParams& other, const std::string&
   same("n_head_kv", (double)hp.n_head_kv, (double)o.n_head_kv);
   same("head_dim", (double)hp.head_dim, (double)o.head_dim);
   same("n_rot", (double)hp.n_rot, (double)o.n_rot);
+  same("n_expert", (double)hp.n_expert, (double)o.n_expert);
+  same("n_expert_used", (double)hp.n_expert_used, (double)o.n_expert_used);
   // Not shapes, but they change the function the parameters compute.
   same("rope.freq_base", hp.rope_freq_base, o.rope_freq_base);
   same("rms epsilon", hp.rms_eps, o.rms_eps);
@@ -312,6 +351,10 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
   w.set_f32(a + "rope.freq_base", hp.rope_freq_base);
   w.set_f32(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
   w.set_u32(a + "vocab_size", (uint32_t)hp.n_vocab);
+  if (hp.moe()) {
+    w.set_u32(a + "expert_count", (uint32_t)hp.n_expert);
+    w.set_u32(a + "expert_used_count", (uint32_t)hp.n_expert_used);
+  }
   if (vocab_from) {
     const GGUFValue* toks = vocab_from->find("tokenizer.ggml.tokens");
     if (!toks) vocab_from->fail("has no tokenizer (tokenizer.ggml.tokens)");
@@ -331,12 +374,14 @@ void write_model_gguf(const ModelParams& p, const std::string& path, DType type,
   // is written straight from p.data; others are converted row by row first.
   for (const ParamTensor& t : p.tensors) {
     const float* src = p.data.data() + t.offset;
-    const DType tt = t.is_matrix() ? type : DType::F32;
+    // The router stays F32 whatever `type`, as llama.cpp's quantize keeps ffn_gate_inp.
+    const bool router = t.name.find("ffn_gate_inp") != std::string::npos;
+    const DType tt = t.is_matrix() && !router ? type : DType::F32;
     if (tt == DType::F32) {
       w.add_tensor(t.name, DType::F32, t.ne, src, (size_t)t.numel() * sizeof(float));
       continue;
     }
-    const int64_t cols = t.ne[0], rows = t.ne[1];
+    const int64_t cols = t.ne[0], rows = t.numel() / cols;  // an expert stack: every expert's rows
     if (cols % dtype_block_size(tt))
       throw Error("tensor " + t.name + ": " + std::to_string(cols) + " columns do not fit " + dtype_name(tt) + " blocks");
     const size_t rb = dtype_row_bytes(tt, cols);
@@ -360,8 +405,16 @@ BlockViews::BlockViews(const ModelParams& params, ThreadPool& pool, bool with_ba
   // one transposed copy per call (the weights are fixed during it) lets each of
   // them run as a GEMM (cpu::Linear::dense_t) instead of transposing per window.
   std::vector<cpu::Linear*> ls;
-  for (auto& b : blocks)
-    for (cpu::Linear* l : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) ls.push_back(l);
+  for (auto& b : blocks) {
+    for (cpu::Linear* l : {&b.wq, &b.wk, &b.wv, &b.wo}) ls.push_back(l);
+    if (p.hp.moe()) {
+      ls.push_back(&b.router);
+      for (auto* v : {&b.exp_gate, &b.exp_up, &b.exp_down})
+        for (cpu::Linear& l : *v) ls.push_back(&l);
+    } else {
+      for (cpu::Linear* l : {&b.w_gate, &b.w_up, &b.w_down}) ls.push_back(l);
+    }
+  }
   size_t total = 0;
   for (auto* l : ls) total += (size_t)(l->dense.rows * l->dense.cols);
   transposed.resize(total);
@@ -387,7 +440,8 @@ LmHead head_view(const ModelParams& p) {
 
 Range blocks_range(const ModelParams& p) {
   if (p.part.n_blocks == 0) return {};
-  const ParamTensor& last = p.tensors[first_tensor_of_block(p, p.part.first_block + p.part.n_blocks - 1) + 8];
+  const ParamTensor& last = p.tensors[first_tensor_of_block(p, p.part.first_block + p.part.n_blocks - 1) +
+                                       block_tensor_count(p.hp) - 1];
   return {p.tensors[first_tensor_of_block(p, p.part.first_block)].offset, last.offset + last.numel()};
 }
 
@@ -409,7 +463,18 @@ LlamaBlockGrads block_grads_at(const ModelParams& p, int64_t b, float* g, int64_
   r.d_attn_norm = at(0);
   r.dwq = at(1), r.dwk = at(2), r.dwv = at(3), r.dwo = at(4);
   r.d_ffn_norm = at(5);
-  r.dw_gate = at(6), r.dw_up = at(7), r.dw_down = at(8);
+  if (p.hp.moe()) {
+    // Expert e's gradient is the e-th matrix of its stack, as in the weights (block()).
+    auto experts = [&](int i) {
+      std::vector<float*> v;
+      for (int64_t e = 0; e < t[i].ne[2]; e++) v.push_back(at(i) + e * t[i].ne[1] * t[i].ne[0]);
+      return v;
+    };
+    r.moe.d_router = at(6);
+    r.moe.d_gate = experts(7), r.moe.d_up = experts(8), r.moe.d_down = experts(9);
+  } else {
+    r.dw_gate = at(6), r.dw_up = at(7), r.dw_down = at(8);
+  }
   return r;
 }
 
@@ -425,7 +490,9 @@ void embed_tokens(const ModelParams& p, const int32_t* tokens, int64_t n, float*
 }
 
 size_t block_acts_bytes(const LlamaHParams& hp, int64_t n) {
-  return (size_t)n * (size_t)(4 * hp.n_embd + 2 * hp.q_dim() + 2 * hp.kv_dim() + 3 * hp.n_ff) * sizeof(float);
+  // A mixture keeps gate, up and output per (token, chosen expert), and the router's probabilities.
+  const int64_t ffn = hp.moe() ? hp.n_expert_used * (2 * hp.n_ff + hp.n_embd) + hp.n_expert : 3 * hp.n_ff;
+  return (size_t)n * (size_t)(4 * hp.n_embd + 2 * hp.q_dim() + 2 * hp.kv_dim() + ffn) * sizeof(float);
 }
 
 void blocks_forward(const BlockViews& m, float* x, int64_t n, ThreadPool& pool, BlocksTape* tape,

@@ -52,12 +52,16 @@ struct ParamTensor {
   int64_t offset = 0;          // into ModelParams::data, in floats
   std::vector<int64_t> ne;     // GGUF order: ne[0] innermost (cols), ne[1] rows
   int64_t numel() const;
-  bool is_matrix() const { return ne.size() == 2; }  // weight decay applies to matrices only
+  // A matrix or a stack of them (a mixture's experts): weight decay applies to these only.
+  bool is_matrix() const { return ne.size() >= 2; }
 };
 
 struct ModelParams {
   LlamaHParams hp;             // arch "llama"; n_ctx_train is the training seqlen or more
-  std::vector<ParamTensor> tensors;  // token_embd, output_norm, output, then blk.0.* .. blk.L-1.*
+  // token_embd, output_norm, output, then blk.0.* .. blk.L-1.*: 9 per dense block; 10 per
+  // mixture-of-experts block (hp.moe()), whose router ffn_gate_inp and 3-D expert stacks
+  // ffn_{gate,up,down}_exps ([cols, rows, n_expert]) replace ffn_gate, ffn_up, ffn_down.
+  std::vector<ParamTensor> tensors;
   std::vector<float> data;     // every parameter, f32
   PartSpec part;               // which tensors `tensors` holds (layout(): the whole model)
 
@@ -67,15 +71,16 @@ struct ModelParams {
   // offsets. hp stays the whole model's. Error when spec is not a part of hp's model.
   static ModelParams layout_part(const LlamaHParams& hp, const PartSpec& spec);
   // Random init, deterministic for a seed whatever the thread count: N(0, init_std²) for
-  // matrices (residual projections attn_output and ffn_down scaled by 1/sqrt(2·n_layer)),
-  // ones for norms. Each tensor is seeded by its name, so its values do not depend on
+  // matrices, a mixture's router and experts included (residual projections attn_output,
+  // ffn_down and ffn_down_exps scaled by 1/sqrt(2·n_layer)), ones for norms. Each tensor is seeded by its name, so its values do not depend on
   // which other tensors are present.
   static ModelParams init_random(const LlamaHParams& hp, uint64_t seed, float init_std);
   // == extract_part(init_random(hp, seed, init_std), spec) bit for bit, without building
   // the whole model (the projections' scaling uses the whole model's n_layer).
   static ModelParams init_random_part(const LlamaHParams& hp, const PartSpec& spec, uint64_t seed, float init_std);
-  // Any F32/F16/BF16/Q8_0 llama-family GGUF converted to f32 (a tied head is untied by
-  // copying the embedding). SpQR files are refused with a clear Error.
+  // Any F32/F16/BF16/Q8_0 llama-family GGUF, dense or mixture of experts, converted to
+  // f32 (a tied head is untied by copying the embedding). SpQR files are refused with a
+  // clear Error.
   static ModelParams from_gguf(const GGUFFile& f);
 
   int64_t size() const { return (int64_t)data.size(); }

@@ -219,7 +219,9 @@ namespace {
 
 constexpr char kStateMagic[8] = {'E', 'N', 'G', 'T', 'R', 'S', 'T', '1'};
 // 2: the part of the model the state holds (PartSpec) follows the parameter count.
-constexpr uint32_t kStateVersion = 2;
+// 3: then the mixture's expert count and experts used per token (0, 0: dense). A
+//    version-2 state (always dense) still reads.
+constexpr uint32_t kStateVersion = 3;
 
 template <typename T>
 void put(std::string& o, T v) {
@@ -243,7 +245,9 @@ struct Reader {
 // a hostile shape cannot overflow the comparison with the byte count.
 double param_count(const LlamaHParams& hp, const PartSpec& part) {
   const double d = (double)hp.n_embd, q = (double)hp.q_dim(), kv = (double)hp.kv_dim(), f = (double)hp.n_ff;
-  const double block = 2 * d + q * d + 2 * kv * d + d * q + 3 * d * f;
+  const double E = (double)hp.n_expert;
+  const double ffn = hp.moe() ? E * d + E * 3 * d * f : 3 * d * f;  // router + experts, or one FFN
+  const double block = 2 * d + q * d + 2 * kv * d + d * q + ffn;
   return (part.embd_head ? 2 * (double)hp.n_vocab * d + d : 0.0) + (double)part.n_blocks * block;
 }
 
@@ -270,6 +274,8 @@ std::string serialize_state(const TrainState& s) {
   put<int64_t>(o, s.params.part.first_block);
   put<int64_t>(o, s.params.part.n_blocks);
   put<uint8_t>(o, s.params.part.embd_head ? 1 : 0);
+  put<int64_t>(o, hp.n_expert);
+  put<int64_t>(o, hp.n_expert_used);
   for (const std::vector<float>* v : {&s.params.data, &s.opt.m, &s.opt.v})
     o.append((const char*)v->data(), v->size() * sizeof(float));
   return o;
@@ -281,7 +287,8 @@ TrainState deserialize_state(std::string_view bytes) {
     throw Error("training state: bad magic (not a training state)");
   r.at = sizeof kStateMagic;
   const uint32_t version = r.get<uint32_t>();
-  if (version != kStateVersion) throw Error("training state: version " + std::to_string(version) + " is not supported");
+  if (version != kStateVersion && version != 2)
+    throw Error("training state: version " + std::to_string(version) + " is not supported");
   LlamaHParams hp;
   hp.arch = "llama";
   for (int64_t* f : {&hp.n_vocab, &hp.n_embd, &hp.n_ff, &hp.n_layer, &hp.n_head, &hp.n_head_kv, &hp.head_dim,
@@ -300,6 +307,14 @@ TrainState deserialize_state(std::string_view bytes) {
   const uint8_t embd_head = r.get<uint8_t>();
   if (embd_head > 1) throw Error("training state: bad part");  // 0 or 1: one encoding per state
   part.embd_head = embd_head == 1;
+  if (version >= 3) {
+    hp.n_expert = r.get<int64_t>();
+    hp.n_expert_used = r.get<int64_t>();
+    const bool used_ok = hp.n_expert > 0 ? hp.n_expert_used >= 1 && hp.n_expert_used <= hp.n_expert
+                                         : hp.n_expert_used == 0;
+    if (hp.n_expert < 0 || hp.n_expert > 4096 || !used_ok)
+      throw Error("training state: bad expert counts");
+  }
   for (int64_t v : {hp.n_vocab, hp.n_embd, hp.n_ff, hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ctx_train})
     if (v <= 0 || v > (int64_t)1 << 24) throw Error("training state: bad model shape");
   if (hp.n_rot < 0 || hp.n_rot > hp.head_dim || hp.n_head % hp.n_head_kv || !(hp.rms_eps > 0) ||

@@ -3,7 +3,8 @@
 # (2 blocks, 4 experts, top 2): info, greedy == llama.cpp's, logits and perplexity;
 # the same greedy tokens and deep-ptune loss curve through a 2-server swarm (and
 # random-qwen2's greedy tokens); Q8_0 and
-# SpQR versions that generate; LoRA fine-tuning through the experts; init-model
+# SpQR versions that generate; LoRA fine-tuning through the experts; full-parameter
+# training (engine train) from the file and from scratch with --experts; init-model
 # --experts; clear errors.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/swarm_lib.bash"
@@ -74,8 +75,26 @@ check "lora: held-out loss goes down ($first -> $last)" awk -v a="$first" -v b="
 expect_fail "lora on the experts: clear error" "mixture-of-experts" "$ENGINE" finetune -m "$MODEL" --data "$CAL" \
   --mode lora --lora-targets q,gate --steps 1 --batch 1 --seqlen 16 -o "$TMP/x.gguf"
 
-expect_fail "engine train refuses a mixture clearly" "mixture-of-experts model (4 experts)" "$ENGINE" train \
-  --data "$CAL" --init-from "$MODEL" --batch 1 --seqlen 16 --steps 1 -o "$TMP/x.gguf"
+# Full-parameter training: every weight, the router and the experts included.
+TR=(--data "$CAL" --batch 4 --seqlen 32 --eval-every 4 --eval-windows 8 -t 2)
+"$ENGINE" train "${TR[@]}" --init-from "$MODEL" --steps 8 -o "$TMP/tr.gguf" 2>/dev/null
+check "train --init-from a mixture exits 0" test $? -eq 0
+first=$(awk -F, 'NR == 2 {print $5}' "$TMP/tr.csv")
+last=$(awk -F, 'END {print $5}' "$TMP/tr.csv")
+check "train: held-out loss goes down ($first -> $last)" awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.3) }'
+check "trained mixture: info shows its experts" \
+  bash -c "'$ENGINE' info -m '$TMP/tr.gguf' | grep -q 'experts: *4 per block, 2 used per token'"
+check "trained mixture generates 8 tokens" [ "$(gen -m "$TMP/tr.gguf" -n 8 | wc -w)" -eq 8 ]
+# From scratch with --experts, and --resume exact through the state's expert counts.
+S=("${TR[@]}" --dim 32 --ffn 32 --layers 1 --heads 2 --experts 4 --experts-used 2 --steps 8)
+"$ENGINE" train "${S[@]}" -o "$TMP/s-full.gguf" 2>/dev/null
+"$ENGINE" train "${S[@]}" -o "$TMP/s-half.gguf" --stop-after 4 2>/dev/null
+"$ENGINE" train "${S[@]}" -o "$TMP/s-half.gguf" --resume "$TMP/s-half.gguf" 2>/dev/null
+check "train --experts from scratch: resumed = uninterrupted (bytes)" cmp -s "$TMP/s-full.gguf" "$TMP/s-half.gguf"
+check "train --experts: file has 4 experts" \
+  bash -c "'$ENGINE' info -m '$TMP/s-full.gguf' | grep -q 'experts: *4 per block, 2 used per token'"
+expect_fail "train: more used experts than experts" "--experts-used 5 must be in 1..4" "$ENGINE" train \
+  "${TR[@]}" --dim 32 --layers 1 --heads 2 --experts 4 --experts-used 5 --steps 1 -o "$TMP/x.gguf"
 
 # init-model --experts: a Mixtral-shaped file engine runs.
 "$ENGINE" init-model --dim 64 --ffn 64 --layers 1 --heads 4 --experts 4 --experts-used 2 --type q8_0 \

@@ -285,7 +285,8 @@ TrainState part_state(const PartSpec& spec) {
 }
 
 // Header: magic 8, version 4, 9 shape int64, 2 floats, step, seed, samples, n, then
-// the part: first block, block count (int64), embedding + head (one byte).
+// the part: first block, block count (int64), embedding + head (one byte), then the
+// expert counts (2 int64).
 constexpr size_t kPartAt = 12 + 8 * 9 + 8 + 8 * 4;
 
 }  // namespace
@@ -295,7 +296,7 @@ TEST(ModelPart, StateBytesRoundTripAndRefusals) {
   for (const PartSpec& spec : {stage_part(hp, 2, 1), trainer_part(), PartSpec{0, 4, true}}) {
     const TrainState s = part_state(spec);
     const std::string bytes = serialize_state(s);
-    EXPECT_EQ(bytes.size(), kPartAt + 17 + (size_t)s.params.size() * 12);
+    EXPECT_EQ(bytes.size(), kPartAt + 17 + 16 + (size_t)s.params.size() * 12);
     const TrainState r = deserialize_state(bytes);
     EXPECT_EQ(r.params.part, spec);
     EXPECT_EQ(r.params.data, s.params.data);
