@@ -149,7 +149,8 @@ echo "   curl $API/v1/completions -d '{\"prompt\": \"$PROMPT\", \"max_tokens\": 
 curl -s "$API/v1/completions" -H 'Content-Type: application/json' \
   -d "{\"prompt\": \"$PROMPT\", \"max_tokens\": $N, \"temperature\": 0.5, \"seed\": 1}" |
   python3 -c 'import json, sys; d = json.load(sys.stdin); print("   text:", d["choices"][0]["text"].strip()); print("   usage:", d["usage"])'
-echo "   the health page's view of the swarm ($HEALTH""api/v1/state):"
+echo "   the health page's view of the swarm ($HEALTH""api/v1/state; the killed server stays listed"
+echo "   until its DHT records expire, 60 s after its last announcement):"
 curl -s "${HEALTH}api/v1/state" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
