@@ -58,8 +58,8 @@ struct CollabFlags {
     p.add("--byzantine", "MODE", "TEST HOOK: send a corrupted gradient every round: sign-flip (-1000x), scale "
           "(1000x), random (1000x-norm random direction), delayed (8 steps old), epoch-lie (claims an epoch 1000 ahead); none", &byzantine);
     p.add("--test-die", "round:E|step:E|fwd:E|bwd:E", "TEST HOOK: SIGKILL this process 3 ms into the all-reduce of "
-          "epoch E, after its first micro-batch of epoch E, or (stage peer) in the middle of a forward / backward of "
-          "epoch E", &test_die);
+          "epoch E, after its first micro-batch of epoch E, or (stage peer) in the middle of its first forward / backward at "
+          "or after epoch E", &test_die);
     p.flag("--verbose", "log joins, groups, state downloads and repairs on stderr", &verbose);
     p.add("--stages", "N", "SWARM pipeline: the model's blocks split into N stages, each held by its own peers "
           "(with --stage or --trainer)", &stages);

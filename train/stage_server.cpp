@@ -171,7 +171,7 @@ void StageServer::run_job(Job& j) {
     net_.post([resp, why]() mutable { resp.fail(net::ErrorCode::kInternal, why); });
     return;
   }
-  if (cfg_.die_at_epoch == q.epoch && cfg_.die_in_forward == !j.backward) {
+  if (cfg_.die_at_epoch >= 0 && q.epoch >= cfg_.die_at_epoch && cfg_.die_in_forward == !j.backward) {
     if (cfg_.log) cfg_.log(std::string("TEST HOOK: SIGKILL in the middle of a ") + (j.backward ? "backward" : "forward") +
                            " of epoch " + std::to_string(q.epoch));
     std::raise(SIGKILL);

@@ -45,7 +45,8 @@ struct StageServerConfig {
   double throttle = 1.0;       // TEST HOOK (--throttle): every request takes this many times as long
   double trainers_poll_s = 0.5;
   // TEST HOOKS. die_*: SIGKILL this process in the middle of a forward (die_in_forward)
-  // or backward of epoch die_at_epoch (-1: never). serve: what a dishonest stage peer
+  // or backward, the first one at or after epoch die_at_epoch (-1: never; "at or after"
+  // because the trainers' routing may send this peer nothing during that very epoch). serve: what a dishonest stage peer
   // answers: "nan" (activations with a NaN), "shape" (one window short), "" honest.
   int64_t die_at_epoch = -1;
   bool die_in_forward = false;

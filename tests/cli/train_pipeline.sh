@@ -100,7 +100,9 @@ check "stage peer killed in its averaging round" exited_with c0b 137
 check "trainer killed mid-step" exited_with ct2 137
 check "the run completes: the surviving trainer and stage peers" wait_peers ct1 c0c c1b c1c
 check "the joiner downloaded its stage's state" grep -q "state loaded" "$TMP/c1c.err"
-check "the joiner served backwards" bash -c "grep -q 'stage peer done: stage 1 at step $STEPS, [0-9]* forwards, [1-9][0-9]* backwards' '$TMP/c1c.err'"
+# The trainer routes each call to the earliest expected finish, so a joiner whose first
+# measured call was slow may get few calls while the other peer idles; it must get some.
+check "the joiner served requests" bash -c "grep -Eq 'stage peer done: stage 1 at step $STEPS, ([1-9][0-9]* forwards|[0-9]* forwards, [1-9][0-9]* backwards)' '$TMP/c1c.err'"
 a=$(step_sums "$TMP/c1b.err" | tail -1)
 b=$(step_sums "$TMP/c1c.err" | tail -1)
 check "the joiner ends with the other stage-1 peer's parameters ($b vs $a)" test -n "$a" -a "$a" = "$b"
