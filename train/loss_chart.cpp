@@ -1,5 +1,7 @@
 #include "train/loss_chart.h"
 
+#include "core/xml_escape.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -32,18 +34,6 @@ std::string num(double v, const char* fmt = "%.6g") {
   char buf[48];
   std::snprintf(buf, sizeof buf, fmt, v);
   return buf;
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
 }
 
 // A tick spacing of 1, 2 or 5 times a power of ten giving about `n` intervals.

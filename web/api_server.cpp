@@ -1,5 +1,7 @@
 #include "web/api_server.h"
 
+#include "core/xml_escape.h"
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -223,25 +225,9 @@ void add_api_routes(httplib::Server& server, ApiState& st) {
   });
 }
 
-namespace {
-
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
-}
-
-}  // namespace
-
 void add_local_index_route(httplib::Server& server, ApiState& st) {
   server.Get("/", [&st](const httplib::Request&, httplib::Response& res) {
-    std::string model = st.ready ? html_escape(st.model_id) : "(loading)";
+    std::string model = st.ready ? xml_escape(st.model_id) : "(loading)";
     std::string detail;
     if (st.ready) {
       detail = "context " + std::to_string(st.engine->n_ctx()) + " tokens, vocabulary " +
