@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 # Debian packages the project needs; `make deps` installs only the missing ones.
-DEPS := cmake g++ make libuv1-dev libmsgpack-cxx-dev libxxhash-dev libgtest-dev libgmock-dev \
+DEPS := cmake g++ make libuv1-dev libmsgpack-cxx-dev libxxhash-dev libsodium-dev libgtest-dev libgmock-dev \
         clang libclang-rt-14-dev iproute2 python3 fortunes \
         libcpp-httplib-dev nlohmann-json3-dev nodejs npm chromium chromium-driver python3-selenium curl jq
 

@@ -33,6 +33,7 @@ void close_and_delete(H* h) {
 constexpr uint64_t kFlushGraceMs = 2000;  // a goodbye gets this long to be written
 
 Rpc::Rpc(uv_loop_t* loop, RpcOptions opts) : loop_(loop), opts_(std::move(opts)) {
+  if (!opts_.identity) opts_.identity = std::make_shared<const Identity>(Identity::generate());
   // A peer that vanishes mid-write must cost an EPIPE error, not the process.
   signal(SIGPIPE, SIG_IGN);
   deadline_timer_ = new uv_timer_t;

@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "net/envelope.h"
+#include "net/identity.h"
 #include "net/msg.h"
 #include "net/node_id.h"
 #include "net/transport.h"
@@ -42,6 +43,9 @@ struct Limits {
 };
 
 struct RpcOptions {
+  // The key pair this node signs with (DHT records, handshakes); null = a fresh
+  // one for this process (see --identity for a stable one).
+  std::shared_ptr<const Identity> identity;
   NodeId id = NodeId::random();
   std::string swarm = "default";
   Limits limits;
@@ -123,6 +127,7 @@ class Rpc : private ConnectionOwner {
   std::string listen(const std::string& addr);
   const std::string& address() const { return address_; }  // "" when not listening
   const NodeId& id() const { return opts_.id; }
+  const Identity& identity() const { return *opts_.identity; }
   const RpcOptions& options() const { return opts_; }
   uv_loop_t* loop() const { return loop_; }
   uint64_t now_ms() const { return uv_now(loop_); }
