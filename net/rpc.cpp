@@ -103,7 +103,7 @@ void Rpc::adopt(Connection* c) {
   st.tokens = opts_.limits.request_burst;
   st.tokens_ms = now_ms();
   Hello h;
-  h.peer_id = std::string(opts_.id.bytes());
+  h.peer_id = std::string(id().bytes());
   h.version = kProtocolVersion;
   h.swarm = opts_.swarm;
   h.listen = opts_.announce.empty() || address_.empty() ? address_ : opts_.announce;
@@ -250,7 +250,7 @@ void Rpc::handle_hello(Conn& st, const Hello& h) {
   }
   NodeId id;
   NodeId::from_bytes(h.peer_id, &id);
-  if (id == opts_.id) {
+  if (id == this->id()) {
     violation(st, ErrorCode::kRejected, "connected to itself");
     return;
   }

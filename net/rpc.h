@@ -45,8 +45,8 @@ struct Limits {
 struct RpcOptions {
   // The key pair this node signs with (DHT records, handshakes); null = a fresh
   // one for this process (see --identity for a stable one).
+  // The node's id is always the identity's peer id (net/identity.h).
   std::shared_ptr<const Identity> identity;
-  NodeId id = NodeId::random();
   std::string swarm = "default";
   Limits limits;
   int64_t clock_offset_ms = 0;  // tests: pretend our wall clock is off by this much
@@ -126,7 +126,7 @@ class Rpc : private ConnectionOwner {
   // Binds the single listener; returns the bound address ("127.0.0.1:41234").
   std::string listen(const std::string& addr);
   const std::string& address() const { return address_; }  // "" when not listening
-  const NodeId& id() const { return opts_.id; }
+  const NodeId& id() const { return opts_.identity->id(); }
   const Identity& identity() const { return *opts_.identity; }
   const RpcOptions& options() const { return opts_; }
   uv_loop_t* loop() const { return loop_; }

@@ -15,7 +15,9 @@ namespace engine::train {
 
 NetThread::NetThread(const std::string& listen, const std::vector<std::string>& initial_peers,
                      net::RpcOptions rpc_opts, net::DhtOptions dht_opts)
-    : id_(rpc_opts.id) {
+    : id_((rpc_opts.identity ? rpc_opts.identity
+                             : (rpc_opts.identity = std::make_shared<const net::Identity>(net::Identity::generate())))
+              ->id()) {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &async_, on_async);
   async_.data = this;

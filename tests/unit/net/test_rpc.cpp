@@ -243,11 +243,11 @@ TEST(RpcHandshake, SwarmMismatchAndClockSkewAreRejected) {
     other.swarm = "beta";
     Rpc stranger(&loop, other);
     RpcOptions skewed = so;
-    skewed.id = NodeId::random();
+    skewed.identity = nullptr;  // its own key pair, so its own id
     skewed.clock_offset_ms = 60000;
     Rpc late(&loop, skewed);
     RpcOptions good = so;
-    good.id = NodeId::random();
+    good.identity = nullptr;
     Rpc friendly(&loop, good);
 
     Reply a, b, c;
