@@ -31,7 +31,7 @@ struct SwarmFlags {
     p.add("--verify-rate", "P", "spot-check this fraction of span steps on another server (0: off)", &verify_rate);
     p.add("--verify-seed", "N", "seed of the spot-check draws (0: random)", &verify_seed);
     p.add("--verify-tolerance", "R", "relative L2 error per position two servers may differ by (0: f32 1e-2, "
-          "f16 3e-2, bf16 1e-1)", &verify_tolerance);
+          "f16 2e-2, bf16 5e-2)", &verify_tolerance);
     p.flag("--verbose", "show the route, failures and re-routes on stderr", &verbose);
   }
   bool enabled() const {

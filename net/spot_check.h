@@ -7,11 +7,13 @@
 // position. Two honest servers differ only by rounding: the wire dtype (both
 // replies were rounded to it, and so was every input after the first hop),
 // f16 KV caches and summation order (a replay runs in one batch, the original
-// ran token by token). Measured on stories260K the honest difference is below
-// 1e-5 with f32 on the wire and about 3e-3 with f16; the defaults leave a wide
-// margin: f32 1e-2, f16 3e-2, bf16 1e-1. Servers do not announce their weight
-// format (ServerInfo has none yet), so a swarm mixing e.g. SpQR and f16
-// servers of one model needs --verify-tolerance raised to that gap.
+// ran token by token). The largest honest difference measured on stories260K
+// (400 tokens, bench/spot_check_bench.sh) was 2.4e-3 with f32 on the wire,
+// 8e-4 with f16, 4.6e-3 with bf16; the defaults leave a margin of about 4-10x:
+// f32 1e-2, f16 2e-2, bf16 5e-2 (a liar adding noise of a tenth of the signal
+// shows 1e-1). Servers do not announce their weight format (ServerInfo has
+// none yet), so a swarm mixing e.g. SpQR and f16 servers of one model needs
+// --verify-tolerance raised to that gap.
 #pragma once
 #include <cstdint>
 #include <string>

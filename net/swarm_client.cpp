@@ -214,6 +214,8 @@ Route InferenceSession::route() const {
 void InferenceSession::close() {
   int pending = 0;
   for (auto& s : spans_) {
+    if (s.shadow) close_span(*s.shadow);  // best effort
+    s.shadow.reset();
     if (!s.session) continue;
     Buf b;
     Packer pk(b);
@@ -231,6 +233,8 @@ void InferenceSession::close() {
 }
 
 void InferenceSession::close_span(Span& s) {
+  if (s.shadow) close_span(*s.shadow);
+  s.shadow.reset();
   if (!s.session) return;
   Buf b;
   Packer pk(b);
@@ -447,26 +451,30 @@ void InferenceSession::rebuild(int64_t keep) {
   c_.log("rebuilt the chain from position " + std::to_string(keep) + ": " + route_to_string(route()));
 }
 
-bool InferenceSession::run_on(const ServerInfo& srv, int64_t first, int64_t last, const std::vector<float>& inputs,
-                              std::vector<float>& out, std::string* err) {
+bool InferenceSession::feed(Span& s, const std::vector<float>& inputs, int64_t from, int64_t to,
+                            std::vector<float>& out, std::string* err) {
   const auto& o = c_.options();
   const int64_t E = o.n_embd;
-  const int64_t rows = (int64_t)(inputs.size() / (size_t)E);
   const size_t per_pos = (size_t)E * dtype_block_bytes(o.wire_dtype);
   const int64_t chunk = std::max<int64_t>(1, (int64_t)(o.max_request_bytes / per_pos));
+  out.assign(inputs.begin() + from * E, inputs.begin() + to * E);
+  for (int64_t pos = from; pos < to; pos += chunk)
+    if (!send_step(s, out.data() + (pos - from) * E, std::min(chunk, to - pos), pos, err)) return false;
+  return true;
+}
+
+bool InferenceSession::run_on(const ServerInfo& srv, int64_t first, int64_t last, const std::vector<float>& inputs,
+                              std::vector<float>& out, std::string* err) {
   Span s;
   s.hop.id = srv.id, s.hop.address = srv.address, s.hop.first = first, s.hop.last = last;
   if (!open_span(s, err)) return false;
-  out = inputs;
-  bool ok = true;
-  for (int64_t pos = 0; pos < rows && ok; pos += chunk)
-    ok = send_step(s, out.data() + pos * E, std::min(chunk, rows - pos), pos, err);
+  bool ok = feed(s, inputs, 0, (int64_t)(inputs.size() / (size_t)c_.options().n_embd), out, err);
   close_span(s);
   return ok;
 }
 
 int64_t InferenceSession::spot_check(size_t i) {
-  const Span& s = spans_[i];
+  Span& s = spans_[i];
   const int64_t E = c_.options().n_embd, rows = (int64_t)(s.inputs.size() / (size_t)E);
   const double tol = c_.verify_tolerance();
   const std::string span = std::to_string(s.hop.first) + ":" + std::to_string(s.hop.last);
@@ -478,61 +486,96 @@ int64_t InferenceSession::spot_check(size_t i) {
       others.push_back(&srv);
   std::stable_sort(others.begin(), others.end(),
                    [&](const ServerInfo* a, const ServerInfo* b) { return c_.rtt(a->id) < c_.rtt(b->id); });
-  // The first `need` of them that answer: V, then (on a mismatch) W.
-  std::vector<std::pair<const ServerInfo*, std::vector<float>>> got;
-  auto ask = [&](size_t need) {
-    while (got.size() < need && !others.empty()) {
-      const ServerInfo* srv = others.front();
-      others.erase(others.begin());
-      std::vector<float> out;
+  if (s.shadow && c_.banned(s.shadow->hop.id)) close_span(*s.shadow), s.shadow.reset();
+  // The verifier V: the shadow fed with what it has not seen yet, or a new one fed everything.
+  std::vector<float> v;  // V's outputs of rows [from, rows)
+  int64_t from = 0;
+  for (;;) {
+    if (!s.shadow) {
+      auto it = std::find_if(others.begin(), others.end(), [&](const ServerInfo* x) { return !c_.banned(x->id); });
+      if (it == others.end()) {
+        c_.stats().verify_skipped++;
+        c_.log("spot check of blocks " + span + " skipped: no other server holds them");
+        return -1;
+      }
+      auto sh = std::make_shared<Span>();
+      sh->hop.id = (*it)->id, sh->hop.address = (*it)->address, sh->hop.first = s.hop.first, sh->hop.last = s.hop.last;
       std::string err;
-      if (run_on(*srv, s.hop.first, s.hop.last, s.inputs, out, &err)) got.emplace_back(srv, std::move(out));
-      else c_.ban(srv->id, "spot check: " + err);
+      if (!open_span(*sh, &err)) {
+        c_.ban(sh->hop.id, "spot check: " + err);
+        continue;
+      }
+      s.shadow = std::move(sh);
+      s.shadow_fed = 0;
     }
-    return got.size() >= need;
-  };
-  if (!ask(1)) {
-    c_.stats().verify_skipped++;
-    c_.log("spot check of blocks " + span + " skipped: no other server holds them");
-    return -1;
+    std::string err;
+    from = s.shadow_fed;
+    if (feed(*s.shadow, s.inputs, from, rows, v, &err)) break;
+    // An old shadow may just have expired on its server (idle sessions are
+    // closed): start a fresh one; a fresh one failing is the server's fault.
+    if (from == 0) c_.ban(s.shadow->hop.id, "spot check: " + err);
+    else c_.log("spot check shadow on " + s.shadow->hop.id.substr(0, 8) + " lost (" + err + "); opening a new one");
+    close_span(*s.shadow);
+    s.shadow.reset();
   }
   c_.stats().verifications++;
-  const float* p = s.outputs.data();
-  const float* v = got[0].second.data();
-  int64_t p_vs_v = first_mismatch(p, v, rows, E, tol);
+  const std::string vid = s.shadow->hop.id;
+  const int64_t n = rows - from;
+  const float* p = s.outputs.data() + from * E;
+  int64_t p_vs_v = first_mismatch(p, v.data(), n, E, tol);
   double worst = 0;  // shown so that tolerances can be judged against honest differences
-  for (int64_t r = 0; r < rows; r++) worst = std::max(worst, row_error(p + r * E, v + r * E, E));
+  for (int64_t r = 0; r < n; r++) worst = std::max(worst, row_error(p + r * E, v.data() + r * E, E));
   char err_s[32];
   std::snprintf(err_s, sizeof err_s, "%.3g", worst);
-  c_.log("spot check of " + s.hop.id.substr(0, 8) + " (blocks " + span + ", " + std::to_string(rows) +
-         " positions) against " + got[0].first->id.substr(0, 8) + ": " + (p_vs_v < 0 ? "ok" : "MISMATCH") +
+  c_.log("spot check of " + s.hop.id.substr(0, 8) + " (blocks " + span + ", positions " + std::to_string(from) + ".." +
+         std::to_string(rows) + ") against " + vid.substr(0, 8) + ": " + (p_vs_v < 0 ? "ok" : "MISMATCH") +
          ", max error " + err_s);
-  if (p_vs_v < 0) return -1;
-  c_.stats().mismatches++;
-  int64_t w_vs_p = -2, w_vs_v = -2;
-  if (ask(2)) {
-    w_vs_p = first_mismatch(got[1].second.data(), p, rows, E, tol);
-    w_vs_v = first_mismatch(got[1].second.data(), v, rows, E, tol);
+  if (p_vs_v < 0) {
+    s.shadow_fed = rows;
+    return -1;
   }
+  c_.stats().mismatches++;
+  // The third server W replays everything; only the unchecked rows are compared.
+  int64_t w_vs_p = -2, w_vs_v = -2;
+  std::string wid;
+  for (const ServerInfo* w : others) {
+    if (w->id == vid || c_.banned(w->id)) continue;
+    std::vector<float> out;
+    std::string err;
+    if (!run_on(*w, s.hop.first, s.hop.last, s.inputs, out, &err)) {
+      c_.ban(w->id, "spot check: " + err);
+      continue;
+    }
+    w_vs_p = first_mismatch(out.data() + from * E, p, n, E, tol);
+    w_vs_v = first_mismatch(out.data() + from * E, v.data(), n, E, tol);
+    wid = w->id;
+    break;
+  }
+  const int64_t bad = from + p_vs_v;
   char why[160];
-  std::snprintf(why, sizeof why, "relative error %.3g > %.3g at position %lld", row_error(p + p_vs_v * E, v + p_vs_v * E, E),
-                tol, (long long)p_vs_v);
+  std::snprintf(why, sizeof why, "relative error %.3g > %.3g at position %lld",
+                row_error(p + p_vs_v * E, v.data() + p_vs_v * E, E), tol, (long long)bad);
   Verdict verdict = arbitrate(p_vs_v, w_vs_p, w_vs_v);
   c_.log(std::string("spot check verdict: ") + verdict_name(verdict) +
-         (got.size() > 1 ? " (third server " + got[1].first->id.substr(0, 8) + ")" : " (no third server)"));
+         (wid.empty() ? " (no third server)" : " (third server " + wid.substr(0, 8) + ")"));
   switch (verdict) {
     case Verdict::kPrimaryLies:
-      c_.distrust(s.hop.id, s.hop.first, s.hop.last, p_vs_v, why);
-      return p_vs_v;
+      c_.distrust(s.hop.id, s.hop.first, s.hop.last, bad, why);
+      return bad;
     case Verdict::kVerifierLies:
-      c_.distrust(got[0].first->id, s.hop.first, s.hop.last, p_vs_v, why);
+      c_.distrust(vid, s.hop.first, s.hop.last, bad, why);
+      close_span(*s.shadow);
+      s.shadow.reset();
       return -1;
     default: {
       c_.stats().unresolved++;
-      std::string line = "spot check: servers " + s.hop.id.substr(0, 8) + " and " + got[0].first->id.substr(0, 8) +
+      std::string line = "spot check: servers " + s.hop.id.substr(0, 8) + " and " + vid.substr(0, 8) +
                          " disagree on blocks " + span + " (" + why + ") and no third server settles it";
       if (c_.options().warn) c_.options().warn(line);
       else c_.log(line);
+      // The shadow's cache now differs from the span's: start over with a fresh one next time.
+      close_span(*s.shadow);
+      s.shadow.reset();
       return -1;
     }
   }

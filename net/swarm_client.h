@@ -11,9 +11,9 @@
 // that failed. Greedy output with failures equals greedy output without.
 //
 // Spot checks (verify_rate > 0; net/spot_check.h has the rules): after a span's
-// step, with probability verify_rate, the client replays everything that span
-// received so far on another server holding the same blocks and compares every
-// position. On a mismatch a third server arbitrates; the liar is banned for
+// step, with probability verify_rate, the client feeds what that span received
+// since the last check to a shadow session on another server holding the same
+// blocks and compares those positions' outputs. On a mismatch a third server arbitrates; the liar is banned for
 // the rest of the process and reported in the DHT ("_engine.bans.<model>"),
 // and the session is rebuilt on the others from the first bad position: with
 // `rollback` on, step() returns false and the caller regenerates from
@@ -176,12 +176,20 @@ class InferenceSession {
     std::vector<float> inputs;   // every input sent so far [position][n_embd]
     std::vector<int64_t> steps;  // sizes of the steps they were sent in
     std::vector<float> outputs;  // every output received [position][n_embd] (spot checks compare them)
+    // Spot checks: a session on another server holding these blocks, fed the
+    // same inputs lazily (only what arrived since the last check), so a check
+    // costs one batched request instead of a replay of the whole history.
+    std::shared_ptr<Span> shadow;
+    int64_t shadow_fed = 0;  // positions the shadow has seen (all checked)
   };
   // Replays span i's history on another server; -1 when all is well, else the
   // first position whose outputs were wrong (the session must restart there).
   int64_t spot_check(size_t i);
-  // Runs `inputs` (in one batch per request) through one server covering blocks
-  // [first, last); false (and *err) on failure.
+  // Sends rows [from, to) of `inputs` to the open session `s` in as few requests
+  // as fit; `out` gets their outputs. False (and *err) on failure.
+  bool feed(Span& s, const std::vector<float>& inputs, int64_t from, int64_t to, std::vector<float>& out,
+            std::string* err);
+  // Runs all of `inputs` through a fresh session on `srv` for blocks [first, last).
   bool run_on(const ServerInfo& srv, int64_t first, int64_t last, const std::vector<float>& inputs,
               std::vector<float>& out, std::string* err);
   // Closes every span and rebuilds the chain from span 0's first `keep` inputs.

@@ -3,7 +3,8 @@
 # a --byzantine-serve one (all 0:5); the liar announces the most throughput, so
 # it is routed first, and starts adding noise after 8 honest steps. A client
 # with --verify-rate 0.5 must catch it, ban it, report it in the DHT, roll the
-# generation back and still print exactly the local greedy tokens.
+# generation back and still print exactly the local greedy tokens. With only
+# two servers left, a disagreement is reported but bans nobody.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/swarm_lib.bash"
 need_shared
@@ -32,7 +33,7 @@ check "one-line warning names the liar" grep -q "warning: spot check: server ${Z
 check "a third server settled it" grep -q "spot check verdict: primary lies (third server" "$TMP/gen.err"
 # Detection latency: the liar's first bad position vs how far the session was when caught.
 BAD=$(sed -n 's/.*returned wrong hidden states for blocks 0:5 from position \([0-9]*\).*/\1/p' "$TMP/gen.err" | head -1)
-CAUGHT=$(grep "MISMATCH" "$TMP/gen.err" | head -1 | sed -n 's/.*blocks 0:5, \([0-9]*\) positions.*/\1/p')
+CAUGHT=$(grep "MISMATCH" "$TMP/gen.err" | head -1 | sed -n 's/.*blocks 0:5, positions [0-9]*\.\.\([0-9]*\)).*/\1/p')
 echo "   liar wrong from position ${BAD:-?}, caught with ${CAUGHT:-?} positions in the session"
 check "caught within 20 positions of the first lie" [ -n "$BAD" ] && [ -n "$CAUGHT" ] && [ $((CAUGHT - BAD)) -le 20 ]
 check "the chain was rebuilt from the first bad position" grep -q "rebuilt the chain from position $BAD" "$TMP/gen.err"
@@ -52,6 +53,13 @@ sed 's/^/   /' "$TMP/bans.out"
 OUT0=$(gen -n 40 --swarm --initial-peers "$DHT_ADDR" --verify-rate 0 --verbose 2>"$TMP/gen0.err")
 check "without spot checks nothing is verified" grep -q "swarm: 0 spot checks" "$TMP/gen0.err"
 check "without spot checks the liar changes the output" [ "$OUT0" != "$LOCAL" ]
+
+# Only the liar and one honest server left: a disagreement without a third
+# server to settle it bans nobody (one liar must not get an honest server banned).
+{ kill -9 "${SRV_PID[b]}"; wait "${SRV_PID[b]}"; } 2>/dev/null
+gen -n 8 --swarm --initial-peers "$DHT_ADDR" --verify-rate 1 --verbose >/dev/null 2>"$TMP/gen2.err"
+check "two-way disagreement: warned, unresolved" grep -q "warning: spot check: servers .* disagree on blocks 0:5 .* no third server settles it" "$TMP/gen2.err"
+check "two-way disagreement: nobody banned" grep -q "0 liars banned, [1-9][0-9]* unresolved" "$TMP/gen2.err"
 
 expect_fail "bad --byzantine-serve mode: clear error" "byzantine-serve is noise" \
   timeout 30 "$ENGINE" serve -m "$MODEL" --byzantine-serve noise:x --listen 127.0.0.1:0
