@@ -1,5 +1,6 @@
 // Flags of the commands that can run a model through the swarm (generate,
-// chat): where to join, how hidden states travel, and the client itself.
+// chat, api, finetune): where to join, how hidden states travel, spot checks
+// (docs/protocol.md §7), and the client itself.
 #pragma once
 #include <cstdio>
 #include <memory>
@@ -20,7 +21,9 @@ struct SwarmFlags {
   double verify_rate = 0.05, verify_tolerance = 0;
   uint64_t verify_seed = 0;
 
-  void add_to(ArgParser& p, bool with_switch) {
+  // `spot_checks`: the command runs inference sessions, which --verify-rate checks
+  // (finetune's training chain is not spot-checked yet, so it does not offer the flags).
+  void add_to(ArgParser& p, bool with_switch, bool spot_checks = true) {
     if (with_switch) p.flag("--swarm", "run the blocks on the swarm (needs --initial-peers)", &swarm);
     p.add("--initial-peers", "ADDR,...", "DHT peers of the swarm to run the blocks on", &initial_peers);
     p.add("--swarm-name", "NAME", "swarm name (as given to engine dht / serve --swarm)", &swarm_name);
@@ -28,11 +31,14 @@ struct SwarmFlags {
     p.add("--wire-dtype", "T", "hidden states on the wire: f32 (exact), f16 or bf16", &wire);
     p.add("--step-timeout", "SECONDS", "a server slower than this for one step is replaced", &step_timeout_s);
     p.add("--give-up", "SECONDS", "fail when some blocks have no server for this long", &give_up_s);
+    if (spot_checks) add_verify_flags(p);
+    p.flag("--verbose", "show the route, failures and re-routes on stderr", &verbose);
+  }
+  void add_verify_flags(ArgParser& p) {
     p.add("--verify-rate", "P", "spot-check this fraction of span steps on another server (0: off)", &verify_rate);
     p.add("--verify-seed", "N", "seed of the spot-check draws (0: random)", &verify_seed);
     p.add("--verify-tolerance", "R", "relative L2 error per position two servers may differ by (0: f32 1e-2, "
           "f16 2e-2, bf16 5e-2)", &verify_tolerance);
-    p.flag("--verbose", "show the route, failures and re-routes on stderr", &verbose);
   }
   bool enabled() const {
     if (swarm && initial_peers.empty()) throw Error("--swarm needs --initial-peers");
