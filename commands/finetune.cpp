@@ -63,7 +63,8 @@ static int cmd_finetune(int argc, char** argv) {
   p.add("--resume", "FILE", "continue from an adapter written by finetune (parameters and optimizer state)",
         &resume);
   p.add("-t,--threads", "N", "threads (default: all cores)", &threads);
-  swf.add_to(p, true);
+  swf.add_to(p, true, false);  // no spot checks of training steps yet
+  swf.verify_rate = 0;
   if (!p.parse(argc, argv)) return p.exit_code();
   return run_command([&] {
     const AdapterMode pmode = parse_adapter_mode(mode);

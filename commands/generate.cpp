@@ -1,5 +1,6 @@
 // engine generate: text from a prompt, streamed; --ids prints token ids instead.
 #include <chrono>
+#include <type_traits>
 #include <cstdio>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "models/loaded_model.h"
 #include "models/sampling.h"
 #include "net/address.h"
+#include "net/spot_check.h"
 #include "net/swarm_runner.h"
 #include "train/adapter.h"
 
@@ -65,6 +67,7 @@ static int cmd_generate(int argc, char** argv) {
     // Servers hold at most the model's context: an adapter's prefix takes part of it.
     int64_t n_ctx = std::min<int64_t>(choose_context(m.model->hparams(), mf.ctx), need + ad.n_prefix);
     net::SwarmRunner runner(*m.model, *client, n_ctx, pool);
+    runner.set_rollback(true);  // generate_with regenerates after a failed spot check
     if (adapter.given()) AdapterFlag::apply_to_swarm(runner, ad);
     int rc = generate_with(runner, m, sf, prompt, n_predict, ids);
     swf.report(*client);
@@ -91,25 +94,47 @@ static int generate_with(Runner& runner, LoadedModel& m, const SamplingFlags& sf
       for (int32_t t : tokens) std::fputs(dec.push(t).c_str(), stdout);
       std::fflush(stdout);
     }
-    auto t0 = std::chrono::steady_clock::now();
-    const std::vector<float>* logits = &runner.eval(tokens);
-    auto t1 = std::chrono::steady_clock::now();
+    // A swarm spot check may find that outputs of earlier positions were wrong:
+    // the runner then holds only the first k tokens, and the tokens sampled
+    // from the bad logits are generated again (exactly so when greedy; the
+    // sampler's RNG and penalty history are not rewound).
+    const size_t n_prompt = tokens.size();
+    std::vector<int32_t> all = tokens;
     std::vector<int32_t> generated;
-    for (int i = 0; i < n_predict; i++) {
+    auto eval = [&](std::vector<int32_t> feed) {
+      const std::vector<float>* l = &runner.eval(feed);
+      if constexpr (std::is_same_v<Runner, net::SwarmRunner>) {
+        for (int64_t k; (k = runner.take_rollback()) >= 0;) {
+          size_t keep = net::tokens_to_keep(all.size(), n_prompt, k);
+          if (keep < all.size() && !ids)
+            std::fprintf(stderr, "\ngenerate: a server lied; tokens after %zu are regenerated (text above is wrong "
+                                 "from there)\n", keep - n_prompt);
+          all.resize(keep);
+          generated.resize(keep - n_prompt);
+          l = &runner.eval(std::vector<int32_t>(all.begin() + k, all.end()));
+        }
+      }
+      return l;
+    };
+    auto t0 = std::chrono::steady_clock::now();
+    const std::vector<float>* logits = eval(tokens);
+    auto t1 = std::chrono::steady_clock::now();
+    while ((int)generated.size() < n_predict) {
       int32_t next = sampler.sample(logits->data(), hp.n_vocab);
       if (m.tokenizer->is_eog(next)) break;
       generated.push_back(next);
+      all.push_back(next);
       sampler.accept(next);
       if (!ids) {
         std::fputs(dec.push(next).c_str(), stdout);
         std::fflush(stdout);
       }
-      if (i + 1 == n_predict) break;
+      if ((int)generated.size() == n_predict) break;
       if (runner.n_past() >= runner.n_ctx()) {
         std::fprintf(stderr, "\ngenerate: context of %lld tokens is full, stopping\n", (long long)runner.n_ctx());
         break;
       }
-      logits = &runner.eval({next});
+      logits = eval({next});
     }
     auto t2 = std::chrono::steady_clock::now();
     if (ids) {

@@ -200,6 +200,7 @@ int cmd_serve(int argc, char** argv) {
   double announce_interval = 20, rebalance_interval = 60, balance_quality = 0.75, bandwidth = 100, start_delay = 1.0;
   double step_timeout = 120, crawl_s = 3;
   int step_delay_ms = 0;
+  std::string byzantine;
   bool verbose = false;
   ArgParser p("serve", "Serve a span of a model's transformer blocks to the swarm (prints its address; Ctrl-C "
                        "announces it offline and stops).");
@@ -226,6 +227,8 @@ int cmd_serve(int argc, char** argv) {
   p.add("--step-timeout", "SECONDS", "sessions idle this long are closed", &step_timeout);
   p.add("-t,--threads", "N", "compute threads (default: all cores)", &threads);
   p.add("--step-delay", "MS", "tests and demos: pretend to be slow, sleeping this long per step", &step_delay_ms);
+  p.add("--byzantine-serve", "MODE", "TESTS ONLY: return wrong hidden states (noise:S[@N]: add S x RMS Gaussian "
+        "noise, sign[@N]: flip signs; after N honest steps) so clients' spot checks can be tested", &byzantine);
   p.flag("--verbose", "log every inference step", &verbose);
   p.add("--http", "ADDR", "serve the swarm health page, /api/v1/state and /metrics here (HOST:PORT, port 0: any)",
         &http);
@@ -254,6 +257,9 @@ int cmd_serve(int argc, char** argv) {
         throw Error("--blocks " + blocks + ": want A:B with 0 <= A < B <= " + std::to_string(hp.n_layer));
     }
     if (num_blocks <= 0 || num_blocks > hp.n_layer) num_blocks = hp.n_layer;
+    ByzantineMode byz = byzantine.empty() ? ByzantineMode{} : parse_byzantine_mode(byzantine);
+    if (!byz.honest()) std::fprintf(stderr, "serve: WARNING: --byzantine-serve: this server %s (a test)\n",
+                                    byz.describe().c_str());
 
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -290,6 +296,7 @@ int cmd_serve(int argc, char** argv) {
       bo.log = [](const std::string& s) { log_line(s); };
       bo.step_delay_ms = (uint32_t)std::max(0, step_delay_ms);
       bo.log_steps = verbose;
+      bo.byzantine = byz;
       S.server_ready = [&](std::shared_ptr<LlamaModel> m) {
         S.server = std::make_unique<BlockServer>(rpc, m, pool, bo);
         S.server->on_cache_change = [&S] { S.announce_soon = true; };

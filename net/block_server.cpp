@@ -289,6 +289,7 @@ void BlockServer::handle_step(Request& r) {
                 end_session(s->id, "compute failed");  // its cache may be half-written
                 return;
               }
+              byzantine_perturb(opts_.byzantine, stats_.steps, h->data(), n, n_embd, byzantine_rng_);
               stats_.steps++;
               if (opts_.log_steps && opts_.log)
                 opts_.log("session " + std::to_string(s->id) + " step: position " + std::to_string(s->cache->n_past));

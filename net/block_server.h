@@ -27,6 +27,7 @@
 
 #include "core/thread_pool.h"
 #include "models/llama.h"
+#include "net/byzantine.h"
 #include "net/rpc.h"
 
 namespace engine::net {
@@ -46,6 +47,7 @@ struct BlockServerOptions {
   DType kv_type = DType::F16;
   uint32_t step_delay_ms = 0;         // tests and demos: a slow server (sleeps on the worker per step)
   bool log_steps = false;             // log every step (tests watch a session's progress)
+  ByzantineMode byzantine;            // tests only: lie about inference step outputs
   std::function<void(const std::string&)> log;
 };
 
@@ -118,6 +120,7 @@ class BlockServer {
   uv_timer_t* sweep_timer_ = nullptr;
   bool stopped_ = false;
   Stats stats_;
+  std::mt19937_64 byzantine_rng_{12345};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -10,6 +10,16 @@
 // sizes so the caches hold the very same numbers) and carries on with the step
 // that failed. Greedy output with failures equals greedy output without.
 //
+// Spot checks (verify_rate > 0; net/spot_check.h has the rules): after a span's
+// step, with probability verify_rate, the client feeds what that span received
+// since the last check to a shadow session on another server holding the same
+// blocks and compares those positions' outputs. On a mismatch a third server arbitrates; the liar is banned for
+// the rest of the process and reported in the DHT ("_engine.bans.<model>"),
+// and the session is rebuilt on the others from the first bad position: with
+// `rollback` on, step() returns false and the caller regenerates from
+// position() (SwarmRunner::take_rollback); otherwise the current step is
+// recomputed on the rebuilt chain (the tokens chosen before it stay).
+//
 // Blocking API on a private libuv loop: each call runs the loop until it is
 // done. Not thread-safe; one thread drives a client and its sessions.
 //
@@ -22,6 +32,8 @@
 
 #include <functional>
 #include <map>
+#include <random>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,9 +61,17 @@ struct SwarmClientOptions {
   size_t max_request_bytes = 4u << 20;     // hidden bytes per request (below the frame limit)
   bool merge_replay = false;               // replay history in big chunks (faster; may change rounding)
   std::function<void(const std::string&)> log;  // route and re-route lines (--verbose)
+  double verify_rate = 0;                  // chance that a span step is re-run on another server
+  uint64_t verify_seed = 0;                // RNG of those draws (0: random)
+  double verify_tolerance = 0;             // relative L2 error per position; 0: by wire dtype
+  std::function<void(const std::string&)> warn;  // one-line warnings (always shown)
 };
 
 class InferenceSession;
+
+// DHT key of spot-check ban reports on servers of `model` (subkey "@<reporter id>").
+std::string ban_report_key(const std::string& model);
+constexpr double kBanReportTtlS = 3600;
 
 class SwarmClient {
  public:
@@ -71,10 +91,24 @@ class SwarmClient {
   // Failure bookkeeping (exponential backoff per server id).
   void ban(const std::string& id, const std::string& why);
   bool banned(const std::string& id) const;
+  // A server caught lying by a spot check: never routed to again by this client,
+  // and reported in the DHT under "_engine.bans.<model>", subkey "@<our id>".
+  void distrust(const std::string& id, int64_t first, int64_t last, int64_t position, const std::string& why);
+  bool distrusted(const std::string& id) const { return distrusted_.count(id) > 0; }
+  // Draws whether to spot-check one span step (verify_rate).
+  bool draw_verify();
+  double verify_tolerance() const;
+  // Measured round trip to a server (s); large when never measured.
+  double rtt(const std::string& id) const {
+    auto it = rtt_.find(id);
+    return it == rtt_.end() ? 1e9 : it->second;
+  }
+  std::string id_hex() const { return rpc_->id().hex(); }
 
   struct Stats {
     int refreshes = 0, failures = 0, reroutes = 0, replayed_steps = 0;
     double last_recovery_s = 0;  // failure detected -> replacement chain ready
+    int verifications = 0, verify_skipped = 0, mismatches = 0, liars = 0, unresolved = 0, rollbacks = 0;
   };
   Stats& stats() { return stats_; }
 
@@ -102,6 +136,8 @@ class SwarmClient {
   ServerMap servers_;
   std::map<std::string, double> rtt_;  // id -> measured round trip (s)
   std::map<std::string, Ban> bans_;
+  std::set<std::string> distrusted_;
+  std::mt19937_64 verify_rng_;
   Stats stats_;
 };
 
@@ -117,7 +153,13 @@ class InferenceSession {
 
   // Runs every block on hidden [n][n_embd] (in place) for the next n positions.
   // Throws Error only when no server can be found for some blocks for give_up_s.
-  void step(float* hidden, int64_t n);
+  // Returns false only with rollback on, when a spot check found outputs of
+  // earlier positions wrong: the session then holds position() < the old
+  // position (all verified honest), `hidden` is untouched, and the caller
+  // must regenerate from there.
+  bool step(float* hidden, int64_t n);
+  // Allows step() to roll back (the caller can regenerate tokens).
+  void set_rollback(bool on) { rollback_ = on; }
   // Deep prompts of every block, [n_blocks][P][n_embd] (an adapter's): sent with
   // the step at position 0 (and its replays), which must carry at least P rows;
   // each server adds its blocks' prompts to those rows. Call before the first step.
@@ -133,7 +175,25 @@ class InferenceSession {
     uint64_t session = 0;
     std::vector<float> inputs;   // every input sent so far [position][n_embd]
     std::vector<int64_t> steps;  // sizes of the steps they were sent in
+    std::vector<float> outputs;  // every output received [position][n_embd] (spot checks compare them)
+    // Spot checks: a session on another server holding these blocks, fed the
+    // same inputs lazily (only what arrived since the last check), so a check
+    // costs one batched request instead of a replay of the whole history.
+    std::shared_ptr<Span> shadow;
+    int64_t shadow_fed = 0;  // positions the shadow has seen (all checked)
   };
+  // Replays span i's history on another server; -1 when all is well, else the
+  // first position whose outputs were wrong (the session must restart there).
+  int64_t spot_check(size_t i);
+  // Sends rows [from, to) of `inputs` to the open session `s` in as few requests
+  // as fit; `out` gets their outputs. False (and *err) on failure.
+  bool feed(Span& s, const std::vector<float>& inputs, int64_t from, int64_t to, std::vector<float>& out,
+            std::string* err);
+  // Runs all of `inputs` through a fresh session on `srv` for blocks [first, last).
+  bool run_on(const ServerInfo& srv, int64_t first, int64_t last, const std::vector<float>& inputs,
+              std::vector<float>& out, std::string* err);
+  // Closes every span and rebuilds the chain from span 0's first `keep` inputs.
+  void rebuild(int64_t keep);
   // Opens sessions for blocks [from, to) and replays `inputs` (sent in `steps`) through them.
   std::vector<Span> open_chain(int64_t from, int64_t to, const std::vector<float>& inputs,
                                const std::vector<int64_t>& steps);
@@ -141,13 +201,14 @@ class InferenceSession {
   // One step through one span; false (and *err) when the server failed.
   bool send_step(Span& s, float* hidden, int64_t n, int64_t position, std::string* err);
   void close_span(Span& s);
-  void step_chunk(float* hidden, int64_t n);
+  bool step_chunk(float* hidden, int64_t n);
 
   SwarmClient& c_;
   int64_t max_length_;
   int64_t position_ = 0;
   std::vector<float> prompts_;
   int64_t n_prompt_ = 0;
+  bool rollback_ = false;
   std::vector<Span> spans_;
 };
 

@@ -19,15 +19,22 @@ const std::vector<float>& SwarmRunner::eval(const std::vector<int32_t>& tokens) 
   int64_t n = (int64_t)tokens.size();
   if (!session_) {
     session_ = std::make_unique<InferenceSession>(client_, n_ctx_);
+    session_->set_rollback(allow_rollback_);
     if (n_prefix_ > 0) {
       if (!prompts_.empty()) session_->set_prompts(prompts_, n_prefix_);
       std::vector<float> x = prefix_;
-      session_->step(x.data(), n_prefix_);  // the adapter's prefix, then the tokens
+      // The adapter's prefix, then the tokens (a rollback into it is impossible:
+      // nothing was generated yet).
+      session_->step(x.data(), n_prefix_);
     }
   }
   hidden_.resize((size_t)(n * hp.n_embd));
   model_.embed(tokens.data(), n, hidden_.data());
-  session_->step(hidden_.data(), n);
+  if (!session_->step(hidden_.data(), n)) {
+    rollback_ = session_->position() - n_prefix_;
+    if (rollback_ < 0) session_.reset(), rollback_ = 0;  // the prefix was wrong too: start afresh
+    return logits_;
+  }
   logits_.resize((size_t)hp.n_vocab);
   model_.head(hidden_.data() + (n - 1) * hp.n_embd, 1, logits_.data(), pool_);
   return logits_;

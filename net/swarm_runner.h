@@ -25,6 +25,19 @@ class SwarmRunner {
   int64_t n_ctx() const { return n_ctx_; }
   // Ends the session; the next eval() opens a fresh one.
   void reset() { session_.reset(); }
+  // Lets spot checks roll the session back (the caller regenerates tokens; see
+  // take_rollback). Without it a failed check only recomputes the current step.
+  void set_rollback(bool on) { allow_rollback_ = on; }
+  // After eval(): -1, or the number k of tokens fed since the start (after any
+  // adapter prefix) that are still in the session because a spot check found
+  // the outputs of later positions wrong. eval()'s logits are then meaningless:
+  // the caller feeds its tokens from index k again (net::tokens_to_keep says
+  // which of them are still right).
+  int64_t take_rollback() {
+    int64_t k = rollback_;
+    rollback_ = -1;
+    return k;
+  }
   InferenceSession* session() { return session_.get(); }
 
  private:
@@ -36,6 +49,8 @@ class SwarmRunner {
   std::vector<float> hidden_, logits_;
   std::vector<float> prefix_, prompts_;
   int64_t n_prefix_ = 0;
+  bool allow_rollback_ = false;
+  int64_t rollback_ = -1;
 };
 
 // Options for a client of `model` (its shape), named `name` in the DHT.
