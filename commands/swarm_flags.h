@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "commands/security_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "net/address.h"
@@ -17,6 +18,7 @@ struct SwarmFlags {
   std::string initial_peers, swarm_name = "default", model_name, wire = "f32";
   bool verbose = false;
   double step_timeout_s = 30, give_up_s = 60;
+  SecurityFlags security;
 
   void add_to(ArgParser& p, bool with_switch) {
     if (with_switch) p.flag("--swarm", "run the blocks on the swarm (needs --initial-peers)", &swarm);
@@ -27,6 +29,7 @@ struct SwarmFlags {
     p.add("--step-timeout", "SECONDS", "a server slower than this for one step is replaced", &step_timeout_s);
     p.add("--give-up", "SECONDS", "fail when some blocks have no server for this long", &give_up_s);
     p.flag("--verbose", "show the route, failures and re-routes on stderr", &verbose);
+    security.add_to(p);
   }
   bool enabled() const {
     if (swarm && initial_peers.empty()) throw Error("--swarm needs --initial-peers");
@@ -42,6 +45,8 @@ struct SwarmFlags {
     auto o = net::swarm_options_for(model, model_name.empty() ? net::model_dht_name(path) : model_name);
     o.initial_peers = net::split_list(initial_peers);
     o.swarm = swarm_name;
+    o.identity = security.identity();
+    o.swarm_key = security.swarm_key();
     if (!dtype_from_name(wire, &o.wire_dtype) || !net::wire_dtype_ok(o.wire_dtype))
       throw Error("--wire-dtype is f32, f16 or bf16");
     if (step_timeout_s <= 0 || give_up_s <= 0) throw Error("--step-timeout and --give-up must be positive");
