@@ -139,6 +139,8 @@ void Connection::on_read(ssize_t nread) {
     if (hs_ && outgoing_)
       close("the peer closed the connection during the swarm-key handshake (it does not hold our --swarm-key, "
             "or it is not in a private swarm)");
+    else if (outgoing_ && bytes_in_ == 0 && nread == UV_EOF)
+      close("the peer closed the connection without a word (a private swarm? join it with its --swarm-key)");
     else
       close(nread == UV_EOF ? "peer closed the connection" : std::string("read: ") + uv_strerror((int)nread));
     return;
