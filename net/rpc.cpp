@@ -294,10 +294,6 @@ void Rpc::handle_hello(Conn& st, const Hello& h) {
       if (a.host() == st.c->remote().host() && a.port() != 0) st.peer.listen = a.to_string();
     } catch (const Error&) {
     }
-    if (!st.peer.listen.empty() && !by_addr_.count(st.peer.listen)) {
-      by_addr_[st.peer.listen] = st.c->id();  // reuse it for our calls to this peer
-      st.addr_key = st.peer.listen;
-    }
   }
   st.peer_key = h.key;
   st.peer_nonce = h.nonce;
@@ -326,6 +322,11 @@ void Rpc::handle_auth(Conn& st, std::string_view sig) {
     return;
   }
   st.hello_done = true;
+  // Only a proven peer's incoming connection carries our calls to its address.
+  if (st.dial_key.empty() && !st.peer.listen.empty() && !by_addr_.count(st.peer.listen)) {
+    by_addr_[st.peer.listen] = st.c->id();
+    st.addr_key = st.peer.listen;
+  }
   if (on_peer_hello) on_peer_hello(st.peer);
 }
 
