@@ -110,6 +110,7 @@ int cmd_api(int argc, char** argv) {
       web::WatcherOptions w;
       w.peers = net::split_list(swf.initial_peers);
       w.swarm = swf.swarm_name;
+      w.swarm_key = swf.security.swarm_key();
       w.role = "api";
       watcher = std::make_unique<web::SwarmWatcher>(w);
       web::add_health_routes(http.routes(), *watcher);

@@ -8,6 +8,7 @@
 
 #include "core/cli.h"
 #include "core/error.h"
+#include "commands/security_flags.h"
 #include "net/dht_node.h"
 #include "net/shutdown_signals.h"
 #include "web/health_service.h"
@@ -21,7 +22,9 @@ namespace {
 struct Common {
   std::string initial_peers, swarm = "default";
   int rpc_timeout_ms = 3000;
+  SecurityFlags security;
   void add_to(ArgParser& p) {
+    security.add_to(p);
     p.add("--initial-peers", "ADDR,...", "peers to join through (HOST:PORT, [IPv6]:PORT)", &initial_peers);
     p.add("--swarm", "NAME", "swarm name; peers in other swarms are refused", &swarm);
     p.add("--rpc-timeout", "MS", "deadline of each request", &rpc_timeout_ms);
@@ -46,6 +49,7 @@ int run_client(const Common& c, const std::function<void(Rpc&, DhtNode&, std::fu
   {
     RpcOptions ro;
     ro.swarm = c.swarm;
+    c.security.apply(ro);
     Rpc rpc(&loop, ro);
     DhtOptions o;
     o.rpc_timeout_ms = (uint32_t)c.rpc_timeout_ms;
@@ -166,6 +170,7 @@ int cmd_peers(int argc, char** argv) {
     {
       RpcOptions ro;
       ro.swarm = c.swarm;
+      c.security.apply(ro);
       Rpc rpc(&loop, ro);
       rpc.call(peers[0], "dht.peers", empty_map(), (uint32_t)c.rpc_timeout_ms, [&](const Reply& r) {
         if (!r.ok()) {
@@ -228,6 +233,7 @@ int cmd_node(int argc, char** argv) {
     {
       RpcOptions ro;
       ro.swarm = c.swarm;
+      c.security.apply(ro);
       ro.limits.max_conns_per_ip = max_conns_per_ip;
       Rpc rpc(&loop, ro);
       std::string addr = rpc.listen(listen);
@@ -254,6 +260,7 @@ int cmd_node(int argc, char** argv) {
         web::WatcherOptions w;
         w.peers = {shown};
         w.swarm = c.swarm;
+        w.swarm_key = c.security.swarm_key();
         w.interval_s = crawl_s;
         w.role = "dht";
         w.address = shown;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <random>
 
+#include "commands/security_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/gguf.h"
@@ -202,6 +203,7 @@ int cmd_serve(int argc, char** argv) {
   int step_delay_ms = 0;
   std::string byzantine;
   bool verbose = false;
+  SecurityFlags security;
   ArgParser p("serve", "Serve a span of a model's transformer blocks to the swarm (prints its address; Ctrl-C "
                        "announces it offline and stops).");
   p.add("-m,--model", "FILE", "model GGUF (only the served blocks are read)", &model_path, true);
@@ -213,6 +215,7 @@ int cmd_serve(int argc, char** argv) {
   p.add("--public-name", "NAME", "a name shown to others", &public_name);
   p.add("--model-name", "NAME", "model name in the DHT (default: the file name without .gguf)", &model_name);
   p.add("--swarm", "NAME", "swarm name; peers in other swarms are refused", &swarm);
+  security.add_to(p);
   p.add("--cache-tokens", "N", "KV cache positions (of the whole span) for all sessions together", &cache_tokens);
   p.add("--max-sessions", "N", "open inference sessions at most", &max_sessions);
   p.add("--max-sessions-per-peer", "N", "open sessions one client may hold", &max_sessions_per_peer);
@@ -267,6 +270,7 @@ int cmd_serve(int argc, char** argv) {
       ThreadPool pool(threads);
       RpcOptions ro;
       ro.swarm = swarm;
+      security.apply(ro);
       Rpc rpc(&loop, ro);
       std::string addr = rpc.listen(listen);
       DhtOptions dopts;
@@ -309,6 +313,7 @@ int cmd_serve(int argc, char** argv) {
         web::WatcherOptions w;
         w.peers = {shown};
         w.swarm = swarm;
+        w.swarm_key = security.swarm_key();
         w.interval_s = crawl_s;
         w.role = "serve";
         w.address = shown;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "commands/security_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "net/address.h"
@@ -20,6 +21,7 @@ struct SwarmFlags {
   double step_timeout_s = 30, give_up_s = 60;
   double verify_rate = 0.05, verify_tolerance = 0;
   uint64_t verify_seed = 0;
+  SecurityFlags security;
 
   // `spot_checks`: the command runs inference sessions, which --verify-rate checks
   // (finetune's training chain is not spot-checked yet, so it does not offer the flags).
@@ -33,6 +35,7 @@ struct SwarmFlags {
     p.add("--give-up", "SECONDS", "fail when some blocks have no server for this long", &give_up_s);
     if (spot_checks) add_verify_flags(p);
     p.flag("--verbose", "show the route, failures and re-routes on stderr", &verbose);
+    security.add_to(p);
   }
   void add_verify_flags(ArgParser& p) {
     p.add("--verify-rate", "P", "spot-check this fraction of span steps on another server (0: off)", &verify_rate);
@@ -54,6 +57,8 @@ struct SwarmFlags {
     auto o = net::swarm_options_for(model, model_name.empty() ? net::model_dht_name(path) : model_name);
     o.initial_peers = net::split_list(initial_peers);
     o.swarm = swarm_name;
+    o.identity = security.identity();
+    o.swarm_key = security.swarm_key();
     if (!dtype_from_name(wire, &o.wire_dtype) || !net::wire_dtype_ok(o.wire_dtype))
       throw Error("--wire-dtype is f32, f16 or bf16");
     if (step_timeout_s <= 0 || give_up_s <= 0) throw Error("--step-timeout and --give-up must be positive");

@@ -365,6 +365,7 @@ int train_pipeline(TrainFlags& f, const CollabFlags& cf_in, TrainSetup& s) {
   base.parent_run = cf.run;
   net::RpcOptions ro;
   ro.announce = cf.announce;
+  cf.security.apply(ro);
   if (cf.client_mode) throw Error("--client-mode is not supported for SWARM roles (stage peers must accept calls)");
   NetThread net(cf.listen, base.initial_peers, ro);
   base.net = &net;

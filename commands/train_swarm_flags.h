@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "commands/security_flags.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "net/address.h"
@@ -29,6 +30,7 @@ struct CollabFlags {
   double throttle = 1.0, rebalance_period_s = 10, rebalance_threshold = 0.75;
   int inflight = 0;               // micro-batches a trainer keeps in the pipeline (0: stages + 1)
   std::string byzantine_serve;    // TEST HOOK: a stage peer's dishonest replies
+  SecurityFlags security;
 
   void add_to(ArgParser& p) {
     p.flag("--swarm", "train together with the peers of --run (data-parallel, DeDLOC-style averaging)", &swarm);
@@ -72,6 +74,7 @@ struct CollabFlags {
     p.add("--rebalance-threshold", "R", "stage peer: move when the slowest stage has under R x the throughput of "
           "the one it would leave (after the move)", &rebalance_threshold);
     p.add("--throttle", "X", "TEST HOOK: stage peer computes X times slower", &throttle);
+    security.add_to(p);
     p.add("--byzantine-serve", "nan|shape", "TEST HOOK: stage peer answers with a NaN in its activations, or one "
           "window short", &byzantine_serve);
   }
@@ -88,6 +91,8 @@ struct CollabFlags {
     c.initial_peers = net::split_list(initial_peers);
     c.listen = listen;
     c.announce = announce;
+    c.identity = security.identity();
+    c.swarm_key = security.swarm_key();
     c.client_mode = client_mode;
     c.target_batch = target_batch > 0 ? target_batch : batch;
     if (c.target_batch < 1) throw Error("--target-batch must be positive");

@@ -4,7 +4,7 @@
 
 namespace engine::net {
 
-static const char* kTypeNames[] = {"hello", "bye", "req", "res", "err", "msg", "part", "rpart", "cancel"};
+static const char* kTypeNames[] = {"hello", "bye", "req", "res", "err", "msg", "part", "rpart", "cancel", "auth"};
 
 const char* msg_type_name(MsgType t) { return kTypeNames[(int)t]; }
 
@@ -38,7 +38,7 @@ static void key_uint(Packer& pk, std::string_view k, uint64_t v) {
 std::string encode_hello(const Hello& h) {
   Buf b;
   Packer pk(b);
-  head(pk, 6, MsgType::kHello);
+  head(pk, 8, MsgType::kHello);
   pack_str(pk, "peer");
   pack_bin(pk, h.peer_id);
   key_uint(pk, "version", h.version);
@@ -48,6 +48,19 @@ std::string encode_hello(const Hello& h) {
   pack_str(pk, h.listen);
   pack_str(pk, "time");
   pk.pack_int64(h.time_ms);
+  pack_str(pk, "key");
+  pack_bin(pk, h.key);
+  pack_str(pk, "nonce");
+  pack_bin(pk, h.nonce);
+  return std::move(b.s);
+}
+
+std::string encode_auth(std::string_view signature) {
+  Buf b;
+  Packer pk(b);
+  head(pk, 2, MsgType::kAuth);
+  pack_str(pk, "sig");
+  pack_bin(pk, signature);
   return std::move(b.s);
 }
 
@@ -132,7 +145,7 @@ Envelope decode_envelope(const msgpack::object& o) {
   Envelope e;
   std::string_view t = as_str(need_field(o, "type"), "type");
   int found = -1;
-  for (int i = 0; i < 9; i++)
+  for (int i = 0; i < (int)(sizeof kTypeNames / sizeof *kTypeNames); i++)
     if (t == kTypeNames[i]) found = i;
   if (found < 0) throw BadMessage("unknown message type '" + std::string(t.substr(0, 32)) + "'");
   e.type = (MsgType)found;
@@ -144,6 +157,14 @@ Envelope decode_envelope(const msgpack::object& o) {
       e.hello.swarm = std::string(bounded_str(o, "swarm", 256));
       e.hello.listen = std::string(bounded_str(o, "listen", 256));
       e.hello.time_ms = as_int(need_field(o, "time"), "time");
+      e.hello.key = std::string(as_bin(need_field(o, "key"), "key"));
+      if (e.hello.key.size() != 32) throw BadMessage("key: must be 32 bytes");
+      e.hello.nonce = std::string(as_bin(need_field(o, "nonce"), "nonce"));
+      if (e.hello.nonce.size() != 32) throw BadMessage("nonce: must be 32 bytes");
+      break;
+    case MsgType::kAuth:
+      e.sig = as_bin(need_field(o, "sig"), "sig");
+      if (e.sig.size() != 64) throw BadMessage("sig: must be 64 bytes");
       break;
     case MsgType::kBye:
     case MsgType::kError:

@@ -13,7 +13,7 @@ namespace engine::net {
 // kPart flows from the caller to the handler of an open request; kReplyPart
 // from the handler back to the caller. Two types keep them apart when both
 // peers call each other over one connection (call ids are per sender).
-enum class MsgType { kHello, kBye, kRequest, kResponse, kError, kNotify, kPart, kReplyPart, kCancel };
+enum class MsgType { kHello, kBye, kRequest, kResponse, kError, kNotify, kPart, kReplyPart, kCancel, kAuth };
 const char* msg_type_name(MsgType t);
 
 // Codes carried by error replies and goodbyes (docs/protocol.md).
@@ -38,6 +38,8 @@ struct Hello {
   std::string swarm;
   std::string listen;   // address others should dial; "" for clients that do not listen
   int64_t time_ms = 0;  // sender's wall clock, Unix epoch ms
+  std::string key;      // sender's Ed25519 public key (32 bytes); peer_id must be its peer id
+  std::string nonce;    // 32 fresh random bytes; the other side's identity proof signs them
 };
 
 // A decoded envelope; string views and `body` point into the frame body.
@@ -51,12 +53,14 @@ struct Envelope {
   bool end = false;          // part: last part of the stream
   const msgpack::object* body = nullptr;
   Hello hello;
+  std::string_view sig;      // auth: Ed25519 signature of the handshake transcript
 };
 
 // Throws BadMessage.
 Envelope decode_envelope(const msgpack::object& o);
 
 std::string encode_hello(const Hello& h);
+std::string encode_auth(std::string_view signature);
 std::string encode_bye(ErrorCode code, std::string_view message);
 std::string encode_error(uint64_t id, ErrorCode code, std::string_view message);
 std::string encode_cancel(uint64_t id);

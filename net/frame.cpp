@@ -1,5 +1,7 @@
 #include "net/frame.h"
 
+#include "net/secure_frames.h"
+
 // The streaming state is declared only for static allocation.
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -18,6 +20,7 @@ const char* frame_error_name(FrameError e) {
     case FrameError::kOversized: return "frame exceeds size limit";
     case FrameError::kBadChecksum: return "checksum mismatch";
     case FrameError::kTruncated: return "truncated frame";
+    case FrameError::kBadSeal: return "record failed to authenticate";
   }
   return "?";
 }
@@ -134,6 +137,7 @@ void FrameReader::feed(const void* p, size_t n) {
 
 FrameReader::Result FrameReader::next(std::string_view* body) {
   if (error_ != FrameError::kNone) return kError;
+  if (sealed_) return next_sealed(body);
   if (buffered() == 0) return kNeedMore;
   const uint8_t* p = (const uint8_t*)buf_.get() + start_;
   if (buffered() < kFrameHeaderSize) {
@@ -157,6 +161,44 @@ FrameReader::Result FrameReader::next(std::string_view* body) {
   start_ += need_;
   need_ = kFrameHeaderSize;
   return kFrame;
+}
+
+FrameReader::Result FrameReader::next_sealed(std::string_view* body) {
+  if (buffered() < kSealHeaderBytes) return kNeedMore;
+  uint8_t* p = (uint8_t*)buf_.get() + start_;
+  uint32_t n = sealed_length(p);
+  if (n > max_body_) {  // before waiting for (or allocating) the body
+    error_ = FrameError::kOversized;
+    return kError;
+  }
+  need_ = sealed_size(n);
+  if (buffered() < need_) return kNeedMore;
+  if (!open_record(key_, seq_, p, n)) {
+    error_ = FrameError::kBadSeal;
+    return kError;
+  }
+  seq_++;
+  *body = std::string_view((const char*)p + kSealHeaderBytes, n);
+  start_ += need_;
+  need_ = kSealHeaderBytes;
+  return kFrame;
+}
+
+const uint8_t* FrameReader::take_raw(size_t n) {
+  if (buffered() < n) {
+    need_ = n;
+    return nullptr;
+  }
+  const uint8_t* p = (const uint8_t*)buf_.get() + start_;
+  start_ += n;
+  need_ = kFrameHeaderSize;
+  return p;
+}
+
+void FrameReader::set_opener(const ChannelKey& key) {
+  sealed_ = true;
+  key_ = key;
+  need_ = kSealHeaderBytes;
 }
 
 }  // namespace engine::net

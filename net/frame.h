@@ -18,10 +18,12 @@
 #include <string_view>
 #include <vector>
 
+#include "net/handshake.h"
+
 namespace engine::net {
 
 constexpr uint8_t kFrameMagic[4] = {'E', 'N', 'G', 'N'};
-constexpr uint16_t kProtocolVersion = 1;
+constexpr uint16_t kProtocolVersion = 2;  // 2: identity proof (auth) and private swarms
 constexpr size_t kFrameHeaderSize = 20;
 // Default hard limit on a frame body; large tensors are streamed in parts below it.
 constexpr size_t kDefaultMaxFrame = 8u << 20;
@@ -34,6 +36,7 @@ enum class FrameError {
   kOversized,
   kBadChecksum,
   kTruncated,
+  kBadSeal,  // a sealed record failed to authenticate (net/secure_frames.h)
 };
 const char* frame_error_name(FrameError e);
 
@@ -74,6 +77,11 @@ class FrameReader {
 
   enum Result { kNeedMore, kFrame, kError };
   Result next(std::string_view* body);
+  // The next n raw bytes (the swarm-key handshake, before any frame), or
+  // nullptr until that many have arrived; valid until the next call.
+  const uint8_t* take_raw(size_t n);
+  // From now on the stream is sealed records (net/secure_frames.h) opened with key.
+  void set_opener(const ChannelKey& key);
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - start_; }
   // Releases a large idle buffer (called for connections that went quiet).
@@ -86,6 +94,10 @@ class FrameReader {
   size_t start_ = 0, end_ = 0;
   size_t need_ = kFrameHeaderSize;  // bytes the current frame needs in total
   FrameError error_ = FrameError::kNone;
+  bool sealed_ = false;
+  ChannelKey key_{};
+  uint64_t seq_ = 0;  // records opened so far (the next one's nonce)
+  Result next_sealed(std::string_view* body);
 };
 
 }  // namespace engine::net

@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include <sodium.h>
+
 #include "core/error.h"
+#include "net/handshake.h"
 
 namespace engine::net {
 
@@ -78,7 +81,7 @@ void Rpc::on_new_connection(uv_stream_t* server, int status) {
   auto* self = (Rpc*)server->data;
   if (status < 0 || self->closed_) return;
   std::string err;
-  Connection* c = Connection::accept(server, self, self->opts_.limits.max_frame, &err);
+  Connection* c = Connection::accept(server, self, self->opts_.limits.max_frame, &err, self->opts_.swarm_key.get());
   if (!c) return;
   self->stats_.conns_accepted++;
   std::string ip = c->remote().host();
@@ -87,7 +90,7 @@ void Rpc::on_new_connection(uv_stream_t* server, int status) {
     // Refused with a reason the peer can log, then dropped.
     self->stats_.conns_refused++;
     if (self->on_violation) self->on_violation(c->remote().to_string(), "too many connections");
-    c->send(encode_bye(ErrorCode::kRejected, "too many connections from your address"));
+    c->send_control(encode_bye(ErrorCode::kRejected, "too many connections from your address"));
     self->flushing_[c->id()] = {c, self->now_ms()};
     c->close("too many connections", true);
     return;
@@ -102,13 +105,19 @@ void Rpc::adopt(Connection* c) {
   st.peer.remote = c->remote().to_string();
   st.tokens = opts_.limits.request_burst;
   st.tokens_ms = now_ms();
+  // Our own calls wait until the peer has proved who it is (handle_hello).
+  c->close_gate();
+  st.nonce.resize(kNonceBytes);
+  randombytes_buf(st.nonce.data(), st.nonce.size());
   Hello h;
   h.peer_id = std::string(id().bytes());
+  h.key = std::string((const char*)identity().public_key().data(), kPublicKeyBytes);
+  h.nonce = st.nonce;
   h.version = kProtocolVersion;
   h.swarm = opts_.swarm;
   h.listen = opts_.announce.empty() || address_.empty() ? address_ : opts_.announce;
   h.time_ms = wall_ms();
-  c->send(encode_hello(h));  // held until the connect completes for outgoing ones
+  c->send_control(encode_hello(h));  // held until the connect (and swarm-key handshake) completes
 }
 
 // ---- ConnectionOwner ----------------------------------------------------------
@@ -125,7 +134,7 @@ void Rpc::violation(Conn& st, ErrorCode code, const std::string& why) {
   st.bye_code = code;    // our own calls on it fail with the same reason
   Connection* c = st.c;  // st dies inside close()
   if (on_violation) on_violation(c->remote().to_string(), why);
-  c->send(encode_bye(code, why));
+  c->send_control(encode_bye(code, why));
   flushing_[c->id()] = {c, now_ms()};
   c->close(why, true);
 }
@@ -154,16 +163,20 @@ void Rpc::on_frame(Connection& c, std::string_view body) {
     return;
   }
   if (!st->hello_done) {
-    if (e.type != MsgType::kHello) {
-      violation(*st, ErrorCode::kProtocol, std::string("expected hello, got ") + msg_type_name(e.type));
+    MsgType want = st->hello_in ? MsgType::kAuth : MsgType::kHello;
+    if (e.type != want) {
+      violation(*st, ErrorCode::kProtocol,
+                std::string("expected ") + msg_type_name(want) + ", got " + msg_type_name(e.type));
       return;
     }
-    handle_hello(*st, e.hello);
+    if (want == MsgType::kHello) handle_hello(*st, e.hello);
+    else handle_auth(*st, e.sig);
     return;
   }
   switch (e.type) {
     case MsgType::kHello:
-      violation(*st, ErrorCode::kProtocol, "second hello");
+    case MsgType::kAuth:
+      violation(*st, ErrorCode::kProtocol, std::string("second ") + msg_type_name(e.type));
       return;
     case MsgType::kBye: {
       std::string why = "peer said goodbye (" + std::string(error_code_name(e.code)) + "): " + std::string(e.message);
@@ -250,6 +263,12 @@ void Rpc::handle_hello(Conn& st, const Hello& h) {
   }
   NodeId id;
   NodeId::from_bytes(h.peer_id, &id);
+  PublicKey pk;
+  std::copy(h.key.begin(), h.key.end(), pk.begin());
+  if (peer_id_of(pk) != id) {
+    violation(st, ErrorCode::kRejected, "peer id does not belong to the public key in the hello");
+    return;
+  }
   if (id == this->id()) {
     violation(st, ErrorCode::kRejected, "connected to itself");
     return;
@@ -275,12 +294,39 @@ void Rpc::handle_hello(Conn& st, const Hello& h) {
       if (a.host() == st.c->remote().host() && a.port() != 0) st.peer.listen = a.to_string();
     } catch (const Error&) {
     }
-    if (!st.peer.listen.empty() && !by_addr_.count(st.peer.listen)) {
-      by_addr_[st.peer.listen] = st.c->id();  // reuse it for our calls to this peer
-      st.addr_key = st.peer.listen;
-    }
+  }
+  st.peer_key = h.key;
+  st.peer_nonce = h.nonce;
+  st.hello_in = true;
+  // Our identity proof, then the frames that waited for the handshake. The
+  // peer checks our proof before it reads them; we check its proof (auth)
+  // before we read anything else from it.
+  const bool we_dialed = st.c->outgoing();
+  st.c->send_control(encode_auth(opts_.identity->sign(transcript(st, we_dialed))));
+  st.c->open_gate();
+}
+
+std::string Rpc::transcript(const Conn& st, bool signer_dialed) const {
+  const bool we_dialed = st.c->outgoing();
+  std::string_view my_key((const char*)identity().public_key().data(), kPublicKeyBytes);
+  return auth_transcript(signer_dialed, opts_.swarm, we_dialed ? st.nonce : st.peer_nonce,
+                         we_dialed ? st.peer_nonce : st.nonce, we_dialed ? my_key : st.peer_key,
+                         we_dialed ? st.peer_key : my_key, st.c->channel_transcript());
+}
+
+void Rpc::handle_auth(Conn& st, std::string_view sig) {
+  PublicKey pk;
+  std::copy(st.peer_key.begin(), st.peer_key.end(), pk.begin());
+  if (!verify_signature(pk, transcript(st, !st.c->outgoing()), sig)) {
+    violation(st, ErrorCode::kRejected, "identity proof failed: the peer does not hold the key of the id it claims");
+    return;
   }
   st.hello_done = true;
+  // Only a proven peer's incoming connection carries our calls to its address.
+  if (st.dial_key.empty() && !st.peer.listen.empty() && !by_addr_.count(st.peer.listen)) {
+    by_addr_[st.peer.listen] = st.c->id();
+    st.addr_key = st.peer.listen;
+  }
   if (on_peer_hello) on_peer_hello(st.peer);
 }
 
@@ -460,7 +506,7 @@ Rpc::Conn* Rpc::conn_for(const std::string& addr, std::string* err) {
   }
   it = by_addr_.find(key);
   if (it != by_addr_.end()) return find_conn(it->second);
-  Connection* c = Connection::connect(loop_, a, this, opts_.limits.max_frame);
+  Connection* c = Connection::connect(loop_, a, this, opts_.limits.max_frame, opts_.swarm_key.get());
   adopt(c);
   Conn& st = conns_[c->id()];
   st.dial_key = key;

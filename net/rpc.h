@@ -21,6 +21,7 @@
 #include "net/identity.h"
 #include "net/msg.h"
 #include "net/node_id.h"
+#include "net/swarm_key.h"
 #include "net/transport.h"
 
 namespace engine::net {
@@ -48,6 +49,9 @@ struct RpcOptions {
   // The node's id is always the identity's peer id (net/identity.h).
   std::shared_ptr<const Identity> identity;
   std::string swarm = "default";
+  // Private swarm (--swarm-key): every connection proves this key before
+  // anything else and is encrypted; null = an open swarm.
+  std::shared_ptr<const SwarmKey> swarm_key;
   Limits limits;
   int64_t clock_offset_ms = 0;  // tests: pretend our wall clock is off by this much
   // The address our hello tells peers to dial (a proxy or a NAT's public address);
@@ -182,7 +186,10 @@ class Rpc : private ConnectionOwner {
   struct Conn {
     Connection* c = nullptr;
     PeerInfo peer;
-    bool hello_done = false;
+    bool hello_in = false;    // the peer's hello checked; its auth (identity proof) comes next
+    bool hello_done = false;  // the handshake is complete: the peer proved its identity
+    std::string nonce;        // ours, in the hello we sent
+    std::string peer_key, peer_nonce;
     ErrorCode bye_code = ErrorCode::kUnavailable;  // what failed calls report
     std::string dial_key;  // address this outgoing connection was made for
     std::string addr_key;  // key in by_addr_ ("" if not registered)
@@ -218,6 +225,8 @@ class Rpc : private ConnectionOwner {
   Conn* find_conn(uint64_t id);
   void adopt(Connection* c);
   void handle_hello(Conn& st, const Hello& h);
+  void handle_auth(Conn& st, std::string_view sig);
+  std::string transcript(const Conn& st, bool signer_dialed) const;
   void handle_request(Conn& st, const Envelope& e);
   void finish_call(uint64_t call_id, const Reply& r);
   void violation(Conn& st, ErrorCode code, const std::string& why);

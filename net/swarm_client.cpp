@@ -30,6 +30,8 @@ SwarmClient::SwarmClient(SwarmClientOptions opts) : opts_(std::move(opts)) {
   uv_loop_init(&loop_);
   RpcOptions ro;
   ro.swarm = opts_.swarm;
+  ro.identity = opts_.identity;
+  ro.swarm_key = opts_.swarm_key;
   rpc_ = std::make_unique<Rpc>(&loop_, ro);
   DhtOptions dopts;
   dopts.rpc_timeout_ms = opts_.rpc_timeout_ms;

@@ -48,6 +48,8 @@ namespace engine::net {
 struct SwarmClientOptions {
   std::vector<std::string> initial_peers;  // DHT peers to join through (required)
   std::string swarm = "default";           // swarm name (handshake)
+  std::shared_ptr<const Identity> identity;  // null = a fresh key pair
+  std::shared_ptr<const SwarmKey> swarm_key;  // private swarm; null = open
   std::string model;                       // model name in the DHT (keys "<model>.<block>")
   int64_t n_blocks = 0;                    // blocks of the model
   int64_t n_embd = 0;                      // hidden size

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "net/secure_frames.h"
+
 namespace engine::net {
 
 static uint64_t g_next_conn_id = 1;
@@ -12,8 +14,12 @@ struct Connection::Write {
   std::string prefix, payload;
   std::string_view tail;
   std::shared_ptr<const void> keep;
+  std::unique_ptr<uint8_t[]> sealed;  // the whole record, private swarms
+  bool raw = false;                   // handshake bytes, sent as they are
+  size_t bytes = 0;                   // on the wire
   Connection* conn;
-  size_t size() const { return kFrameHeaderSize + prefix.size() + payload.size() + tail.size(); }
+  size_t size() const { return bytes; }
+  size_t body() const { return prefix.size() + payload.size() + tail.size(); }
 };
 
 Connection::Connection(uv_loop_t* loop, ConnectionOwner* owner, size_t max_frame, bool outgoing)
@@ -25,10 +31,16 @@ Connection::Connection(uv_loop_t* loop, ConnectionOwner* owner, size_t max_frame
 
 Connection::~Connection() {
   for (Write* w : held_) delete w;
+  for (Write* w : gated_q_) delete w;
 }
 
-Connection* Connection::accept(uv_stream_t* server, ConnectionOwner* owner, size_t max_frame, std::string* err) {
+Connection* Connection::accept(uv_stream_t* server, ConnectionOwner* owner, size_t max_frame, std::string* err,
+                               const SwarmKey* psk) {
   auto* c = new Connection(server->loop, owner, max_frame, false);
+  if (psk) {
+    c->private_ = true;
+    c->hs_ = std::make_unique<ChannelHandshake>(*psk, false);
+  }
   int rc = uv_accept(server, (uv_stream_t*)&c->tcp_);
   if (rc == 0) {
     sockaddr_storage ss;
@@ -48,8 +60,13 @@ Connection* Connection::accept(uv_stream_t* server, ConnectionOwner* owner, size
   return c;
 }
 
-Connection* Connection::connect(uv_loop_t* loop, const Address& to, ConnectionOwner* owner, size_t max_frame) {
+Connection* Connection::connect(uv_loop_t* loop, const Address& to, ConnectionOwner* owner, size_t max_frame,
+                                const SwarmKey* psk) {
   auto* c = new Connection(loop, owner, max_frame, true);
+  if (psk) {
+    c->private_ = true;
+    c->hs_ = std::make_unique<ChannelHandshake>(*psk, true);
+  }
   c->remote_ = to;
   c->connect_req_.data = c;
   int rc = uv_tcp_connect(&c->connect_req_, &c->tcp_, to.sa(), connect_cb);
@@ -74,6 +91,10 @@ void Connection::connect_cb(uv_connect_t* req, int status) {
   c->state_ = kOpen;
   c->start_reading();
   c->owner_->on_connected(*c);
+  if (c->hs_) {  // the swarm-key handshake first; held frames wait for its end
+    if (c->state_ == kOpen) c->write_raw(c->hs_->opening());
+    return;
+  }
   while (c->state_ == kOpen && !c->held_.empty()) {
     Write* w = c->held_.front();
     c->held_.pop_front();
@@ -115,13 +136,56 @@ void Connection::on_read(ssize_t nread) {
   if (state_ != kOpen) return;
   if (nread == 0) return;  // EAGAIN
   if (nread < 0) {
-    close(nread == UV_EOF ? "peer closed the connection" : std::string("read: ") + uv_strerror((int)nread));
+    if (hs_ && outgoing_)
+      close("the peer closed the connection during the swarm-key handshake (it does not hold our --swarm-key, "
+            "or it is not in a private swarm)");
+    else if (outgoing_ && bytes_in_ == 0 && nread == UV_EOF)
+      close("the peer closed the connection without a word (a private swarm? join it with its --swarm-key)");
+    else
+      close(nread == UV_EOF ? "peer closed the connection" : std::string("read: ") + uv_strerror((int)nread));
     return;
   }
   reader_.commit((size_t)nread);
   bytes_in_ += (uint64_t)nread;
   last_read_ms_ = uv_now(tcp_.loop);
+  if (hs_ && !take_preamble()) return;
   deliver_frames();
+}
+
+bool Connection::take_preamble() {
+  const uint8_t* p = reader_.take_raw(kPreambleBytes);
+  if (!p) return false;
+  std::string reply;
+  if (!hs_->receive(p, &reply)) {
+    // Not a holder of our key: it gets nothing more from us, not even a reason.
+    close(outgoing_ ? "swarm-key handshake failed: the peer does not hold our --swarm-key"
+                    : "swarm-key handshake failed");
+    return false;
+  }
+  if (!reply.empty()) write_raw(reply);
+  if (state_ != kOpen) return false;
+  const ChannelKeys& k = hs_->keys();
+  send_key_ = k.send;
+  reader_.set_opener(k.recv);
+  transcript_ = k.transcript;
+  hs_.reset();
+  sealed_ = true;
+  while (state_ == kOpen && !held_.empty()) {
+    Write* w = held_.front();
+    held_.pop_front();
+    write_now(w);
+  }
+  return state_ == kOpen;
+}
+
+void Connection::write_raw(const std::string& bytes) {
+  auto* w = new Write;
+  w->conn = this;
+  w->raw = true;
+  w->payload = bytes;
+  w->bytes = bytes.size();
+  queued_ += w->bytes;
+  write_now(w);
 }
 
 void Connection::deliver_frames() {
@@ -140,39 +204,76 @@ void Connection::deliver_frames() {
   }
 }
 
-void Connection::send(std::string prefix, std::string payload) {
-  if (state_ == kClosing || state_ == kClosed) return;
+Connection::Write* Connection::make_write(std::string prefix, std::string payload, std::string_view tail,
+                                          std::shared_ptr<const void> keep) {
   auto* w = new Write;
   w->conn = this;
   w->prefix = std::move(prefix);
   w->payload = std::move(payload);
-  queue(w);
+  w->tail = tail;
+  w->keep = std::move(keep);
+  if (private_) {
+    w->bytes = sealed_size(w->body());  // sealed when written, in wire order (the nonce is the sequence number)
+  } else {
+    write_frame_header(w->header, w->prefix, w->payload, w->tail);
+    w->bytes = kFrameHeaderSize + w->body();
+  }
+  return w;
+}
+
+void Connection::send(std::string prefix, std::string payload) {
+  if (state_ == kClosing || state_ == kClosed) return;
+  submit(make_write(std::move(prefix), std::move(payload), {}, nullptr), false);
 }
 
 void Connection::send_ref(std::string prefix, std::string_view tail, std::shared_ptr<const void> keep) {
   if (state_ == kClosing || state_ == kClosed) return;
-  auto* w = new Write;
-  w->conn = this;
-  w->prefix = std::move(prefix);
-  w->tail = tail;
-  w->keep = std::move(keep);
-  queue(w);
+  submit(make_write(std::move(prefix), {}, tail, std::move(keep)), false);
+}
+
+void Connection::send_control(std::string body) {
+  if (state_ == kClosing || state_ == kClosed) return;
+  submit(make_write(std::move(body), {}, {}, nullptr), true);
+}
+
+void Connection::submit(Write* w, bool control) {
+  queued_ += w->size();
+  if (gated_ && !control) gated_q_.push_back(w);
+  else queue(w);
+}
+
+void Connection::open_gate() {
+  gated_ = false;
+  while (!gated_q_.empty() && (state_ == kConnecting || state_ == kOpen)) {
+    Write* w = gated_q_.front();
+    gated_q_.pop_front();
+    queue(w);
+  }
 }
 
 void Connection::queue(Write* w) {
-  write_frame_header(w->header, w->prefix, w->payload, w->tail);
-  queued_ += w->size();
-  if (state_ == kConnecting) held_.push_back(w);
+  if (state_ == kConnecting || hs_) held_.push_back(w);
   else write_now(w);
 }
 
 void Connection::write_now(Write* w) {
   uv_buf_t bufs[4];
   int n = 0;
-  bufs[n++] = uv_buf_init((char*)w->header, kFrameHeaderSize);
-  if (!w->prefix.empty()) bufs[n++] = uv_buf_init(w->prefix.data(), (unsigned)w->prefix.size());
-  if (!w->payload.empty()) bufs[n++] = uv_buf_init(w->payload.data(), (unsigned)w->payload.size());
-  if (!w->tail.empty()) bufs[n++] = uv_buf_init((char*)w->tail.data(), (unsigned)w->tail.size());
+  if (w->raw) {
+    bufs[n++] = uv_buf_init(w->payload.data(), (unsigned)w->payload.size());
+  } else if (sealed_) {
+    w->sealed.reset(new uint8_t[w->bytes]);  // not zero-filled: seal_record writes every byte
+    seal_record(send_key_, send_seq_++, w->prefix, w->payload, w->tail, w->sealed.get());
+    std::string().swap(w->prefix);
+    std::string().swap(w->payload);
+    w->keep.reset();  // the caller's memory is no longer needed
+    bufs[n++] = uv_buf_init((char*)w->sealed.get(), (unsigned)w->bytes);
+  } else {
+    bufs[n++] = uv_buf_init((char*)w->header, kFrameHeaderSize);
+    if (!w->prefix.empty()) bufs[n++] = uv_buf_init(w->prefix.data(), (unsigned)w->prefix.size());
+    if (!w->payload.empty()) bufs[n++] = uv_buf_init(w->payload.data(), (unsigned)w->payload.size());
+    if (!w->tail.empty()) bufs[n++] = uv_buf_init((char*)w->tail.data(), (unsigned)w->tail.size());
+  }
   w->req.data = w;
   int rc = uv_write(&w->req, (uv_stream_t*)&tcp_, bufs, n, write_cb);
   if (rc != 0) {

@@ -12,6 +12,7 @@
 
 #include "net/address.h"
 #include "net/frame.h"
+#include "net/handshake.h"
 
 namespace engine::net {
 
@@ -31,9 +32,14 @@ class ConnectionOwner {
 class Connection {
  public:
   // Accepts a pending connection on `server`; nullptr (and *err) on failure.
-  static Connection* accept(uv_stream_t* server, ConnectionOwner* owner, size_t max_frame, std::string* err);
+  // With psk (a private swarm), the swarm-key handshake runs first and every
+  // frame is then sealed (net/secure_frames.h); frames sent before it ends
+  // are held. A peer that fails it is closed without a byte sent to it.
+  static Connection* accept(uv_stream_t* server, ConnectionOwner* owner, size_t max_frame, std::string* err,
+                            const SwarmKey* psk = nullptr);
   // Starts connecting; on_connected or on_closed follows.
-  static Connection* connect(uv_loop_t* loop, const Address& to, ConnectionOwner* owner, size_t max_frame);
+  static Connection* connect(uv_loop_t* loop, const Address& to, ConnectionOwner* owner, size_t max_frame,
+                             const SwarmKey* psk = nullptr);
 
   // Queues one frame whose body is prefix + payload (sent without joining them).
   // Frames sent before the TCP connect completes are held and flushed after it.
@@ -41,6 +47,14 @@ class Connection {
   // Same, with the frame's last bytes sent straight from caller memory (a
   // tensor's data) that `keep` holds alive until the write completes.
   void send_ref(std::string prefix, std::string_view tail, std::shared_ptr<const void> keep);
+  // While the gate is closed, send()/send_ref() frames wait (in order) and only
+  // send_control() frames go out: the owner's handshake runs first.
+  void close_gate() { gated_ = true; }
+  void open_gate();
+  void send_control(std::string body);
+  // Hash of the swarm-key handshake ("" in open swarms): the identity proof
+  // signs it, binding the identities to this encrypted channel.
+  const std::string& channel_transcript() const { return transcript_; }
   // Closes now; queued writes are dropped. With flush, queued writes go out
   // first (the owner must force_close() if the peer never reads them).
   void close(const std::string& why, bool flush = false);
@@ -75,6 +89,10 @@ class Connection {
   void start_reading();
   void write_now(Write* w);
   void queue(Write* w);
+  Write* make_write(std::string prefix, std::string payload, std::string_view tail, std::shared_ptr<const void> keep);
+  bool take_preamble();
+  void submit(Write* w, bool control);
+  void write_raw(const std::string& bytes);
   void on_read(ssize_t nread);
   void deliver_frames();
   static void alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -98,6 +116,14 @@ class Connection {
   Address remote_;
   FrameReader reader_;
   std::deque<Write*> held_;  // frames sent before the connect completed
+  std::deque<Write*> gated_q_;  // send() frames waiting for open_gate()
+  bool gated_ = false;
+  std::unique_ptr<ChannelHandshake> hs_;  // swarm-key handshake in progress
+  bool private_ = false;                  // a swarm key is in use
+  bool sealed_ = false;                   // handshake done: frames are sealed records
+  ChannelKey send_key_{};
+  uint64_t send_seq_ = 0;
+  std::string transcript_;
   size_t queued_ = 0;
   size_t drain_mark_ = SIZE_MAX;
   uint64_t created_ms_, last_read_ms_;

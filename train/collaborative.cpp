@@ -201,6 +201,8 @@ void Peer::start_network() {
   } else {
     net::RpcOptions ro;
     ro.announce = cc_.announce;
+    ro.identity = cc_.identity;
+    ro.swarm_key = cc_.swarm_key;
     own_net_ = std::make_unique<NetThread>(cc_.client_mode ? std::string() : cc_.listen, cc_.initial_peers, ro);
     net_ = own_net_.get();
   }

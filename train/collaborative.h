@@ -71,6 +71,8 @@ struct CollabConfig {
   std::vector<std::string> initial_peers;  // empty: this peer starts the run's DHT
   std::string listen = "127.0.0.1:0";
   std::string announce;                    // the address peers should dial (a proxy, a NAT); "" = listen
+  std::shared_ptr<const net::Identity> identity;  // --identity; null = a fresh key pair
+  std::shared_ptr<const net::SwarmKey> swarm_key;  // --swarm-key; null = an open swarm
   bool client_mode = false;                // no listener: sends and receives, reduces nothing
   int64_t target_batch = 64;               // samples (windows) per collaboration step
   double bandwidth = 1.0;                  // announced: this peer's share of the reduction

@@ -112,6 +112,7 @@ void SwarmWatcher::main() {
       try {
         net::RpcOptions ro;
         ro.swarm = opts_.swarm;
+        ro.swarm_key = opts_.swarm_key;
         net = std::make_unique<train::NetThread>("", opts_.peers, ro);
       } catch (const std::exception& e) {
         // The process's own node may not be answering yet: try again next period.

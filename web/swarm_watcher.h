@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "net/server_info.h"
+#include "net/swarm_key.h"
 #include "net/swarm_index.h"
 #include "train/progress_tracker.h"
 
@@ -41,6 +42,7 @@ struct SwarmSnapshot {
 struct WatcherOptions {
   std::vector<std::string> peers;  // where the client node joins
   std::string swarm = "default";
+  std::shared_ptr<const net::SwarmKey> swarm_key;  // a private swarm's key (--swarm-key); null = open
   double interval_s = 3;           // between crawls
   double crawl_timeout_s = 30;
   std::string role;                // shown on the page: "dht", "serve", "api"

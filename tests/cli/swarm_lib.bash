@@ -20,8 +20,8 @@ wait_for() {
   for _ in $(seq "$tries"); do grep -q -- "$pat" "$f" 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
-start_dht() {  # -> DHT_ADDR
-  "$ENGINE" dht --listen 127.0.0.1:0 >"$TMP/dht.out" 2>"$TMP/dht.err" &
+start_dht() {  # [ARGS...] -> DHT_ADDR
+  "$ENGINE" dht --listen 127.0.0.1:0 "$@" >"$TMP/dht.out" 2>"$TMP/dht.err" &
   PIDS+=($!)
   wait_for "$TMP/dht.out" "others join with" || die "dht node did not start"
   DHT_ADDR=$(sed -n 's/.*others join with --initial-peers //p' "$TMP/dht.out")

@@ -80,6 +80,16 @@ struct RawPeer {
       if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
     }
   }
+  // Appends whatever has arrived to *got, without blocking; false once closed.
+  bool read_some(std::string* got) {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) return false;
+      if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+      got->append(buf, (size_t)n);
+    }
+  }
 };
 
 }  // namespace nettest

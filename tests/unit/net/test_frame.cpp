@@ -72,7 +72,7 @@ TEST(Frame, BadMagic) {
 
 TEST(Frame, WrongVersion) {
   std::string f = encode_frame("x");
-  f[5] = 2;
+  f[5] = kProtocolVersion + 1;
   EXPECT_EQ(decode(f), FrameError::kBadVersion);
 }
 
@@ -282,13 +282,21 @@ TEST(Envelope, EveryTypeRoundTrips) {
   e = decode_body(encode_bye(ErrorCode::kRejected, "go away"), &oh);
   EXPECT_EQ(e.type, MsgType::kBye);
 
-  Hello h{std::string(20, 'i'), kProtocolVersion, "swarm", "127.0.0.1:1", 123456789};
+  Hello h{std::string(20, 'i'), kProtocolVersion, "swarm", "127.0.0.1:1", 123456789, std::string(32, 'k'),
+          std::string(32, 'n')};
   e = decode_body(encode_hello(h), &oh);
   EXPECT_EQ(e.type, MsgType::kHello);
   EXPECT_EQ(e.hello.peer_id, h.peer_id);
+  EXPECT_EQ(e.hello.key, h.key);
+  EXPECT_EQ(e.hello.nonce, h.nonce);
   EXPECT_EQ(e.hello.swarm, "swarm");
   EXPECT_EQ(e.hello.listen, "127.0.0.1:1");
   EXPECT_EQ(e.hello.time_ms, 123456789);
+  const std::string auth = encode_auth(std::string(64, 's'));  // e.sig points into it
+  e = decode_body(auth, &oh);
+  EXPECT_EQ(e.type, MsgType::kAuth);
+  EXPECT_EQ(e.sig, std::string(64, 's'));
+  EXPECT_THROW(decode_body(encode_auth(std::string(63, 's')), &oh), BadMessage);
 }
 
 TEST(Envelope, MalformedEnvelopes) {
@@ -324,7 +332,7 @@ TEST(Envelope, MalformedEnvelopes) {
   EXPECT_THROW(decode_body(body([](Packer& pk) { pack_str(pk, "type"); pack_str(pk, "cancel"); pack_str(pk, "id"); pk.pack_int(-1); }, 2), &oh), BadMessage);
   EXPECT_THROW(decode_body(notify_prefix(std::string(kMaxMethod + 1, 'm')) + "\xc0", &oh), BadMessage);
   // Hello with a short peer id.
-  Hello h{std::string(19, 'i'), kProtocolVersion, "s", "", 0};
+  Hello h{std::string(19, 'i'), kProtocolVersion, "s", "", 0, std::string(32, 'k'), std::string(32, 'n')};
   EXPECT_THROW(decode_body(encode_hello(h), &oh), BadMessage);
   // A body with trailing garbage after the envelope.
   EXPECT_THROW(decode_body(encode_cancel(1) + "\x01", &oh), BadMessage);

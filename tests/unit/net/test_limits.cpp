@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "loop_util.h"
+#include "net/handshake.h"
 #include "net/rpc.h"
 
 using namespace engine::net;
@@ -18,9 +19,30 @@ int64_t wall_now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::string hello_frame(const std::string& swarm = "default") {
-  Hello h{std::string(NodeId::random().bytes()), kProtocolVersion, swarm, "", wall_now_ms()};
-  return encode_frame(encode_hello(h));
+// Plays the dialer's side of the handshake by hand: reads the server's hello
+// (running the loop meanwhile) and returns our hello + identity proof frames,
+// after which the raw peer may misbehave as it likes.
+std::string handshake_frames(uv_loop_t* loop, RawPeer& p) {
+  std::string got;
+  std::string_view body;
+  FrameReader r;
+  bool have = nettest::run_until(loop, [&] {
+    p.read_some(&got);
+    FrameReader fresh;
+    fresh.feed(got.data(), got.size());
+    if (fresh.next(&body) != FrameReader::kFrame) return false;
+    r.feed(got.data(), got.size());
+    return true;
+  });
+  EXPECT_TRUE(have);
+  if (!have || r.next(&body) != FrameReader::kFrame) return {};
+  auto oh = unpack_untrusted(body.data(), body.size());
+  Envelope server = decode_envelope(oh.get());
+  Identity me = Identity::generate();
+  std::string pk((const char*)me.public_key().data(), kPublicKeyBytes), nonce(kNonceBytes, 'n');
+  Hello h{std::string(me.id().bytes()), kProtocolVersion, "default", "", wall_now_ms(), pk, nonce};
+  std::string sig = me.sign(auth_transcript(true, "default", nonce, server.hello.nonce, pk, server.hello.key, ""));
+  return encode_frame(encode_hello(h)) + encode_frame(encode_auth(sig));
 }
 
 std::string request_frame(uint64_t id, std::string_view method = "echo") {
@@ -84,7 +106,7 @@ TEST_F(Hostile, OversizedFrameRefusedFromHeader) {
   RawPeer p(addr);
   std::string f = encode_frame(std::string(16, 'x'));
   f[8] = 0x40;  // claims a 1 GiB body; we never wait for it
-  ASSERT_TRUE(p.send(hello_frame() + f.substr(0, kFrameHeaderSize)));
+  ASSERT_TRUE(p.send(handshake_frames(&loop, p) + f.substr(0, kFrameHeaderSize)));
   EXPECT_TRUE(cut_off(p));
   EXPECT_TRUE(others_served());
 }
@@ -99,7 +121,7 @@ TEST_F(Hostile, BadChecksumWrongVersionGarbageMsgpack) {
   std::string wrong_types = encode_frame(request_prefix(1, "echo", 5000));  // no body value
   for (const std::string& f : {bad_sum, bad_version, garbage, wrong_types}) {
     RawPeer p(addr);
-    ASSERT_TRUE(p.send(hello_frame() + f));
+    ASSERT_TRUE(p.send(handshake_frames(&loop, p) + f));
     EXPECT_TRUE(cut_off(p));
   }
   EXPECT_TRUE(others_served());
@@ -120,7 +142,7 @@ TEST_F(Hostile, RequestFloodIsCutOff) {
   limits.request_burst = 200;
   start();
   RawPeer p(addr);
-  std::string flood = hello_frame();
+  std::string flood = handshake_frames(&loop, p);
   for (int i = 1; i <= 3000; i++) flood += request_frame(i);
   p.send(flood);
   EXPECT_TRUE(cut_off(p));
@@ -134,7 +156,7 @@ TEST_F(Hostile, TooManyRequestsInFlight) {
   int parked = 0;
   server->handle("park", [&](Request&) { parked++; });
   RawPeer p(addr);
-  std::string s = hello_frame();
+  std::string s = handshake_frames(&loop, p);
   for (int i = 1; i <= 9; i++) s += request_frame(i, "park");
   p.send(s);
   EXPECT_TRUE(cut_off(p));
@@ -147,7 +169,7 @@ TEST_F(Hostile, DuplicateRequestId) {
   start();
   server->handle("park", [](Request&) {});
   RawPeer p(addr);
-  p.send(hello_frame() + request_frame(5, "park") + request_frame(5, "park"));
+  p.send(handshake_frames(&loop, p) + request_frame(5, "park") + request_frame(5, "park"));
   EXPECT_TRUE(cut_off(p));
   EXPECT_TRUE(saw("duplicate request id"));
 }
@@ -200,7 +222,7 @@ TEST_F(Hostile, SlowReaderDoesNotGrowOurBuffers) {
   RawPeer p(addr);
   int rcv = 4096;
   setsockopt(p.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);  // a reader that barely reads
-  std::string s = hello_frame();
+  std::string s = handshake_frames(&loop, p);
   for (int i = 1; i <= 200; i++) s += request_frame(i, "big");  // 200 MiB of replies asked for
   ASSERT_TRUE(p.send(s));
   size_t peak = 0;
