@@ -12,6 +12,6 @@ bin="$build/net_bench"
 if [ ! -x "$bin" ]; then
   [ -f "$build/libengine_net.a" ] || { echo "net_bench: build first (make build)" >&2; exit 1; }
   g++ -std=c++20 -O3 -DMSGPACK_NO_BOOST -I. bench/net_bench.cpp "$build/libengine_net.a" "$build/libengine_core.a" \
-    -luv -lxxhash -lpthread -o "$bin"
+    -luv -lxxhash -lsodium -lpthread -o "$bin"
 fi
 "$bin" "$@"
