@@ -154,10 +154,8 @@ void DhtNode::handle_store(Request& r) {
     // so the identical replicas that arrive every republish round cost no
     // verification.
     Storage::Result res = Storage::Result::kRejected;
-    if (allowed)
-      res = storage_.store(it.key, it.subkey, it.entry, t, [&](const std::optional<std::string>& sub, const ValueEntry& e) {
-        return entry_ok(it.key, sub, e);
-      });
+    auto verify = [&](const std::optional<std::string>& sub, const ValueEntry& e) { return entry_ok(it.key, sub, e); };
+    if (allowed) res = storage_.store(it.key, it.subkey, it.entry, t, verify);
     if (res == Storage::Result::kTooFar) rejected_++;
     res == Storage::Result::kStored ? pk.pack_true() : pk.pack_false();
   }

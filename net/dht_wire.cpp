@@ -84,7 +84,8 @@ StoreItem unpack_store_item(const msgpack::object& o) {
   // (minimal) encoding of the value, whatever encoding the sender chose.
   it.entry.value = pack_object(a.via.array.ptr[2]);
   it.entry.expiration = as_double(a.via.array.ptr[3], "exp");
-  if (!NodeId::from_bytes(as_bin(a.via.array.ptr[4], "origin"), &it.origin)) throw BadMessage("origin: must be 20 bytes");
+  if (!NodeId::from_bytes(as_bin(a.via.array.ptr[4], "origin"), &it.origin))
+    throw BadMessage("origin: must be 20 bytes");
   if (n == 7) unpack_signature(a.via.array.ptr + 5, it.entry);
   return it;
 }

@@ -1,6 +1,6 @@
 // Signed records in a live swarm on one loop: honest owned records round-trip
 // through put, replication and get with their signatures; a hostile peer that
-// pushes forged records straight into every node's dht.store, and answers
+// pushes forged or replayed records straight into every node's dht.store, and answers
 // lookups with forged records, gets none of them stored or returned.
 #include <gtest/gtest.h>
 
@@ -176,13 +176,16 @@ TEST_F(Signed, HostilePeerCannotPlantOrServeForgedRecords) {
   add(vsub, ValueEntry(v, now + 900));
   // 5. The victim's key claimed, hostile signature.
   add(vsub, ValueEntry(v, now + 900, genuine.pk, sign_record(evil, key, vsub, v, now + 900)));
-  // 6. A correctly signed record of the hostile's own replayed after it expired,
-  //    7. and one set to expire too far ahead (a long replay window).
+  // 6. A record the victim really signed, captured and replayed after it expired.
+  add(vsub, ValueEntry(v, now - 1, genuine.pk, sign_record(victim, key, vsub, v, now - 1)));
+  // 7. A correctly signed record of the hostile's own replayed after it expired,
+  //    8. and one set to expire too far ahead (a long replay window).
   std::string esub = owned(evil.id());
-  forged.push_back({key, esub, ValueEntry(v, now - 1, pk_of(evil), sign_record(evil, key, esub, v, now - 1)), evil.id()});
+  forged.push_back(
+      {key, esub, ValueEntry(v, now - 1, pk_of(evil), sign_record(evil, key, esub, v, now - 1)), evil.id()});
   double far = now + kMaxTtlS + 2 * kClockSkewS;
   forged.push_back({key, esub, ValueEntry(v, far, pk_of(evil), sign_record(evil, key, esub, v, far)), evil.id()});
-  // 8. A plain value, unauthenticated but allowed, must not wipe the owned entry.
+  // 9. A plain value, unauthenticated but allowed, must not wipe the owned entry.
   forged.push_back({key, std::nullopt, ValueEntry(v, now + 3600), evil.id()});
 
   // As replicas (origin = the owner, so only the signature can tell) to every node.
