@@ -2,11 +2,12 @@
 //   1. request round trips: sequential latency and pipelined rate
 //   2. a 16 MiB tensor streamed as RPC parts vs. a plain TCP copy of the same
 //      bytes, measured in the same run (the ratio is the number that matters)
-//   3. a 100-node DHT: hops, messages and latency per lookup
+//   3. a 100-node DHT: hops, messages and latency per lookup, for plain and
+//      for signed (owned-subkey) values, and signature checks per second
 //   4. a private swarm (--swarm-key: sealed records) against an open one, in
 //      one run: tensor throughput, request rate, handshake cost per connection
 // Prints ratios and measurements, never a verdict.
-// Usage: net_bench [--nodes N] [--lookups N] [--skip-dht] [--only-key]
+// Usage: net_bench [--nodes N] [--lookups N] [--skip-dht] [--skip-rpc] [--only-key]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -373,6 +374,29 @@ static void dht_node_process(const std::string& bootstrap, int fd) {
   uv_run(&loop, UV_RUN_DEFAULT);
 }
 
+// Signed records (net/dht_record.h): how many signatures one core signs and
+// checks per second (a check is the peer-id hash plus an Ed25519 verification).
+static void bench_record_checks() {
+  Identity me = Identity::generate();
+  NodeId key = NodeId::from_key("bench");
+  std::string sub = "@" + me.id().hex();
+  std::string pk((const char*)me.public_key().data(), kPublicKeyBytes);
+  const int n = 2000;
+  std::vector<std::string> values, sigs;
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; i++) {
+    values.push_back(std::string(200, (char)('a' + i % 26)) + std::to_string(i));  // a ServerInfo-sized value
+    sigs.push_back(sign_record(me, key, sub, values.back(), 1e9 + i));
+  }
+  double sign_s = secs_since(t0);
+  t0 = Clock::now();
+  int ok = 0;
+  for (int i = 0; i < n; i++) ok += check_record(key, sub, values[i], 1e9 + i, pk, sigs[i]) == RecordCheck::kOk;
+  double check_s = secs_since(t0);
+  std::printf("signed records: %d signs %.0f/s, %d/%d checks %.0f/s (%.1f us each), one core\n", n, n / sign_s, ok, n,
+              n / check_s, 1e6 * check_s / n);
+}
+
 static void bench_dht(int n_nodes, int n_lookups) {
   auto t0 = Clock::now();
   std::vector<std::string> addrs;
@@ -383,93 +407,108 @@ static void bench_dht(int n_nodes, int n_lookups) {
   }
   std::printf("dht: %d node processes up in %.1f s\n", n_nodes, secs_since(t0));
 
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  std::map<int, std::vector<double>> ms_by_hops;
-  std::vector<double> all_ms, msgs, hops;
-  int found = 0, stored_total = 0;
-  {
-    // Fresh clients (no listener), each joining through a random node, as
-    // `engine dht get` does.
-    const int kClients = 10;
-    for (int c = 0; c < kClients; c++) {
-      Rpc rpc(&loop);
-      DhtNode node(rpc, bench_dht_opts());
-      bool ok = false;
-      node.bootstrap({addrs[std::rand() % addrs.size()]}, [&](size_t k, const std::string&) { ok = k > 0; });
-      if (!run_until(&loop, [&] { return ok; })) std::fprintf(stderr, "client %d: bootstrap failed\n", c);
-      int per = n_lookups / kClients;
-      for (int i = 0; i < per; i++) {
-        std::string key = "bench-key-" + std::to_string(c) + "-" + std::to_string(i);
-        bool done = false;
-        node.put(key, std::nullopt, std::string(1, '\x2a'), node.now() + 600,
-                 [&](int s, int, const LookupStats&) { stored_total += s, done = true; });
-        run_until(&loop, [&] { return done; });
+  // The same swarm, plain values then values under each writer's own "@<id>"
+  // subkey (signed by the writer, checked by every holder and reader).
+  for (bool owned : {false, true}) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::map<int, std::vector<double>> ms_by_hops;
+    std::vector<double> all_ms, msgs, hops, put_ms;
+    int found = 0, stored_total = 0;
+    std::string prefix = owned ? "bench-owned-" : "bench-key-";
+    {
+      // Fresh clients (no listener), each joining through a random node, as
+      // `engine dht get` does.
+      const int kClients = 10;
+      for (int c = 0; c < kClients; c++) {
+        Rpc rpc(&loop);
+        DhtNode node(rpc, bench_dht_opts());
+        std::optional<std::string> sub;
+        if (owned) sub = "@" + node.id().hex();
+        bool ok = false;
+        node.bootstrap({addrs[std::rand() % addrs.size()]}, [&](size_t k, const std::string&) { ok = k > 0; });
+        if (!run_until(&loop, [&] { return ok; })) std::fprintf(stderr, "client %d: bootstrap failed\n", c);
+        int per = n_lookups / kClients;
+        for (int i = 0; i < per; i++) {
+          std::string key = prefix + std::to_string(c) + "-" + std::to_string(i);
+          bool done = false;
+          auto p0 = Clock::now();
+          node.put(key, sub, std::string(1, '\x2a'), node.now() + 600,
+                   [&](int s, int, const LookupStats&) { stored_total += s, done = true; });
+          run_until(&loop, [&] { return done; });
+          put_ms.push_back(1000 * secs_since(p0));
+        }
+        for (int i = 0; i < per; i++) {
+          // Gets from a different client than the one that stored.
+          std::string key = prefix + std::to_string((c + 1) % kClients) + "-" + std::to_string(i);
+          bool done = false;
+          node.find_nodes(NodeId::random(), [&](const std::vector<Contact>&, const LookupStats&) {});
+          node.get(key, [&](const GetResult& r) {
+            done = true;
+            (void)r;
+          });
+          run_until(&loop, [&] { return done; });
+        }
+        // Measured lookups: values stored by clients before this one.
+        for (int i = 0; i < per; i++) {
+          std::string key = prefix + std::to_string(c > 0 ? c - 1 : 0) + "-" + std::to_string(i);
+          bool done = false;
+          node.get(key, [&](const GetResult& r) {
+            done = true;
+            found += r.found;
+            ms_by_hops[r.stats.value_hops].push_back(r.stats.ms);
+            all_ms.push_back(r.stats.ms);
+            msgs.push_back(r.stats.messages);
+            hops.push_back(r.stats.hops);
+          });
+          run_until(&loop, [&] { return done; });
+        }
+        node.stop();
+        rpc.close();
+        uv_run(&loop, UV_RUN_DEFAULT);
       }
-      for (int i = 0; i < per; i++) {
-        // Gets from a different client than the one that stored.
-        std::string key = "bench-key-" + std::to_string((c + 1) % kClients) + "-" + std::to_string(i);
-        bool done = false;
-        node.find_nodes(NodeId::random(), [&](const std::vector<Contact>&, const LookupStats&) {});
-        node.get(key, [&](const GetResult& r) {
-          done = true;
-          (void)r;
-        });
-        run_until(&loop, [&] { return done; });
-      }
-      // Measured lookups: values stored by clients before this one.
-      for (int i = 0; i < per; i++) {
-        std::string key = "bench-key-" + std::to_string(c > 0 ? c - 1 : 0) + "-" + std::to_string(i);
-        bool done = false;
-        node.get(key, [&](const GetResult& r) {
-          done = true;
-          found += r.found;
-          ms_by_hops[r.stats.value_hops].push_back(r.stats.ms);
-          all_ms.push_back(r.stats.ms);
-          msgs.push_back(r.stats.messages);
-          hops.push_back(r.stats.hops);
-        });
-        run_until(&loop, [&] { return done; });
-      }
-      node.stop();
-      rpc.close();
-      uv_run(&loop, UV_RUN_DEFAULT);
     }
+    uv_loop_close(&loop);
+    auto mean = [](const std::vector<double>& v) {
+      return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+    };
+    auto pct = [](std::vector<double> v, double p) {
+      if (v.empty()) return 0.0;
+      std::sort(v.begin(), v.end());
+      return v[std::min(v.size() - 1, (size_t)(p * v.size()))];
+    };
+    std::printf("dht %d nodes, %zu gets of %s values (k=20, alpha=3): found %d/%zu, stored on %.1f nodes per put\n",
+                n_nodes, all_ms.size(), owned ? "signed (owned-subkey)" : "plain", found, all_ms.size(),
+                (double)stored_total / std::max<size_t>(1, all_ms.size()));
+    std::printf("  messages per lookup: mean %.1f   hops (longest referral chain): mean %.2f max %.0f\n", mean(msgs),
+                mean(hops), pct(hops, 1.0));
+    std::printf("  get latency: mean %.2f ms  p50 %.2f ms  p99 %.2f ms;  put (lookup + store): mean %.2f ms"
+                "  p50 %.2f ms\n",
+                mean(all_ms), pct(all_ms, 0.5), pct(all_ms, 0.99), mean(put_ms), pct(put_ms, 0.5));
+    for (auto& [h, v] : ms_by_hops)
+      std::printf("  value first found at hop %d: %4zu lookups, mean %.2f ms\n", h, v.size(), mean(v));
   }
-  uv_loop_close(&loop);
-  auto mean = [](const std::vector<double>& v) { return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size(); };
-  auto pct = [](std::vector<double> v, double p) {
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, (size_t)(p * v.size()))];
-  };
-  std::printf("dht %d nodes, %zu gets (k=20, alpha=3): found %d/%zu, stored on %.1f nodes per put\n", n_nodes,
-              all_ms.size(), found, all_ms.size(), (double)stored_total / std::max<size_t>(1, all_ms.size()));
-  std::printf("  messages per lookup: mean %.1f   hops (longest referral chain): mean %.2f max %.0f\n", mean(msgs),
-              mean(hops), pct(hops, 1.0));
-  std::printf("  latency: mean %.2f ms  p50 %.2f ms  p99 %.2f ms\n", mean(all_ms), pct(all_ms, 0.5), pct(all_ms, 0.99));
-  for (auto& [h, v] : ms_by_hops)
-    std::printf("  value first found at hop %d: %4zu lookups, mean %.2f ms\n", h, v.size(), mean(v));
 }
 
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   int nodes = 100, lookups = 200;
-  bool skip_dht = false, only_key = false;
+  bool skip_dht = false, skip_rpc = false, only_key = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--nodes" && i + 1 < argc) nodes = std::atoi(argv[++i]);
     else if (a == "--lookups" && i + 1 < argc) lookups = std::atoi(argv[++i]);
     else if (a == "--skip-dht") skip_dht = true;
+    else if (a == "--skip-rpc") skip_rpc = true;
     else if (a == "--only-key") only_key = true;
     else {
-      std::fprintf(stderr, "usage: net_bench [--nodes N] [--lookups N] [--skip-dht] [--only-key]\n");
+      std::fprintf(stderr, "usage: net_bench [--nodes N] [--lookups N] [--skip-dht] [--skip-rpc] [--only-key]\n");
       return 1;
     }
   }
   signal(SIGPIPE, SIG_IGN);
   std::srand(12345);
-  if (!only_key) {
+  if (!only_key && !skip_rpc) {
     std::string addr = spawn([](int fd) { rpc_server(fd); });
     bench_rpc(addr);
     reap_children();
@@ -477,6 +516,7 @@ int main(int argc, char** argv) {
   bench_swarm_key();
   reap_children();
   if (only_key) return 0;
+  bench_record_checks();
   if (!skip_dht) bench_dht(nodes, lookups);
   reap_children();
   return 0;

@@ -136,8 +136,8 @@ int cmd_put(int argc, char** argv) {
   p.add("--ttl", "SECONDS", "time to live", &ttl);
   p.positional("KEY VALUE", "the key and the value", &pos, 2, 2);
   if (!p.parse(argc, argv)) return p.exit_code();
-  if (ttl <= 0) {
-    std::fprintf(stderr, "error: --ttl must be positive\n");
+  if (!(ttl > 0 && ttl <= kMaxTtlS)) {
+    std::fprintf(stderr, "error: --ttl must be positive and at most %.0f (the DHT's maximum TTL)\n", kMaxTtlS);
     return 1;
   }
   return run_command([&] {

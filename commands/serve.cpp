@@ -251,6 +251,9 @@ int cmd_serve(int argc, char** argv) {
     }
     if (cache_tokens < 0 || max_sessions < 1 || max_sessions_per_peer < 1 || announce_interval <= 0 || step_timeout <= 0)
       throw Error("--cache-tokens must be >= 0; --max-sessions, intervals and timeouts positive");
+    if (announce_interval * 3 > net::kMaxTtlS)
+      throw Error("--announce-interval must be at most " + std::to_string((int)(net::kMaxTtlS / 3)) +
+                  " (announcements live 3x it, and DHT records at most a day)");
     std::shared_ptr<const GGUFFile> file = GGUFFile::open(model_path);
     LlamaHParams hp = LlamaHParams::from_gguf(*file);
     if (model_name.empty()) model_name = model_dht_name(model_path);

@@ -9,6 +9,7 @@
 #include "core/cli.h"
 #include "core/error.h"
 #include "net/address.h"
+#include "net/dht_record.h"
 #include "train/collaborative.h"
 
 namespace engine {
@@ -100,6 +101,9 @@ struct CollabFlags {
     c.bandwidth = bandwidth;
     if (progress_period_s <= 0 || matchmaking_time_s <= 0 || averaging_timeout_s <= 0)
       throw Error("--progress-period, --matchmaking-time and --averaging-timeout must be positive");
+    // The run config lives 60 progress periods (10 for progress, x6), and DHT records at most a day.
+    if (progress_period_s * 60 > net::kMaxTtlS)
+      throw Error("--progress-period must be at most " + std::to_string((int)(net::kMaxTtlS / 60)));
     c.progress_period_s = progress_period_s;
     c.progress_ttl_s = std::max(10.0, progress_period_s * 10);
     c.matchmaking.gather_ms = (uint32_t)(matchmaking_time_s * 1000);

@@ -3,56 +3,26 @@
 #include <algorithm>
 #include <chrono>
 
+#include "net/dht_wire.h"
+
 namespace engine::net {
 
-std::optional<NodeId> subkey_owner(std::string_view subkey) {
-  NodeId id;
-  if (subkey.size() == 41 && subkey[0] == '@' && NodeId::from_hex(subkey.substr(1), &id)) return id;
-  return std::nullopt;
-}
-
-// ---- wire encoding of DHT bodies ------------------------------------------------
-
-static void pack_record(Packer& pk, Buf& b, const Record& r) {
-  if (!r.is_dict) {
-    pk.pack_map(2);
-    pack_str(pk, "exp");
-    pk.pack_double(r.plain.expiration);
-    pack_str(pk, "value");
-    b.write(r.plain.value.data(), r.plain.value.size());  // already one msgpack object
-    return;
-  }
-  pk.pack_map(1);
-  pack_str(pk, "dict");
-  pk.pack_array((uint32_t)r.dict.size());
-  for (auto& [sub, e] : r.dict) {
-    pk.pack_array(3);
-    pack_bin(pk, sub);
-    b.write(e.value.data(), e.value.size());
-    pk.pack_double(e.expiration);
-  }
-}
-
-static Record unpack_record(const msgpack::object& o, size_t max_subkeys) {
-  as_map(o, "record");
-  Record r;
-  if (const msgpack::object* d = find_field(o, "dict")) {
-    auto& arr = as_array(*d, "record dict");
-    if (arr.via.array.size > max_subkeys) throw BadMessage("record dict: too many subkeys");
-    r.is_dict = true;
-    for (uint32_t i = 0; i < arr.via.array.size; i++) {
-      auto& it = as_array(arr.via.array.ptr[i], "dict entry");
-      if (it.via.array.size != 3) throw BadMessage("dict entry: expected [subkey, value, exp]");
-      std::string sub(as_bytes(it.via.array.ptr[0], "subkey"));
-      ValueEntry e{pack_object(it.via.array.ptr[1]), as_double(it.via.array.ptr[2], "exp")};
-      auto old = r.dict.find(sub);
-      if (old == r.dict.end() || old->second.expiration < e.expiration) r.dict[sub] = e;
-    }
-    return r;
-  }
-  r.plain.expiration = as_double(need_field(o, "exp"), "exp");
-  r.plain.value = pack_object(need_field(o, "value"));
-  return r;
+// Runs fn from the loop soon, never inside the caller (put's refusals keep
+// the "done runs later" contract of the accepted case).
+static void defer(uv_loop_t* loop, std::function<void()> fn) {
+  struct Deferred {
+    uv_timer_t t;
+    std::function<void()> fn;
+  };
+  auto* d = new Deferred{{}, std::move(fn)};
+  uv_timer_init(loop, &d->t);
+  d->t.data = d;
+  uv_timer_start(&d->t, [](uv_timer_t* t) {
+    auto* d = (Deferred*)t->data;
+    auto fn = std::move(d->fn);
+    uv_close((uv_handle_t*)t, [](uv_handle_t* h) { delete (Deferred*)h->data; });
+    fn();
+  }, 0, 0);
 }
 
 static double steady_ms() {
@@ -173,23 +143,21 @@ void DhtNode::handle_store(Request& r) {
   pk.pack_array(items.via.array.size);
   double t = now();
   for (uint32_t i = 0; i < items.via.array.size; i++) {
-    auto& it = as_array(items.via.array.ptr[i], "item");
-    if (it.via.array.size != 5) throw BadMessage("item: expected [key, subkey, value, exp, origin]");
-    NodeId key, origin;
-    if (!NodeId::from_bytes(as_bin(it.via.array.ptr[0], "key"), &key)) throw BadMessage("key: must be 20 bytes");
-    std::optional<std::string> sub;
-    if (it.via.array.ptr[1].type != msgpack::type::NIL) sub = std::string(as_bytes(it.via.array.ptr[1], "subkey"));
-    std::string value = pack_object(it.via.array.ptr[2]);
-    double exp = as_double(it.via.array.ptr[3], "exp");
-    if (!NodeId::from_bytes(as_bin(it.via.array.ptr[4], "origin"), &origin)) throw BadMessage("origin: must be 20 bytes");
+    StoreItem it = unpack_store_item(items.via.array.ptr[i]);
     bool allowed = true;
-    if (!replica && origin != r.peer.id) allowed = false;  // a first store comes from its writer
-    if (sub) {
-      auto owner = subkey_owner(*sub);
-      if (owner && *owner != origin) allowed = false;  // only the named peer writes its subkey
+    if (!replica && it.origin != r.peer.id) allowed = false;  // a first store comes from its writer
+    if (it.subkey) {
+      auto owner = subkey_owner(*it.subkey);
+      if (owner && *owner != it.origin) allowed = false;  // replicas of owned subkeys name their owner
     }
-    bool ok = allowed && storage_.store(key, sub, value, exp, t) == Storage::Result::kStored;
-    ok ? pk.pack_true() : pk.pack_false();
+    // The signature is checked only when the store rules would keep the item,
+    // so the identical replicas that arrive every republish round cost no
+    // verification.
+    Storage::Result res = Storage::Result::kRejected;
+    auto verify = [&](const std::optional<std::string>& sub, const ValueEntry& e) { return entry_ok(it.key, sub, e); };
+    if (allowed) res = storage_.store(it.key, it.subkey, it.entry, t, verify);
+    if (res == Storage::Result::kTooFar) rejected_++;
+    res == Storage::Result::kStored ? pk.pack_true() : pk.pack_false();
   }
   r.respond(std::move(b.s));
 }
@@ -322,9 +290,16 @@ void DhtNode::query(const std::shared_ptr<Lookup>& L, const Contact& c) {
         if (L->want_value) {
           if (auto* v = find_field(*r.result, "value")) {
             Record rec = unpack_record(*v, opts_.storage.max_subkeys);
-            merge_record(L->value, rec);
-            if (!L->found) L->stats.value_hops = depth;
-            L->found = true;
+            drop_unacceptable(rec, now());
+            // Verified only when an entry would win the merge: the copies
+            // other holders send of the same entry are refused as not newer.
+            merge_record(L->value, rec, [this, &L](const std::optional<std::string>& sub, const ValueEntry& e) {
+              return entry_ok(L->target, sub, e);
+            });
+            if (!L->found && !L->value.empty()) {
+              L->stats.value_hops = depth;
+              L->found = true;
+            }
           }
         }
       } catch (const BadMessage&) {
@@ -373,6 +348,27 @@ void DhtNode::bootstrap(const std::vector<std::string>& peers, std::function<voi
 
 // ---- put / get -------------------------------------------------------------------
 
+bool DhtNode::entry_ok(const NodeId& key, const std::optional<std::string>& subkey, const ValueEntry& e) {
+  if (check_record(key, subkey, e.value, e.expiration, e.pk, e.sig) == RecordCheck::kOk) return true;
+  rejected_++;
+  return false;
+}
+
+// A reader's version of the storage's range checks, for lookup answers.
+void DhtNode::drop_unacceptable(Record& r, double t) {
+  auto bad = [&](const ValueEntry& e) {
+    if (!(e.expiration > t)) return true;  // expired, or NaN
+    if (e.expiration <= t + opts_.storage.max_ahead_s) return false;
+    rejected_++;
+    return true;
+  };
+  if (!r.is_dict) {
+    if (r.plain.expiration != 0 && bad(r.plain)) r.plain = {};
+    return;
+  }
+  for (auto it = r.dict.begin(); it != r.dict.end();) it = bad(it->second) ? r.dict.erase(it) : std::next(it);
+}
+
 void DhtNode::send_store(const Contact& to, const std::vector<StoreItem>& items, bool replica,
                          std::function<void(int)> done) {
   Buf b;
@@ -380,15 +376,7 @@ void DhtNode::send_store(const Contact& to, const std::vector<StoreItem>& items,
   pk.pack_map(2);
   pack_str(pk, "items");
   pk.pack_array((uint32_t)items.size());
-  for (auto& it : items) {
-    pk.pack_array(5);
-    pack_bin(pk, it.key.bytes());
-    if (it.subkey) pack_bin(pk, *it.subkey);
-    else pk.pack_nil();
-    b.write(it.value.data(), it.value.size());
-    pk.pack_double(it.expiration);
-    pack_bin(pk, it.origin.bytes());
-  }
+  for (auto& it : items) pack_store_item(pk, b, it);
   pack_str(pk, "replica");
   replica ? pk.pack_true() : pk.pack_false();
   rpc_.call(to.addr, "dht.store", std::move(b.s), opts_.rpc_timeout_ms, [this, to, done](const Reply& r) {
@@ -410,16 +398,34 @@ void DhtNode::send_store(const Contact& to, const std::vector<StoreItem>& items,
 void DhtNode::put(const std::string& key, const std::optional<std::string>& subkey, std::string value,
                   double expiration, std::function<void(int, int, const LookupStats&)> done) {
   NodeId kid = NodeId::from_key(key);
+  auto refuse = [&](const std::string& why) {
+    if (opts_.log) opts_.log("put " + key + ": " + why);
+    defer(rpc_.loop(), [done] { done(0, 0, LookupStats{}); });
+  };
+  auto owner = subkey ? subkey_owner(*subkey) : std::nullopt;
+  if (owner && *owner != id()) return refuse("subkey " + *subkey + " belongs to another peer");
+  if (!(expiration <= now() + kMaxTtlS)) return refuse("expiration more than the maximum TTL ahead");
+  ValueEntry entry;
+  entry.expiration = expiration;
+  try {
+    // Signed and sent as msgpack-c's encoding, the one every node re-encodes to.
+    auto oh = unpack_untrusted(value.data(), value.size());
+    entry.value = pack_object(oh.get());
+  } catch (const BadMessage& e) {
+    return refuse(std::string("value is not one msgpack object: ") + e.what());
+  }
+  if (owner) {
+    entry.pk.assign((const char*)rpc_.identity().public_key().data(), kPublicKeyBytes);
+    entry.sig = sign_record(rpc_.identity(), kid, *subkey, entry.value, expiration);
+  }
   if (expiration > now()) own_[{key, subkey.value_or("")}] = OwnValue{key, subkey, value, expiration};
-  lookup(kid, false, [this, kid, subkey, value, expiration, done](Lookup& L) {
+  lookup(kid, false, [this, kid, subkey, entry, done](Lookup& L) {
     std::vector<Contact> targets = L.closest_answered(opts_.k);
     LookupStats stats = L.stats;
     int local = 0;
     // A listening node is a holder too when it is among the k closest.
-    auto owner = subkey ? subkey_owner(*subkey) : std::nullopt;
-    bool may_write = !owner || *owner == id();
-    if (may_write && !rpc_.address().empty() && (targets.size() < opts_.k || closer(kid, id(), targets.back().id)))
-      local = storage_.store(kid, subkey, value, expiration, now()) == Storage::Result::kStored;
+    if (!rpc_.address().empty() && (targets.size() < opts_.k || closer(kid, id(), targets.back().id)))
+      local = storage_.store(kid, subkey, entry, now()) == Storage::Result::kStored;
     if (targets.empty()) {
       done(local, local, stats);
       return;
@@ -427,7 +433,7 @@ void DhtNode::put(const std::string& key, const std::optional<std::string>& subk
     auto left = std::make_shared<size_t>(targets.size());
     auto stored = std::make_shared<int>(local);
     int tried = (int)targets.size() + local;
-    std::vector<StoreItem> items{StoreItem{kid, subkey, value, expiration, id()}};
+    std::vector<StoreItem> items{StoreItem{kid, subkey, entry, id()}};
     for (auto& t : targets)
       send_store(t, items, false, [left, stored, tried, stats, done](int accepted) {
         *stored += accepted;
@@ -446,8 +452,9 @@ void DhtNode::get(const std::string& key, std::function<void(const GetResult&)> 
     double t = now();
     if (L.found) {
       // Cache what the network returned, so we can answer for it too.
-      if (!L.value.is_dict) cache_.store(kid, std::nullopt, L.value.plain.value, L.value.plain.expiration, t);
-      for (auto& [sub, e] : L.value.dict) cache_.store(kid, sub, e.value, e.expiration, t);
+      // (Already verified; signatures are kept so we can pass them on.)
+      if (!L.value.is_dict) cache_.store(kid, std::nullopt, L.value.plain, t);
+      for (auto& [sub, e] : L.value.dict) cache_.store(kid, sub, e, t);
     }
     for (Storage* s : {&storage_, &cache_})
       if (auto local = s->get(kid, t)) {
@@ -517,10 +524,10 @@ void DhtNode::republish() {
   size_t n = 0;
   for (auto& [key, rec] : storage_.items(t)) {
     std::vector<StoreItem> items;
-    if (!rec.is_dict) items.push_back({key, std::nullopt, rec.plain.value, rec.plain.expiration, id()});
+    if (!rec.is_dict) items.push_back({key, std::nullopt, rec.plain, id()});
     for (auto& [sub, e] : rec.dict) {
       NodeId origin = subkey_owner(sub).value_or(id());
-      items.push_back({key, sub, e.value, e.expiration, origin});
+      items.push_back({key, sub, e, origin});  // the owner's signature travels unchanged
     }
     for (auto& c : table_.nearest(key, opts_.k)) {
       if (banned(c.addr)) continue;

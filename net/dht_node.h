@@ -7,6 +7,11 @@
 //             and caches what it found
 //   upkeep    bucket refresh, republish of own values and of held replicas,
 //             bans with exponential backoff for peers that do not answer
+//   records   a subkey "@<id>" names its owner (subkey_owner, net/dht_record.h):
+//             put signs it with this node's identity when <id> is ours and
+//             refuses it otherwise; every store and every lookup answer is
+//             checked, so forged or altered copies never enter storage or a
+//             get result, whoever relays them
 #pragma once
 #include <functional>
 #include <map>
@@ -19,6 +24,7 @@
 
 #include "net/dht_routing.h"
 #include "net/dht_storage.h"
+#include "net/dht_wire.h"
 #include "net/rpc.h"
 
 namespace engine::net {
@@ -50,11 +56,6 @@ struct GetResult {
   LookupStats stats;
 };
 
-// A subkey written as "@" + 40 hex digits names a peer; only that peer may
-// write it (today checked against the handshake id of the writer; later
-// against a signature, so replicas can be verified too).
-std::optional<NodeId> subkey_owner(std::string_view subkey);
-
 class DhtNode {
  public:
   DhtNode(Rpc& rpc, DhtOptions opts = {});
@@ -69,8 +70,10 @@ class DhtNode {
   void start_maintenance();
   void stop();
 
-  // value_msgpack is one encoded msgpack object; expiration in DHT time.
-  // done(number of nodes that accepted it, nodes tried).
+  // value_msgpack is one encoded msgpack object; expiration in DHT time, at
+  // most kMaxTtlS ahead. done(number of nodes that accepted it, nodes tried);
+  // (0, 0) at once for a subkey owned by another peer (we cannot sign it) or
+  // an expiration out of range.
   void put(const std::string& key, const std::optional<std::string>& subkey, std::string value_msgpack,
            double expiration, std::function<void(int stored, int tried, const LookupStats&)> done);
   void get(const std::string& key, std::function<void(const GetResult&)> done);
@@ -83,6 +86,9 @@ class DhtNode {
   Storage& storage() { return storage_; }
   bool banned(const std::string& addr) const;
   void republish_now() { republish(); }
+  // Items of dht.store and entries of lookup answers refused for a bad or
+  // missing signature, an expiration out of range, or a malformed value.
+  uint64_t rejected_records() const { return rejected_; }
 
   std::function<void(const Contact&)> on_peer_joined;
   std::function<void(const Contact&, const std::string& why)> on_peer_left;
@@ -94,13 +100,6 @@ class DhtNode {
     std::optional<std::string> subkey;
     std::string value;
     double expiration;
-  };
-  struct StoreItem {
-    NodeId key;
-    std::optional<std::string> subkey;
-    std::string value;
-    double expiration;
-    NodeId origin;
   };
   struct Ban {
     int failures = 0;
@@ -119,6 +118,8 @@ class DhtNode {
   void failed(const Contact& c, const Reply& r);
   void send_store(const Contact& to, const std::vector<StoreItem>& items, bool replica,
                   std::function<void(int accepted)> done);
+  bool entry_ok(const NodeId& key, const std::optional<std::string>& subkey, const ValueEntry& e);
+  void drop_unacceptable(Record& r, double now);
   void tick();
   void refresh();
   void republish();
@@ -134,6 +135,7 @@ class DhtNode {
   uv_timer_t* timer_ = nullptr;
   uint64_t next_refresh_ = 0, next_republish_ = 0;
   bool stopped_ = false;
+  uint64_t rejected_ = 0;
 };
 
 }  // namespace engine::net

@@ -16,46 +16,59 @@ const char* storage_result_name(Storage::Result r) {
     case Storage::Result::kStored: return "stored";
     case Storage::Result::kOlder: return "not newer than the stored value";
     case Storage::Result::kExpired: return "already expired";
+    case Storage::Result::kTooFar: return "expires too far in the future";
+    case Storage::Result::kRejected: return "bad or missing signature";
     case Storage::Result::kTooLarge: return "too large";
     case Storage::Result::kFull: return "storage full";
   }
   return "?";
 }
 
+static bool has_owned(const Record& r) {
+  if (!r.is_dict) return false;
+  for (auto& [sub, e] : r.dict)
+    if (subkey_owner(sub)) return true;
+  return false;
+}
+
 // The store rule, shared by storage and merging: `rec` absorbs one write.
+// Every refusal is decided before anything changes, and `check` (a signature
+// verification) runs only for a write that would otherwise win.
 static Storage::Result apply(Record& rec, bool exists, const std::optional<std::string>& subkey,
-                             const ValueEntry& e, size_t max_subkeys) {
+                             const ValueEntry& e, size_t max_subkeys, const EntryCheck& check) {
+  using R = Storage::Result;
   if (!subkey) {
-    if (exists && e.expiration <= rec.max_expiration()) return Storage::Result::kOlder;
+    // A plain value is unauthenticated: it never replaces owned (signed) entries.
+    if (exists && (has_owned(rec) || e.expiration <= rec.max_expiration())) return R::kOlder;
+    if (check && !check(subkey, e)) return R::kRejected;
     rec.is_dict = false;
     rec.dict.clear();
     rec.plain = e;
-    return Storage::Result::kStored;
+    return R::kStored;
   }
-  if (exists && !rec.is_dict) {
-    if (e.expiration <= rec.plain.expiration) return Storage::Result::kOlder;
-    rec.plain = {};  // a newer dictionary entry replaces an older plain value
-  }
-  rec.is_dict = true;
+  bool replaces_plain = exists && !rec.is_dict;
+  // A newer dictionary entry replaces an older plain value; an owned one
+  // replaces any plain value, so the merge of several answers does not depend
+  // on whether a forged plain value arrived first.
+  if (replaces_plain && !subkey_owner(*subkey) && e.expiration <= rec.plain.expiration) return R::kOlder;
   auto it = rec.dict.find(*subkey);
-  if (it != rec.dict.end()) {
-    if (e.expiration <= it->second.expiration) return Storage::Result::kOlder;
-    it->second = e;
-    return Storage::Result::kStored;
-  }
-  if (rec.dict.size() >= max_subkeys) return Storage::Result::kFull;
-  rec.dict.emplace(*subkey, e);
-  return Storage::Result::kStored;
+  if (it != rec.dict.end() && e.expiration <= it->second.expiration) return R::kOlder;
+  if (it == rec.dict.end() && rec.dict.size() >= max_subkeys) return R::kFull;
+  if (check && !check(subkey, e)) return R::kRejected;
+  if (replaces_plain) rec.plain = {};
+  rec.is_dict = true;
+  rec.dict[*subkey] = e;
+  return R::kStored;
 }
 
-void merge_record(Record& into, const Record& in) {
+void merge_record(Record& into, const Record& in, const EntryCheck& check) {
   bool exists = !into.empty();
   if (!in.is_dict) {
-    if (in.plain.expiration > 0) apply(into, exists, std::nullopt, in.plain, SIZE_MAX);
+    if (in.plain.expiration > 0) apply(into, exists, std::nullopt, in.plain, SIZE_MAX, check);
     return;
   }
   for (auto& [sub, e] : in.dict) {
-    apply(into, exists, sub, e, SIZE_MAX);
+    apply(into, exists, sub, e, SIZE_MAX, check);
     exists = !into.empty();
   }
 }
@@ -69,10 +82,13 @@ static void drop_expired(Record& r, double now) {
     it = it->second.expiration <= now ? r.dict.erase(it) : std::next(it);
 }
 
-Storage::Result Storage::store(const NodeId& key, const std::optional<std::string>& subkey, std::string_view value,
-                               double expiration, double now) {
-  if (expiration <= now) return Result::kExpired;
-  if (value.size() > limits_.max_value_bytes || (subkey && subkey->size() > limits_.max_subkey_bytes))
+Storage::Result Storage::store(const NodeId& key, const std::optional<std::string>& subkey, const ValueEntry& e,
+                               double now, const EntryCheck& check) {
+  // (Written so that a NaN expiration is refused as expired, infinity as too far.)
+  if (!(e.expiration > now)) return Result::kExpired;
+  // A bounded lifetime bounds how long a captured signed record can be replayed.
+  if (!(e.expiration <= now + limits_.max_ahead_s)) return Result::kTooFar;
+  if (e.value.size() > limits_.max_value_bytes || (subkey && subkey->size() > limits_.max_subkey_bytes))
     return Result::kTooLarge;
   auto it = records_.find(key);
   bool exists = it != records_.end();
@@ -84,7 +100,7 @@ Storage::Result Storage::store(const NodeId& key, const std::optional<std::strin
     if (records_.size() >= limits_.max_keys) return Result::kFull;
   }
   Record& rec = exists ? it->second : records_[key];
-  Result r = apply(rec, exists, subkey, ValueEntry{std::string(value), expiration}, limits_.max_subkeys);
+  Result r = apply(rec, exists, subkey, e, limits_.max_subkeys, check);
   if (rec.empty()) records_.erase(key);
   return r;
 }
