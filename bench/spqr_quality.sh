@@ -31,7 +31,10 @@ echo "|---|---|---|---|---|"
 row "F32" "$M" "32"
 while IFS='|' read -r name args; do
   out="$dir/q.gguf"
-  bits=$($ENGINE quantize -m "$M" -o "$out" --calib "$CAL" --nsamples "$NS" --seqlen "$SL" --json $args 2>/dev/null |
+  # The comparison of methods keeps the embedding and head F32 (as before issue 22);
+  # rows marked "default tables" store them as quantize does by default.
+  case "$name" in *"default tables"*) keep="";; *) keep="--head-type keep --embd-type keep";; esac
+  bits=$($ENGINE quantize -m "$M" -o "$out" --calib "$CAL" --nsamples "$NS" --seqlen "$SL" --json $keep $args 2>/dev/null |
          python3 -c "import json,sys; print('%.3f' % json.load(sys.stdin)['avg_bits'])")
   row "$name" "$out" "$bits"
 done <<'EOF2'
@@ -42,10 +45,13 @@ GPTQ w3 g64 (fp16 stats)|--method gptq --wbits 3 --groupsize 64
 SpQR w3 g16 s3, no outliers, plain stats|--wbits 3 --outlier-threshold 1000 --stat-search 0
 SpQR w3 g16 s3, no outliers|--wbits 3 --outlier-threshold 1000
 SpQR w3 g16 s3, tau 0.5|--wbits 3 --outlier-threshold 0.5
-SpQR w3 g16 s3, tau 0.2, plain stats|--wbits 3 --stat-search 0
-SpQR w3 g16 s3, tau 0.2|--wbits 3
+SpQR w3 g16 s3, tau 0.2, plain stats|--wbits 3 --outlier-threshold 0.2 --stat-search 0
+SpQR w3 g16 s3, tau 0.2|--wbits 3 --outlier-threshold 0.2
+SpQR w3 g16 s3, tau 0.3|--wbits 3
+SpQR w3 defaults (tau 0.3, default tables)|--wbits 3
 SpQR w4 g16 s3, no outliers, plain stats|--wbits 4 --outlier-threshold 1000 --stat-search 0
 SpQR w4 g16 s3, no outliers|--wbits 4 --outlier-threshold 1000
 SpQR w4 g16 s3, tau 0.5|--wbits 4 --outlier-threshold 0.5
-SpQR w4 g16 s3, tau 0.2|--wbits 4
+SpQR w4 g16 s3, tau 0.2|--wbits 4 --outlier-threshold 0.2
+SpQR w4 defaults (tau 0.3, default tables)|--wbits 4
 EOF2

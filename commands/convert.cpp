@@ -30,7 +30,12 @@ static int cmd_convert(int argc, char** argv) {
       // mixture-of-experts router (ffn_gate_inp), as llama.cpp's quantize keeps it:
       // it is tiny, and its rounding would move tokens to other experts.
       const bool router = t.name.find("ffn_gate_inp.weight") != std::string::npos;
-      if (t.n_dims >= 2 && !router) {
+      // The parts of a SpQR layer (integer codes, statistics, outliers) are not float
+      // matrices: they are kept, so a quantized model's embedding and head can be
+      // converted (to f16, say) while its blocks stay SpQR.
+      const bool numeric = t.type == DType::F32 || t.type == DType::F16 || t.type == DType::BF16 ||
+                           t.type == DType::Q8_0 || t.type == DType::Q4_0;
+      if (t.n_dims >= 2 && !router && numeric && t.name.find(".spqr_") == std::string::npos) {
         target = type;
         if (t.ne[0] % dtype_block_size(type)) {
           target = DType::F16;  // the row does not split into blocks of this type

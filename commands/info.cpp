@@ -78,6 +78,37 @@ static int cmd_info(int argc, char** argv) {
       params_by_type["SpQR"] = spqr_params;
     }
     const double model_bits = total_params ? (8.0 * (double)(total_bytes - spqr_bytes) + spqr_bits) / (double)total_params : 0;
+    // Bits per parameter by role: what the embedding and the head became, and the
+    // blocks (SpQR layers counted as the paper counts them, the rest by bytes).
+    struct Role {
+      std::string type;
+      int64_t params = 0;
+      double bits = 0;
+    };
+    std::map<std::string, Role> roles;
+    {
+      std::map<std::string, bool> spqr_part;
+      for (auto& l : spqr)
+        for (const char* sfx : {".spqr_codes", ".spqr_stats", ".spqr_stats2", ".spqr_perm", ".spqr_outlier_rowptr", ".spqr_outliers"})
+          spqr_part[l.base + sfx] = true;
+      for (auto& t : f->tensors()) {
+        const char* role = t.name == "token_embd.weight" ? "embedding" : t.name == "output.weight" ? "head"
+                           : t.name.rfind("blk.", 0) == 0 ? "blocks" : nullptr;
+        if (!role || spqr_part.count(t.name)) continue;
+        Role& r = roles[role];
+        const std::string ty = dtype_name(t.type);
+        if (r.type.empty()) r.type = ty;
+        else if (r.type.find(ty) == std::string::npos) r.type += "+" + ty;
+        r.params += t.n_elements();
+        r.bits += 8.0 * (double)t.nbytes;
+      }
+      if (!spqr.empty()) {
+        Role& r = roles["blocks"];
+        r.type = r.type.empty() ? "SpQR" : "SpQR+" + r.type;
+        r.params += spqr_params;
+        r.bits += spqr_bits;
+      }
+    }
     std::string arch = f->get_string("general.architecture");
     bool runnable = !arch.empty() && llama_arch_supported(arch);
     if (json) {
@@ -85,7 +116,14 @@ static int cmd_info(int argc, char** argv) {
                   json_escape(model).c_str(), f->version(), f->alignment(), json_escape(arch).c_str(),
                   runnable ? "true" : "false");
       std::printf("\"n_params\":%lld,\"tensor_bytes\":%zu,", (long long)total_params, total_bytes);
-      std::printf("\"bits_per_param\":%.4f,", model_bits);
+      std::printf("\"bits_per_param\":%.4f,\"roles\":{", model_bits);
+      bool first_role = true;
+      for (auto& [name, r] : roles) {
+        std::printf("%s\"%s\":{\"type\":\"%s\",\"params\":%lld,\"bits_per_param\":%.4f}", first_role ? "" : ",",
+                    name.c_str(), r.type.c_str(), (long long)r.params, r.params ? r.bits / (double)r.params : 0.0);
+        first_role = false;
+      }
+      std::printf("},");
       if (!spqr.empty()) {
         std::printf("\"spqr_bits_per_param\":%.4f,\"spqr_layers\":[", spqr_bits / (double)spqr_params);
         for (size_t i = 0; i < spqr.size(); i++)
@@ -141,6 +179,13 @@ static int cmd_info(int argc, char** argv) {
                     (long long)l.cols, l.bits, (long long)l.outliers);
     }
     for (auto& [type, n] : params_by_type) std::printf("               %-5s %lld parameters\n", type.c_str(), (long long)n);
+    for (const char* name : {"embedding", "head", "blocks"}) {
+      auto it = roles.find(name);
+      if (it == roles.end()) continue;
+      const Role& r = it->second;
+      std::printf("%-14s %-10s %lld parameters, %.3f bits per parameter, %.2f MiB\n", (std::string(name) + ":").c_str(),
+                  r.type.c_str(), (long long)r.params, r.params ? r.bits / (double)r.params : 0.0, r.bits / 8 / (1 << 20));
+    }
     std::printf("\nmetadata (%zu keys):\n", f->metadata().size());
     for (auto& kv : f->metadata())
       std::printf("  %-40s %s\n", kv.first.c_str(), kv.second.to_string(all_meta ? 64 : 8).c_str());

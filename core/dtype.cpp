@@ -7,7 +7,7 @@ namespace engine {
 
 bool dtype_known(uint32_t id) {
   switch ((DType)id) {
-    case DType::F32: case DType::F16: case DType::Q8_0: case DType::BF16:
+    case DType::F32: case DType::F16: case DType::Q4_0: case DType::Q8_0: case DType::BF16:
     case DType::I8: case DType::I16: case DType::I32:
       return true;
   }
@@ -18,6 +18,7 @@ const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
+    case DType::Q4_0: return "Q4_0";
     case DType::Q8_0: return "Q8_0";
     case DType::BF16: return "BF16";
     case DType::I8: return "I8";
@@ -38,7 +39,17 @@ bool dtype_from_name(const std::string& name, DType* out) {
   return true;
 }
 
-int64_t dtype_block_size(DType t) { return t == DType::Q8_0 ? kQ8Block : 1; }
+bool dtype_from_name_storage(const std::string& name, DType* out) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  if (n == "q4_0") {
+    *out = DType::Q4_0;
+    return true;
+  }
+  return dtype_from_name(name, out);
+}
+
+int64_t dtype_block_size(DType t) { return t == DType::Q8_0 ? kQ8Block : t == DType::Q4_0 ? kQ4Block : 1; }
 
 size_t dtype_block_bytes(DType t) {
   switch (t) {
@@ -46,6 +57,7 @@ size_t dtype_block_bytes(DType t) {
     case DType::F16: case DType::BF16: case DType::I16: return 2;
     case DType::I8: return 1;
     case DType::Q8_0: return sizeof(BlockQ8_0);
+    case DType::Q4_0: return sizeof(BlockQ4_0);
   }
   return 0;
 }
@@ -134,6 +146,18 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       }
       return;
     }
+    case DType::Q4_0: {
+      auto* b = (const BlockQ4_0*)src;
+      for (int64_t k = 0; k < n / kQ4Block; k++) {
+        const float d = f16_to_f32(b[k].d);
+        float* y = dst + k * kQ4Block;
+        for (int j = 0; j < kQ4Block / 2; j++) {
+          y[j] = d * (float)((b[k].qs[j] & 15) - 8);
+          y[j + kQ4Block / 2] = d * (float)((b[k].qs[j] >> 4) - 8);
+        }
+      }
+      return;
+    }
     default:
       break;
   }
@@ -166,6 +190,30 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
         float id = d != 0 ? 1.0f / d : 0.0f;
         b[k].d = f32_to_f16(d);
         for (int j = 0; j < kQ8Block; j++) b[k].qs[j] = (int8_t)std::lround(x[j] * id);
+      }
+      return;
+    }
+    case DType::Q4_0: {
+      // llama.cpp's reference rule (quantize_row_q4_0_ref), so files match its bytes: the
+      // value of largest magnitude maps to code 0 (d = max / -8, sign kept), codes are
+      // x/d + 8 truncated after adding 0.5 and capped at 15.
+      auto* b = (BlockQ4_0*)dst;
+      for (int64_t k = 0; k < n / kQ4Block; k++) {
+        const float* x = src + k * kQ4Block;
+        float amax = 0, max = 0;
+        for (int j = 0; j < kQ4Block; j++)
+          if (amax < std::fabs(x[j])) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+          }
+        const float d = max / -8.0f;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b[k].d = f32_to_f16(d);
+        for (int j = 0; j < kQ4Block / 2; j++) {
+          const int q0 = std::min(15, (int)(int8_t)(x[j] * id + 8.5f));
+          const int q1 = std::min(15, (int)(int8_t)(x[j + kQ4Block / 2] * id + 8.5f));
+          b[k].qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
       }
       return;
     }

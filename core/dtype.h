@@ -12,6 +12,7 @@ namespace engine {
 enum class DType : uint32_t {
   F32 = 0,
   F16 = 1,
+  Q4_0 = 2,
   Q8_0 = 8,
   I8 = 24,
   I16 = 25,
@@ -27,9 +28,22 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes");
 
+// Q4_0 (ggml's layout): blocks of 32 values, one fp16 scale d, 16 bytes of 4-bit codes;
+// byte j holds value j in its low nibble and value j+16 in its high one; value = d * (q - 8).
+// A storage format for token embeddings (a row is dequantized on lookup), not for matmuls.
+constexpr int kQ4Block = 32;
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[kQ4Block / 2];
+};
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
+
 bool dtype_known(uint32_t id);
 const char* dtype_name(DType t);
-bool dtype_from_name(const std::string& name, DType* out);  // "f32", "f16", "bf16", "q8_0"
+// "f32", "f16", "bf16", "q8_0" (the types every weight path computes with); q4_0 is
+// named only by dtype_from_name_storage, for tables that are read a row at a time.
+bool dtype_from_name(const std::string& name, DType* out);
+bool dtype_from_name_storage(const std::string& name, DType* out);
 int64_t dtype_block_size(DType t);                          // elements per block (1 for plain types)
 size_t dtype_block_bytes(DType t);                          // bytes per block
 // Bytes of n elements; n must be a multiple of the block size (checked by callers).

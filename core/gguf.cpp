@@ -628,6 +628,7 @@ void GGUFWriter::write(const std::string& path) const {
 uint32_t llama_file_type(DType t) {
   switch (t) {
     case DType::F16: return 1;
+    case DType::Q4_0: return 2;
     case DType::Q8_0: return 7;
     case DType::BF16: return 32;
     default: return 0;

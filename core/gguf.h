@@ -112,7 +112,7 @@ class GGUFFile {
 };
 
 // llama.cpp's general.file_type (LLAMA_FTYPE_*) for a model whose matrices are `t`
-// (F32 0, F16 1, Q8_0 7, BF16 32; other types 0).
+// (F32 0, F16 1, Q4_0 2, Q8_0 7, BF16 32; other types 0).
 uint32_t llama_file_type(DType t);
 
 // Writes a GGUF v3 file. Tensor data is streamed from caller-owned buffers at

@@ -102,6 +102,37 @@ std::vector<Group> block_groups(const LlamaHParams& hp, int64_t b, LlamaBlockWei
 
 }  // namespace
 
+// The type a table of `cols`-wide rows is stored in: `want` (its default or the one
+// asked for), or `input` for "keep"; a default whose blocks do not divide the rows
+// falls back to the input's type (as llama.cpp's quantize falls back), an explicit
+// request fails.
+static DType table_type(const GGUFFile& f, const char* name, const char* flag, int64_t cols, DType input, DType want,
+                        bool keep, bool given) {
+  if (keep || want == input || cols % dtype_block_size(want) == 0) return keep ? input : want;
+  if (!given) return input;
+  f.fail(std::string(name) + " has rows of " + std::to_string(cols) + " values, not a multiple of " +
+         std::to_string(dtype_block_size(want)) + " as " + dtype_name(want) + " needs (use " + flag + " keep)");
+}
+
+EmbdPlan plan_embedding(const GGUFFile& f, const QuantizeModelOptions& opt) {
+  EmbdPlan p;
+  const GGUFTensorInfo* te = f.find_tensor("token_embd.weight");
+  const GGUFTensorInfo* to = f.find_tensor("output.weight");
+  const GGUFTensorInfo* head_src = to ? to : te;  // tied: the head reads the embedding
+  if (head_src)
+    p.head_type = table_type(f, to ? "output.weight" : "token_embd.weight", "--head-type", head_src->ne[0],
+                             head_src->type, opt.head_type, opt.keep_head, opt.head_type_given);
+  if (!te) return p;
+  // Tied: one table serves both roles; unless the embedding type was asked for, it
+  // takes the head's type (a second, separate head would cost more than it saves).
+  if (!to && !opt.embd_type_given && !opt.keep_embd) p.type = p.head_type;
+  else
+    p.type = table_type(f, "token_embd.weight", "--embd-type", te->ne[0], te->type, opt.embd_type, opt.keep_embd,
+                        opt.embd_type_given);
+  p.explicit_head = !to && p.type != p.head_type;
+  return p;
+}
+
 QuantizeModelReport quantize_model(const std::string& in, const std::string& out,
                                    const std::vector<int32_t>& calib_tokens, const QuantizeModelOptions& opt,
                                    ThreadPool& pool, const std::function<void(int, int, const LayerReport&)>& progress) {
@@ -112,6 +143,7 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
   auto model = LlamaModel::load(file, {0, -1, true, false});
   const LlamaHParams& hp = model->hparams();
   opt.cfg.p.validate();
+  const EmbdPlan embd = plan_embedding(f, opt);
   if (opt.nsamples < 1 || opt.seqlen < 2) throw Error("--nsamples must be >= 1 and --seqlen >= 2");
   if ((int64_t)calib_tokens.size() < opt.seqlen + 1)
     throw Error("the calibration text has " + std::to_string(calib_tokens.size()) + " tokens; --seqlen " +
@@ -197,7 +229,7 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
   }
 
   // Tensors in the input's order: quantized linears as SpQR, the rest as they were
-  // (or the head converted with --head-type).
+  // (the head and the embedding in the types asked for, by default Q8_0 and Q4_0).
   double total_bits = 0, total_params = 0;
   std::map<std::string, const SpqrLayer*> by_name;
   for (size_t i = 0; i < layers.size(); i++) by_name[rep.layers[i].name] = layers[i].get();
@@ -227,10 +259,10 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
       rep.quantized_params += t.n_elements();
       continue;
     }
-    DType type = t.type;
-    if (name == "output.weight" && opt.head_type_given) type = opt.head_type;
-    wrote_head |= name == "output.weight";
-    if (type != t.type && t.ne[0] % dtype_block_size(type) == 0) {
+    const bool is_head = name == "output.weight", is_embd = name == "token_embd.weight";
+    DType type = is_head ? embd.head_type : is_embd ? embd.type : t.type;  // block sizes checked by the plan
+    wrote_head |= is_head;
+    if (type != t.type) {
       auto buf = std::make_shared<std::vector<uint8_t>>(
           convert_rows(t.type, t.data, type, t.ne[0], t.n_elements() / t.ne[0]));
       owned.push_back(buf);
@@ -242,13 +274,17 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
     }
     total_params += (double)t.n_elements();
   }
-  // A tied model gets an explicit head when a head type is asked for.
-  if (!wrote_head && opt.head_type_given) {
+  // A tied model gets an explicit head when its embedding is stored in a type the
+  // head's matmul cannot use, or in another type than the head asked for.
+  if (!wrote_head && embd.explicit_head) {
     const GGUFTensorInfo& te = f.require_tensor("token_embd.weight");
     const int64_t cols = te.ne[0], rows = te.ne[1];
-    auto buf = std::make_shared<std::vector<uint8_t>>(convert_rows(te.type, te.data, opt.head_type, cols, rows));
+    const DType ht = embd.head_type;
+    auto buf = std::make_shared<std::vector<uint8_t>>(convert_rows(te.type, te.data, ht, cols, rows));
     owned.push_back(buf);
-    w.add_tensor("output.weight", opt.head_type, {cols, rows}, buf->data(), buf->size());
+    w.add_tensor("output.weight", ht, {cols, rows}, buf->data(), buf->size());
+    total_bits += 8.0 * (double)buf->size();
+    total_params += (double)(cols * rows);
   }
   w.write(out);
 

@@ -49,6 +49,7 @@ check "generate --adapter lora" test $? -eq 0
 "$ENGINE" finetune -m "$TMP/spqr.gguf" --data "$D" --mode lora --steps 10 --batch 2 --seqlen 32 \
   -o "$TMP/spqr-lora.gguf" 2>/dev/null
 check "finetune lora on a SpQR model" test -s "$TMP/spqr-lora.gguf"
+check "  (whose embedding is Q4_0, head Q8_0)" bash -c "'$ENGINE' info -m '$TMP/spqr.gguf' | grep -q '^embedding: *Q4_0' && '$ENGINE' info -m '$TMP/spqr.gguf' | grep -q '^head: *Q8_0'"
 "$ENGINE" generate -m "$TMP/spqr.gguf" -n 8 --temp 0 --adapter "$TMP/spqr-lora.gguf" >/dev/null 2>&1
 check "generate --adapter on a SpQR model" test $? -eq 0
 expect_fail "bad lora target" "unknown LoRA target" "$ENGINE" finetune -m "$M" --data "$D" --mode lora --lora-targets q,x -o "$TMP/x.gguf"

@@ -30,8 +30,17 @@ check "chat on SpQR" test $? -eq 0
 # Baselines use the same format.
 check "quantize rtn w4" "$ENGINE" quantize -m "$M" -o "$TMP/rtn.gguf" --calib "$CAL" --method rtn --wbits 4 --nsamples 4 --seqlen 64
 check "quantize gptq w3" "$ENGINE" quantize -m "$M" -o "$TMP/gptq.gguf" --calib "$CAL" --method gptq --nsamples 8 --seqlen 128
-check "q8_0 head" "$ENGINE" quantize -m "$M" -o "$TMP/h.gguf" --calib "$CAL" --nsamples 4 --seqlen 64 --head-type q8_0
-check "q8_0 head stored" bash -c "'$ENGINE' info -m '$TMP/h.gguf' | grep 'output.weight' | grep -q Q8_0"
+# Defaults: the head as Q8_0, the embedding as Q4_0 (dequantized a row per token);
+# "keep" stores them as in the input.
+check "default head q8_0" bash -c "'$ENGINE' info -m '$Q' | grep -q '^head: *Q8_0'"
+check "default embedding q4_0" bash -c "'$ENGINE' info -m '$Q' | grep -q '^embedding: *Q4_0'"
+check "keep head and embedding" "$ENGINE" quantize -m "$M" -o "$TMP/h.gguf" --calib "$CAL" --nsamples 4 --seqlen 64 --head-type keep --embd-type keep
+check "kept as F32" bash -c "'$ENGINE' info -m '$TMP/h.gguf' | grep -E '^(head|embedding):' | grep -c F32 | grep -q 2"
+# convert rewrites the embedding and head of a SpQR file and keeps its blocks SpQR.
+check "convert a SpQR model" "$ENGINE" convert -m "$Q" -o "$TMP/conv.gguf" --type f16
+check "converted tables f16" bash -c "'$ENGINE' info -m '$TMP/conv.gguf' | grep -E '^(head|embedding):' | grep -c F16 | grep -q 2"
+out2=$("$ENGINE" generate -m "$TMP/conv.gguf" -p "Once upon a time" -n 20 --temp 0 2>/dev/null)
+check "generate on the converted SpQR model" grep -q "^Once upon a time" <<<"$out2"
 
 # Bad input: clear errors, exit 1, nothing written.
 printf 'tiny' >"$TMP/short.txt"
@@ -39,6 +48,8 @@ expect_fail "calibration too short" "calibration text has" "$ENGINE" quantize -m
 expect_fail "impossible group size" "--groupsize must be" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --groupsize 0
 expect_fail "impossible bits" "--wbits must be" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --wbits 12
 expect_fail "impossible statistics search" "--stat-search is 0 to 4" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --stat-search 9
+expect_fail "bad head type" "unknown --head-type 'q4_0'" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --head-type q4_0
+expect_fail "bad embedding type" "unknown --embd-type 'q5'" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --embd-type q5
 expect_fail "already quantized" "already quantized" "$ENGINE" quantize -m "$Q" -o "$TMP/x.gguf" --calib "$CAL"
 expect_fail "not a model" "not a model file" "$ENGINE" quantize -m "$SHARED/models/vocab/ggml-vocab-gpt-2.gguf" -o "$TMP/x.gguf" --calib "$CAL"
 expect_fail "missing calibration" "cannot open" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$TMP/none.txt"

@@ -28,6 +28,13 @@ OUT=$(gen -n 40 --swarm --initial-peers "$DHT_ADDR" --verbose 2>"$TMP/gen1.err")
 check "swarm greedy == local greedy (40 tokens)" [ "$OUT" = "$LOCAL40" ]
 check "route goes through the 0:5 server" grep -q "0:5@${SRV_ADDR[c]}" "$TMP/gen1.err"
 
+# A client whose own file is quantize's default (embedding Q4_0, head Q8_0) keeps
+# those tables locally and runs the blocks on the F32 servers.
+"$ENGINE" quantize -m "$MODEL" -o "$TMP/q.gguf" --calib "$SHARED/data/stories260K-calib.txt" --nsamples 4 --seqlen 64 >/dev/null 2>&1
+OUTQ=$(timeout 60 "$ENGINE" generate -m "$TMP/q.gguf" --model-name stories260K --temp 0 --ids -t 1 -n 20 \
+       --swarm --initial-peers "$DHT_ADDR" 2>"$TMP/genq.err")
+check "swarm client with Q4_0 embedding, Q8_0 head" [ "$(wc -w <<<"$OUTQ")" -ge 20 ]
+
 # Kill the server in use after 20 tokens; the client re-routes through 0:2 -> 2:5.
 base=$(wc -l <"$TMP/c.err")
 gen -n 60 -p "Once upon a time" --swarm --initial-peers "$DHT_ADDR" --verbose >"$TMP/gen2.out" 2>"$TMP/gen2.err" &
