@@ -20,6 +20,10 @@
 #                                   keep the run manageable; printed with the results)
 #   LAYERS=8                        blocks of the model (fewer: a quicker, smaller run)
 #   QUANT_ARGS=""                   extra `engine quantize` flags
+#   LLAMA_ARGS=""                   extra llama-bench flags (e.g. "--poll 0": on a machine
+#                                   shared with other jobs its spinning workers lose
+#                                   their time slices to them, and it slows down far more)
+#   PAIRS="w3 f16"                  which comparisons to run (w3: quantized; f16)
 # Usage: bench/quant_vs_llama.sh [SHARED_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +36,7 @@ NSAMPLES=${NSAMPLES:-8}
 SEQLEN=${SEQLEN:-128}
 LAYERS=${LAYERS:-8}
 QUANT_ARGS=${QUANT_ARGS:-}
+PAIRS=${PAIRS:-w3 f16}
 CAL="$SHARED/data/stories260K-calib.txt"
 dir=build/quant_vs_llama
 mkdir -p "$dir"
@@ -42,7 +47,7 @@ q40="$dir/m-2048-l$LAYERS-llama-q4_0.gguf"
 shape="--dim 2048 --ffn 5632 --layers $LAYERS --heads 32 --kv-heads 4 --vocab 32000"
 
 [ -f "$f16" ] || $ENGINE init-model $shape --type f16 --seed 1 -o "$f16" >&2
-if [ ! -f "$ours" ]; then
+if [ ! -f "$ours" ] && [[ " $PAIRS " == *" w3 "* ]]; then
   echo "quantizing with engine defaults (--wbits 3, --nsamples $NSAMPLES --seqlen $SEQLEN $QUANT_ARGS)..." >&2
   t0=$(date +%s)
   $ENGINE quantize -m "$f16" -o "$ours.tmp" --calib "$CAL" --wbits 3 --nsamples "$NSAMPLES" --seqlen "$SEQLEN" \
@@ -59,8 +64,9 @@ mib() { python3 -c 'import os, sys; print("%.1f" % (os.path.getsize(sys.argv[1])
 echo "model: init-model $shape (F16 source), $THREADS threads, quantize --nsamples $NSAMPLES --seqlen $SEQLEN"
 echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
      "flags: $(grep -m1 -o -w -e avx512f -e avx2 /proc/cpuinfo | sort -u | tr '\n' ' ')"
-echo "files: engine F16 $(mib "$f16") MiB, engine w3 (defaults) $(mib "$ours") MiB" \
-     "${LLAMA_BENCH:+, llama Q4_0 $(mib "$q40") MiB}"
+echo "files: engine F16 $(mib "$f16") MiB" "${LLAMA_BENCH:+(llama reads the same file)}" \
+     "$([ -f "$ours" ] && echo ", engine w3 (defaults) $(mib "$ours") MiB")" \
+     "$([ -n "${LLAMA_BENCH:-}" ] && echo ", llama Q4_0 $(mib "$q40") MiB")"
 
 # One engine measurement: "prefill decode bandwidth_fraction" (best of -r 3).
 engine_run() {
@@ -71,7 +77,7 @@ print(r["prefill_tok_s"], r["decode_tok_s"], r["bandwidth_fraction"])'
 }
 # One llama.cpp measurement: "prefill decode" (best of its -r 3 samples, as the engine reports).
 llama_run() {
-  "$LLAMA_BENCH" -m "$1" -t "$THREADS" -p 64 -n 32 -r 3 -o json 2>/dev/null | python3 -c '
+  "$LLAMA_BENCH" -m "$1" -t "$THREADS" -p 64 -n 32 -r 3 ${LLAMA_ARGS:-} -o json 2>/dev/null | python3 -c '
 import json, sys
 pp = tg = 0.0
 for r in json.load(sys.stdin):
@@ -85,6 +91,7 @@ printf '%-5s %-22s %10s %10s %8s %8s\n' round pair "pp64 t/s" "tg32 t/s" pp_rati
 for round in $(seq 1 "$ROUNDS"); do
   for pair in "w3|$ours|$q40|engine w3 / llama Q4_0" "f16|$f16|$f16|engine F16 / llama F16"; do
     IFS='|' read -r tag a b label <<<"$pair"
+    [[ " $PAIRS " == *" $tag "* ]] || continue
     read -r epp etg efrac <<<"$(engine_run "$a")"
     if [ -n "${LLAMA_BENCH:-}" ]; then
       read -r lpp ltg <<<"$(llama_run "$b")"
