@@ -15,9 +15,10 @@
 # Environment:
 #   LLAMA_BENCH=/path/llama-bench   llama.cpp's bench (llama-quantize beside it)
 #   THREADS=2  ROUNDS=2             threads for both tools; alternating rounds
-#   NSAMPLES=8 SEQLEN=128           calibration sequences for quantize (GPTQ time is
-#                                   mostly per layer, not per sample; 8 is enough to
-#                                   keep the run manageable; printed with the results)
+#   NSAMPLES=8 SEQLEN=128           calibration sequences for quantize, printed with the
+#                                   results (fewer shorten the calibration forward; the
+#                                   per-layer GPTQ work does not shrink: 2 blocks took
+#                                   1476 s at NSAMPLES=4 on 2 cores shared with others)
 #   LAYERS=8                        blocks of the model (fewer: a quicker, smaller run)
 #   QUANT_ARGS=""                   extra `engine quantize` flags
 #   LLAMA_ARGS=""                   extra llama-bench flags (e.g. "--poll 0": on a machine
