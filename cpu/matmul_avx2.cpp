@@ -25,8 +25,17 @@ constexpr int kPrefetch = 4096;
 
 inline void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T1); }
 
-// GEMM K chunk, in kKC blocks (2048 columns).
+// GEMM K chunk, in kKC blocks: at most 2048 columns, and at most kChunkBytes of X^T
+// (the slice every panel sweeps). AVX2 hosts have small L2s (Zen 2/3: 512 KiB per
+// core): 2048 columns of 64 tokens are 512 KiB, the whole L2, so the slice would be
+// re-read from L3 for every 6-row panel; 128 KiB leaves room for the panel and the
+// weights streamed in by the prefetches.
 constexpr int64_t kChunkBlocks = 8;
+constexpr int64_t kChunkBytes = 128 << 10;
+inline int64_t chunk_blocks(int64_t tpad) {
+  const int64_t b = kChunkBytes / (kKC * tpad * (int64_t)sizeof(float));
+  return b < 1 ? 1 : b > kChunkBlocks ? kChunkBlocks : b;
+}
 
 // Bytes of n weights (n a multiple of the block size). Local on purpose: an inline
 // function from a shared header compiled here could be the copy the linker keeps.
@@ -260,12 +269,13 @@ void gemm(const WeightView& w, int64_t r0, int64_t r1, const float* xt, int64_t 
           bool add, float* panel) {
   const int64_t N = w.rows, nkb = (w.cols + kKC - 1) / kKC;
   alignas(64) float out[kMR * 16];
-  // K is walked in chunks of kChunkBlocks·kKC columns so that the slice of X^T the
-  // micro-kernel sweeps for every panel (chunk × tpad floats) stays in L2 next to
-  // the panel: with K = 5632 and 64 tokens the whole X^T is 1.4 MiB, which with the
-  // panel and the streamed weights spilled the 2 MiB L2 (GEMM ran at half speed).
-  for (int64_t kb0 = 0; kb0 < nkb; kb0 += kChunkBlocks) {
-    const int64_t nkc = nkb - kb0 < kChunkBlocks ? nkb - kb0 : kChunkBlocks;
+  // K is walked in chunks (chunk_blocks) so that the slice of X^T the micro-kernel
+  // sweeps for every panel (chunk × tpad floats) stays in L2 next to the panel: with
+  // K = 5632 and 64 tokens the whole X^T is 1.4 MiB, which with the panel and the
+  // streamed weights spilled even a 2 MiB L2 (GEMM ran at half speed there).
+  const int64_t chunk = chunk_blocks(tpad);
+  for (int64_t kb0 = 0; kb0 < nkb; kb0 += chunk) {
+    const int64_t nkc = nkb - kb0 < chunk ? nkb - kb0 : chunk;
     const bool acc = add || kb0 > 0;
     for (int64_t r = r0; r < r1; r += kMR) {
       const int64_t nr = r1 - r < kMR ? r1 - r : kMR;

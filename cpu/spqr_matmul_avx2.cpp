@@ -116,6 +116,66 @@ void rows_kernel(const SpqrRowsJob& job) {
   }
 }
 
+// One token (decode on AVX2, which has no int8 decode kernel): rows_kernel with T = 1
+// spent a group's worth of work waiting on its one FMA chain (acc0 += s·p, ~4-5 cycles
+// per group of 16 weights: ~18% of the read bandwidth, bench/NOTES.md). Here a block of
+// 8 groups runs fully unrolled into 4 independent accumulators, each group's scale is
+// taken from the statistics vector in registers (vpermps) instead of a store and 8
+// scalar reloads, and the zero terms go into one vector per 8 groups.
+template <int WBITS>
+void row1_kernel(const SpqrRowsJob& job) {
+  const SpqrLayer& w = *job.w;
+  const int64_t G = w.n_groups;
+  constexpr int64_t gb = WBITS * 2;
+  const __m256i shifts = _mm256_setr_epi32(0, WBITS, 2 * WBITS, 3 * WBITS, 4 * WBITS, 5 * WBITS, 6 * WBITS, 7 * WBITS);
+  const __m256i mask = _mm256_set1_epi32((1 << WBITS) - 1);
+  const int64_t G8 = G / 8 * 8;
+  for (int64_t r = job.r0; r < job.r1; r++) {
+    const uint8_t* codes = w.codes + (size_t)r * G * gb;
+    const uint8_t* stats = w.stats + (size_t)r * G;
+    // The tensor's very last group must not be read with an 8-byte load (load_group).
+    const int64_t g_safe = r == w.rows - 1 ? G - 1 : G;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 zacc = _mm256_setzero_ps();
+    float tail = 0;
+    for (int64_t g0 = 0; g0 < G8; g0 += 8) {
+      const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(stats + g0)));
+      const __m256 sc = _mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(15)));
+      const __m256 zc = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
+      const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(job.ss + g0), _mm256_sub_ps(sc, _mm256_loadu_ps(job.sz + g0)));
+      const __m256 zero = _mm256_mul_ps(_mm256_loadu_ps(job.zs + g0), _mm256_sub_ps(zc, _mm256_loadu_ps(job.zz + g0)));
+      zacc = _mm256_fmadd_ps(_mm256_mul_ps(scale, zero), _mm256_loadu_ps(job.gsum + g0), zacc);
+      const float* x = job.xp + g0 * 16;
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) {
+        const int64_t g = g0 + j;
+        uint32_t lo_bits, hi_bits;
+        load_group<WBITS>(codes + g * gb, g >= g_safe, &lo_bits, &hi_bits);
+        const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)lo_bits), shifts), mask));
+        const __m256 hi = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)hi_bits), shifts), mask));
+        __m256 p = _mm256_mul_ps(lo, _mm256_loadu_ps(x + j * 16));
+        p = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + j * 16 + 8), p);
+        const __m256 s = _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(j));
+        acc[j & 3] = _mm256_fmadd_ps(s, p, acc[j & 3]);
+      }
+    }
+    for (int64_t g = G8; g < G; g++) {
+      const float s = job.ss[g] * ((float)(stats[g] & 15) - job.sz[g]);
+      const float z = job.zs[g] * ((float)(stats[g] >> 4) - job.zz[g]);
+      tail += s * z * job.gsum[g];
+      uint32_t lo_bits, hi_bits;
+      load_group<WBITS>(codes + g * gb, g >= g_safe, &lo_bits, &hi_bits);
+      const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)lo_bits), shifts), mask));
+      const __m256 hi = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)hi_bits), shifts), mask));
+      __m256 p = _mm256_mul_ps(lo, _mm256_loadu_ps(job.xp + g * 16));
+      p = _mm256_fmadd_ps(hi, _mm256_loadu_ps(job.xp + g * 16 + 8), p);
+      acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(s), p, acc[0]);
+    }
+    const __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    job.y[r] = hsum(a) - hsum(zacc) - tail;
+  }
+}
+
 // ---- the GEMM paths (forward with many tokens, transposed) ----------------------
 
 // The 16 weights of one group whose codes start at p: scale·(code − zero), two ymm.
@@ -354,8 +414,8 @@ void cols_kernel(const SpqrColsJob& job) {
 void spqr_rows_avx2(const SpqrRowsJob& job) {
   const SpqrLayer& w = *job.w;
   if (w.p.groupsize != 16 || w.p.stat_bits == 16) return spqr_rows_scalar(job);
-  if (w.p.wbits == 3) return rows_kernel<3>(job);
-  if (w.p.wbits == 4) return rows_kernel<4>(job);
+  if (w.p.wbits == 3) return job.n_tok == 1 ? row1_kernel<3>(job) : rows_kernel<3>(job);
+  if (w.p.wbits == 4) return job.n_tok == 1 ? row1_kernel<4>(job) : rows_kernel<4>(job);
   spqr_rows_scalar(job);
 }
 
