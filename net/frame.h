@@ -76,6 +76,9 @@ class FrameReader {
   Result next(std::string_view* body);
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - start_; }
+  // Body length the current frame's (checked) header announced while the body
+  // is still incomplete; 0 before its header is in.
+  size_t announced() const { return need_ > kFrameHeaderSize ? need_ - kFrameHeaderSize : 0; }
   // Releases a large idle buffer (called for connections that went quiet).
   void shrink();
 
