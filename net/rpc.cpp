@@ -32,6 +32,14 @@ void close_and_delete(H* h) {
 
 constexpr uint64_t kFlushGraceMs = 2000;  // a goodbye gets this long to be written
 
+// Backoff key of a peer's address; "" for the machine's own loopback address,
+// which is never backed off: every local process (and every peer behind a local
+// reverse proxy) shares it, so one offender would lock them all out. Their ids
+// are still backed off.
+static std::string ip_key(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" ? std::string() : "ip:" + host;
+}
+
 Rpc::Rpc(uv_loop_t* loop, RpcOptions opts) : loop_(loop), opts_(std::move(opts)) {
   if (!opts_.identity) opts_.identity = std::make_shared<const Identity>(Identity::generate());
   const Limits& L = opts_.limits;
@@ -94,7 +102,8 @@ void Rpc::on_new_connection(uv_stream_t* server, int status) {
   bool ip_full = self->per_ip_[ip] >= L.max_conns_per_ip;
   if ((int)self->conns_.size() >= L.max_conns || ip_full) {
     if (self->on_violation) self->on_violation(c->remote().to_string(), "too many connections");
-    if (ip_full) self->backoff_.punish("ip:" + ip, self->now_ms());  // the global cap is no one address's fault
+    std::string key = ip_key(ip);
+    if (ip_full && !key.empty()) self->backoff_.punish(key, self->now_ms());  // the global cap is no one address's fault
     self->refuse(c, "too many connections from your address");
     return;
   }
@@ -146,7 +155,8 @@ void Rpc::violation(Conn& st, ErrorCode code, const std::string& why, bool punis
   Connection* c = st.c;  // st dies inside close()
   if (punish && !c->outgoing()) {
     // Only peers that dialled us are refused later; our own dials are the DHT's business.
-    backoff_.punish("ip:" + c->remote().host(), now_ms());
+    std::string key = ip_key(c->remote().host());
+    if (!key.empty()) backoff_.punish(key, now_ms());
     if (st.hello_done) backoff_.punish("id:" + st.peer.id.hex(), now_ms());
   }
   if (on_violation) on_violation(c->remote().to_string(), why);

@@ -378,3 +378,14 @@ TEST_F(Hostile, FinishedFramesReturnTheirReservation) {
   EXPECT_TRUE(run_until(&loop, [&] { return server->pending_bytes() == 0 && server->stats().requests_in == 1; }));
   EXPECT_FALSE(p.closed_by_peer());
 }
+
+// Every local process shares 127.0.0.1: one offender there must not lock the others out.
+TEST_F(Hostile, LoopbackAddressIsNeverBackedOff) {
+  limits.backoff_base_ms = 60000;
+  start();
+  RawPeer p(addr);
+  ASSERT_TRUE(p.send("garbage that is not a frame header"));
+  EXPECT_TRUE(cut_off(p));
+  EXPECT_EQ(server->backed_off_ms("127.0.0.1"), 0u);
+  EXPECT_TRUE(others_served());
+}
