@@ -302,6 +302,19 @@ int cmd_serve(int argc, char** argv) {
       ro.swarm = swarm;
       ro.limits = limits;
       Rpc rpc(&loop, ro);
+      // Peers cut off, logged at most once a second so a flood cannot fill the disk.
+      uint64_t last_cut_ms = 0, cut_quiet = 0;
+      rpc.on_violation = [&](const std::string& who, const std::string& why) {
+        uint64_t now = uv_now(&loop);
+        if (last_cut_ms && now - last_cut_ms < 1000) {
+          cut_quiet++;
+          return;
+        }
+        last_cut_ms = now;
+        log_line("cut off " + who + ": " + why +
+                 (cut_quiet ? " (and " + std::to_string(cut_quiet) + " more not logged)" : std::string()));
+        cut_quiet = 0;
+      };
       std::string addr = rpc.listen(listen);
       DhtOptions dopts;
       dopts.log = [](const std::string& s) { log_line("dht: " + s); };

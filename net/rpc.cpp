@@ -691,7 +691,9 @@ void Rpc::sweep() {
       list.push_back({id, "no handshake within " + std::to_string(L.handshake_timeout_ms) + " ms"});
       continue;
     }
-    uint64_t started = st.c->frame_started_ms();
+    // Only peers that dialled us: replies to our own calls are bounded by our calls' deadlines,
+    // and a slow link must not cut a large reply we asked for.
+    uint64_t started = st.c->outgoing() ? 0 : st.c->frame_started_ms();
     if (started && !st.c->paused() && now - started > L.frame_timeout_ms) {
       slow.push_back({id, "frame not completed within " + std::to_string(L.frame_timeout_ms) + " ms"});
       continue;

@@ -64,6 +64,7 @@ check "the attacker's address is backed off" grep -q "backed off" <<<"$PROBE"
 # 127.0.0.20 announced more unfinished frames than its address may have.
 PROBE=$(timeout 30 "$PY" "$ATTACKER" probe "$ADDR" 127.0.0.20)
 check "the buffer-filling address is backed off" grep -q "backed off" <<<"$PROBE"
+check "the server logged whom it cut off and why" grep -q "cut off 127.0.0" "$TMP/s.err"
 
 OUT=$(gen -n 40 --swarm --initial-peers "$DHT_ADDR" 2>/dev/null)
 check "honest client after the flood: swarm greedy == local greedy" [ "$OUT" = "$LOCAL40" ]

@@ -116,7 +116,8 @@ def probe(addr, src):
         return
     except OSError:
         pass
-    print("closed: %r" % data[20:].decode("utf-8", "replace"))
+    text = data[20:].decode("utf-8", "replace")  # the bye frame's msgpack body, past the header
+    print("closed: %s" % "".join(ch for ch in text if ch.isprintable()))
 
 
 def main():
