@@ -271,9 +271,10 @@ int cmd_serve(int argc, char** argv) {
     if (cache_tokens < 0 || max_sessions < 1 || max_sessions_per_peer < 1 || announce_interval <= 0 || step_timeout <= 0)
       throw Error("--cache-tokens must be >= 0; --max-sessions, intervals and timeouts positive");
     if (max_sessions_per_ip < 1 || max_cache_per_peer < 0 || orphan_timeout <= 0 || limits.max_conns < 1 ||
-        limits.max_conns_per_ip < 1 || frame_timeout <= 0 || backoff_s < 0 || backoff_max_s < backoff_s)
-      throw Error("--max-sessions-per-ip, --max-conns(-per-ip), --orphan-timeout and --frame-timeout must be positive; "
-                  "--max-cache-per-peer and --backoff >= 0; --backoff-max >= --backoff");
+        limits.max_conns_per_ip < 1 || frame_timeout <= 0 || backoff_s < 0 || backoff_max_s < backoff_s ||
+        frame_timeout > 86400 || orphan_timeout > 86400)  // ms of a day still fit the uint32 fields
+      throw Error("--max-sessions-per-ip, --max-conns(-per-ip), --orphan-timeout and --frame-timeout must be positive "
+                  "(timeouts at most a day); --max-cache-per-peer and --backoff >= 0; --backoff-max >= --backoff");
     // A frame must hold at least a step of one position; 64 KiB is far below any use.
     if (max_frame_kib < 64 || max_frame_kib > (1 << 20)) throw Error("--max-frame-kib must be in 64..1048576");
     limits.max_frame = (size_t)max_frame_kib << 10;
