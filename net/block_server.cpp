@@ -372,20 +372,25 @@ bool BlockServer::parse_train_request(Request& r, bool backward, TrainRequest& t
     return false;
   }
   int& mine = train_jobs_of_[r.peer.id];
-  if ((int)train_jobs_.size() >= opts_.max_train_jobs || mine >= opts_.max_train_jobs_per_peer) {
+  int& ours = train_jobs_at_[remote_host(r.peer.remote)];
+  if ((int)train_jobs_.size() >= opts_.max_train_jobs || mine >= opts_.max_train_jobs_per_peer ||
+      ours >= opts_.max_train_jobs_per_ip) {
     if (mine == 0) train_jobs_of_.erase(r.peer.id);
+    if (ours == 0) train_jobs_at_.erase(remote_host(r.peer.remote));
     fail(r, ErrorCode::kOverloaded, "too many forward/backward requests queued; retry later");
     return false;
   }
   mine++;
+  ours++;
   if (opts_.log_steps && opts_.log)
     opts_.log(std::string(backward ? "backward" : "forward") + ": blocks " + std::to_string(t.a) + ":" +
               std::to_string(t.b) + ", " + std::to_string(t.x->batch) + " x " + std::to_string(t.x->n) + " positions");
   return true;
 }
 
-bool BlockServer::end_train_job(const NodeId& peer, Responder& resp, const std::string& err) {
+bool BlockServer::end_train_job(const NodeId& peer, const std::string& ip, Responder& resp, const std::string& err) {
   if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
+  if (--train_jobs_at_[ip] <= 0) train_jobs_at_.erase(ip);
   if (err.empty()) return true;
   resp.fail(ErrorCode::kInternal, err);
   return false;
@@ -399,14 +404,15 @@ void BlockServer::handle_forward(Request& r) {
   Responder resp = r.responder;
   const uint32_t delay = opts_.step_delay_ms;
   const NodeId peer = r.peer.id;
+  const std::string ip = remote_host(r.peer.remote);
   enqueue(
       [t, model, pool, delay] {
         if (delay) uv_sleep(delay);
         llama_span_forward_batch(*model, t.a, t.b, t.x->data.data(), t.x->batch, t.x->n,
                                  t.prompts ? t.prompts->data() : nullptr, t.P, *pool);
       },
-      [this, t, resp, peer](const std::string& err) mutable {
-        if (!end_train_job(peer, resp, err)) return;
+      [this, t, resp, peer, ip](const std::string& err) mutable {
+        if (!end_train_job(peer, ip, resp, err)) return;
         stats_.forwards++;
         const HiddenBatch& x = *t.x;
         Buf b;
@@ -426,6 +432,7 @@ void BlockServer::handle_backward(Request& r) {
   Responder resp = r.responder;
   const uint32_t delay = opts_.step_delay_ms;
   const NodeId peer = r.peer.id;
+  const std::string ip = remote_host(r.peer.remote);
   const int64_t E = model_->hparams().n_embd;
   auto pgrad = std::make_shared<std::vector<float>>(t.prompts ? t.prompts->size() : 0, 0.0f);
   enqueue(
@@ -435,8 +442,8 @@ void BlockServer::handle_backward(Request& r) {
                                   t.prompts ? t.prompts->data() : nullptr, t.P,
                                   t.prompts ? pgrad->data() : nullptr, *pool);
       },
-      [this, t, resp, peer, pgrad, E](const std::string& err) mutable {
-        if (!end_train_job(peer, resp, err)) return;
+      [this, t, resp, peer, ip, pgrad, E](const std::string& err) mutable {
+        if (!end_train_job(peer, ip, resp, err)) return;
         stats_.backwards++;
         const HiddenBatch& g = *t.grad;
         Buf b;

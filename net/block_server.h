@@ -45,6 +45,7 @@ struct BlockServerOptions {
   int64_t max_batch = 2048;           // positions per step / forward / backward (of a whole batch)
   int max_train_jobs = 32;            // forward/backward requests queued at once (then "overloaded")
   int max_train_jobs_per_peer = 4;
+  int max_train_jobs_per_ip = 8;      // all peers at one address together
   uint32_t max_wait_ms = 10000;       // the longest a client may wait for cache room
   uint32_t step_timeout_ms = 120000;  // a session with no step for this long is closed
   uint32_t session_timeout_ms = 3600000;
@@ -101,7 +102,7 @@ class BlockServer {
   // Parses and checks a forward/backward request; false after replying with the error.
   bool parse_train_request(Request& r, bool backward, TrainRequest& t);
   // A training job ended: its peer's count goes down; false (after the error reply) when it failed.
-  bool end_train_job(const NodeId& peer, Responder& resp, const std::string& err);
+  bool end_train_job(const NodeId& peer, const std::string& ip, Responder& resp, const std::string& err);
   bool try_open(const Waiter& w);
   void admit_waiters();
   void end_session(uint64_t id, const char* why);
@@ -122,6 +123,7 @@ class BlockServer {
   std::deque<std::unique_ptr<Job>> jobs_;        // inference steps
   std::deque<std::unique_ptr<Job>> train_jobs_;  // forward / backward
   std::map<NodeId, int> train_jobs_of_;          // queued or running, per peer
+  std::map<std::string, int> train_jobs_at_;     // the same, per source IP
   bool running_ = false;
   uv_timer_t* sweep_timer_ = nullptr;
   bool stopped_ = false;

@@ -473,3 +473,30 @@ TEST_F(BoundedBlockServerTest, SessionsOfAVanishedClientAreFreed) {
   run_until(&loop, [] { return false; }, 800);
   EXPECT_EQ(server->session_count(), 1u);
 }
+
+// Fresh ids do not buy more queued training: the address is counted too.
+struct SlowBoundedBlockServerTest : BlockServerTest {
+  SlowBoundedBlockServerTest() {
+    delay_ms = 200;
+    tweak = [](BlockServerOptions& o) { o.max_train_jobs_per_ip = 5; };
+  }
+};
+
+TEST_F(SlowBoundedBlockServerTest, QueuedTrainingIsBoundedPerAddress) {
+  const int64_t n = 2;
+  auto h = hidden(n, 2);
+  Rpc other(&loop);  // another id at 127.0.0.1
+  int ok = 0, overloaded = 0, pending = 0;
+  for (int i = 0; i < 8; i++) {
+    pending++;
+    (i < 4 ? *cli : other).call(addr, "blocks.forward", train_args(1, 4, h, 1, n, E), 10000, [&](const Reply& r) {
+      if (r.ok()) ok++;
+      else if (r.code == ErrorCode::kOverloaded) overloaded++;
+      pending--;
+    });
+  }
+  ASSERT_TRUE(run_until(&loop, [&] { return pending == 0; }, 20000));
+  EXPECT_EQ(ok, 5);  // 4 of the first id, then 1 of the second: 5 per address
+  EXPECT_EQ(overloaded, 3);
+  other.close();
+}
