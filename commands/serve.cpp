@@ -200,6 +200,13 @@ int cmd_serve(int argc, char** argv) {
   int max_sessions = 64, threads = 0, max_sessions_per_peer = 8;
   double announce_interval = 20, rebalance_interval = 60, balance_quality = 0.75, bandwidth = 100, start_delay = 1.0;
   double step_timeout = 120, crawl_s = 3;
+  // What one hostile peer may cost (docs/protocol.md, "What an attacker can cost a server").
+  Limits limits;
+  int max_sessions_per_ip = 16;
+  int64_t max_cache_per_peer = 0, max_frame_kib = (int64_t)(limits.max_frame >> 10);
+  int64_t pending_mib_per_ip = (int64_t)(limits.max_pending_per_ip >> 20), pending_mib = (int64_t)(limits.max_pending_total >> 20);
+  double orphan_timeout = 30, frame_timeout = limits.frame_timeout_ms / 1000.0;
+  double backoff_s = limits.backoff_base_ms / 1000.0, backoff_max_s = limits.backoff_max_ms / 1000.0;
   int step_delay_ms = 0;
   std::string byzantine;
   bool verbose = false;
@@ -219,6 +226,24 @@ int cmd_serve(int argc, char** argv) {
   p.add("--cache-tokens", "N", "KV cache positions (of the whole span) for all sessions together", &cache_tokens);
   p.add("--max-sessions", "N", "open inference sessions at most", &max_sessions);
   p.add("--max-sessions-per-peer", "N", "open sessions one client may hold", &max_sessions_per_peer);
+  p.add("--max-sessions-per-ip", "N", "open sessions all clients at one IP address may hold", &max_sessions_per_ip);
+  p.add("--max-cache-per-peer", "N",
+        "KV cache positions one client, and one IP address, may hold (default: all of --cache-tokens)",
+        &max_cache_per_peer);
+  p.add("--orphan-timeout", "SECONDS", "sessions of a client with no connection to us this long are closed",
+        &orphan_timeout);
+  p.add("--max-conns", "N", "incoming and outgoing connections at most", &limits.max_conns);
+  p.add("--max-conns-per-ip", "N", "incoming connections from one IP address", &limits.max_conns_per_ip);
+  p.add("--max-frame-kib", "N", "largest frame body accepted, KiB (bounds each connection's read buffer)",
+        &max_frame_kib);
+  p.add("--max-pending-per-ip", "MIB", "bytes of unfinished incoming frames buffered for one IP address",
+        &pending_mib_per_ip);
+  p.add("--max-pending", "MIB", "bytes of unfinished incoming frames buffered for everyone together", &pending_mib);
+  p.add("--frame-timeout", "SECONDS", "a peer that starts a frame and does not finish it this soon is cut off",
+        &frame_timeout);
+  p.add("--backoff", "SECONDS", "a peer cut off for a violation is refused this long, doubling per repeat (0: off)",
+        &backoff_s);
+  p.add("--backoff-max", "SECONDS", "longest refusal of a repeat offender", &backoff_max_s);
   p.add("--max-length", "N", "longest session (default: the model's context)", &max_length);
   p.add("--throughput", "auto|N", "announced throughput: measured, or N tokens/s per block", &throughput);
   p.add("--bandwidth-mbps", "X", "network rate assumed for the announced network throughput", &bandwidth);
@@ -254,6 +279,21 @@ int cmd_serve(int argc, char** argv) {
     if (announce_interval * 3 > net::kMaxTtlS)
       throw Error("--announce-interval must be at most " + std::to_string((int)(net::kMaxTtlS / 3)) +
                   " (announcements live 3x it, and DHT records at most a day)");
+    if (max_sessions_per_ip < 1 || max_cache_per_peer < 0 || orphan_timeout <= 0 || limits.max_conns < 1 ||
+        limits.max_conns_per_ip < 1 || frame_timeout <= 0 || backoff_s < 0 || backoff_max_s < backoff_s ||
+        frame_timeout > 86400 || orphan_timeout > 86400)  // ms of a day still fit the uint32 fields
+      throw Error("--max-sessions-per-ip, --max-conns(-per-ip), --orphan-timeout and --frame-timeout must be positive "
+                  "(timeouts at most a day); --max-cache-per-peer and --backoff >= 0; --backoff-max >= --backoff");
+    // A frame must hold at least a step of one position; 64 KiB is far below any use.
+    if (max_frame_kib < 64 || max_frame_kib > (1 << 20)) throw Error("--max-frame-kib must be in 64..1048576");
+    limits.max_frame = (size_t)max_frame_kib << 10;
+    if (pending_mib_per_ip < 1 || pending_mib < pending_mib_per_ip)
+      throw Error("--max-pending-per-ip must be >= 1 and --max-pending >= --max-pending-per-ip");
+    limits.max_pending_per_ip = (size_t)pending_mib_per_ip << 20;
+    limits.max_pending_total = (size_t)pending_mib << 20;
+    limits.frame_timeout_ms = (uint32_t)(frame_timeout * 1000);
+    limits.backoff_base_ms = (uint64_t)(backoff_s * 1000);
+    limits.backoff_max_ms = (uint64_t)(backoff_max_s * 1000);
     std::shared_ptr<const GGUFFile> file = GGUFFile::open(model_path);
     LlamaHParams hp = LlamaHParams::from_gguf(*file);
     if (model_name.empty()) model_name = model_dht_name(model_path);
@@ -273,8 +313,22 @@ int cmd_serve(int argc, char** argv) {
       ThreadPool pool(threads);
       RpcOptions ro;
       ro.swarm = swarm;
+      ro.limits = limits;
       security.apply(ro);
       Rpc rpc(&loop, ro);
+      // Peers cut off, logged at most once a second so a flood cannot fill the disk.
+      uint64_t last_cut_ms = 0, cut_quiet = 0;
+      rpc.on_violation = [&](const std::string& who, const std::string& why) {
+        uint64_t now = uv_now(&loop);
+        if (last_cut_ms && now - last_cut_ms < 1000) {
+          cut_quiet++;
+          return;
+        }
+        last_cut_ms = now;
+        log_line("cut off " + who + ": " + why +
+                 (cut_quiet ? " (and " + std::to_string(cut_quiet) + " more not logged)" : std::string()));
+        cut_quiet = 0;
+      };
       std::string addr = rpc.listen(listen);
       DhtOptions dopts;
       dopts.log = [](const std::string& s) { log_line("dht: " + s); };
@@ -297,6 +351,9 @@ int cmd_serve(int argc, char** argv) {
       bo.cache_tokens = cache_tokens;
       bo.max_sessions = max_sessions;
       bo.max_sessions_per_peer = max_sessions_per_peer;
+      bo.max_sessions_per_ip = max_sessions_per_ip;
+      bo.max_cache_tokens_per_peer = max_cache_per_peer;
+      bo.orphan_timeout_ms = (uint32_t)(orphan_timeout * 1000);
       bo.max_length = max_length;
       bo.kv_type = kv_type;
       bo.step_timeout_ms = (uint32_t)(step_timeout * 1000);

@@ -12,15 +12,18 @@ namespace engine::net {
 struct BlockServer::Session {
   uint64_t id = 0;
   NodeId owner;
+  std::string owner_ip;
   int64_t first = 0, last = 0, max_length = 0, units = 0;
   std::unique_ptr<KVCache> cache;
   uint64_t opened_ms = 0, last_used_ms = 0;
+  uint64_t orphaned_ms = 0;  // since when its owner has no connection to us; 0 = connected
   bool busy = false;
 };
 
 struct BlockServer::Waiter {
   Responder resp;
   NodeId owner;
+  std::string owner_ip;
   int64_t first, last, max_length;
   uint64_t until_ms;
 };
@@ -104,6 +107,15 @@ void BlockServer::handle_info(Request& r) {
   r.respond(b.s);
 }
 
+// The host part of a peer's "ip:port" / "[v6]:port" remote address.
+static std::string remote_host(const std::string& remote) {
+  try {
+    return Address::parse(remote, false).host();
+  } catch (const std::exception&) {
+    return remote;  // never happens for a connected socket; a key of its own is still a key
+  }
+}
+
 // Reads an optional "model" field: a request for another model is refused
 // rather than run on the wrong weights.
 static bool model_matches(const msgpack::object& args, const std::string& name) {
@@ -131,11 +143,28 @@ void BlockServer::handle_open(Request& r) {
       return fail(r, ErrorCode::kRejected, "session too long: needs " + std::to_string(w.max_length) +
                                                " cache tokens, this server has " + std::to_string(opts_.cache_tokens) + " in all");
     w.owner = r.peer.id;
-    int mine = 0;
-    for (auto& [id, s] : sessions_) mine += s->owner == w.owner;
-    for (auto& q : waiters_) mine += q.owner == w.owner;
+    w.owner_ip = remote_host(r.peer.remote);
+    // What this id, and everyone at its address, already holds or waits for.
+    int mine = 0, ours = 0;
+    int64_t my_units = 0, our_units = 0;
+    auto count = [&](const NodeId& owner, const std::string& ip, int64_t units) {
+      if (owner == w.owner) mine++, my_units += units;
+      if (ip == w.owner_ip) ours++, our_units += units;
+    };
+    for (auto& [id, s] : sessions_) count(s->owner, s->owner_ip, s->units);
+    for (auto& q : waiters_) count(q.owner, q.owner_ip, q.max_length * (q.last - q.first));
     if (mine >= opts_.max_sessions_per_peer)
       return fail(r, ErrorCode::kRejected, "too many sessions from this peer (" + std::to_string(mine) + ")");
+    if (ours >= opts_.max_sessions_per_ip)
+      return fail(r, ErrorCode::kRejected, "too many sessions from this address (" + std::to_string(ours) + ")");
+    // Without a share, the whole budget is everyone's (a full cache means waiting, not refusal).
+    int64_t share = opts_.max_cache_tokens_per_peer;
+    int64_t want = w.max_length * (w.last - w.first);
+    if (share > 0 && std::max(my_units, our_units) + want > share * units_per_token())
+      return fail(r, ErrorCode::kRejected, "cache share exceeded: one peer or address may hold " +
+                                               std::to_string(share) + " cache tokens, this one holds " +
+                                               std::to_string(std::max(my_units, our_units) / units_per_token()) +
+                                               " and asks for " + std::to_string(want / units_per_token()) + " more");
     w.resp = r.responder;
     w.until_ms = rpc_.now_ms() + wait_ms;
     if (try_open(w)) return;
@@ -156,6 +185,7 @@ bool BlockServer::try_open(const Waiter& w) {
   do s->id = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ ((uint64_t)rpc_.now_ms() << 20);
   while (s->id == 0 || sessions_.count(s->id));
   s->owner = w.owner;
+  s->owner_ip = w.owner_ip;
   s->first = w.first, s->last = w.last, s->max_length = w.max_length, s->units = units;
   try {
     s->cache = std::make_unique<KVCache>(model_->hparams(), w.first, w.last, w.max_length, opts_.kv_type);
@@ -343,20 +373,25 @@ bool BlockServer::parse_train_request(Request& r, bool backward, TrainRequest& t
     return false;
   }
   int& mine = train_jobs_of_[r.peer.id];
-  if ((int)train_jobs_.size() >= opts_.max_train_jobs || mine >= opts_.max_train_jobs_per_peer) {
+  int& ours = train_jobs_at_[remote_host(r.peer.remote)];
+  if ((int)train_jobs_.size() >= opts_.max_train_jobs || mine >= opts_.max_train_jobs_per_peer ||
+      ours >= opts_.max_train_jobs_per_ip) {
     if (mine == 0) train_jobs_of_.erase(r.peer.id);
+    if (ours == 0) train_jobs_at_.erase(remote_host(r.peer.remote));
     fail(r, ErrorCode::kOverloaded, "too many forward/backward requests queued; retry later");
     return false;
   }
   mine++;
+  ours++;
   if (opts_.log_steps && opts_.log)
     opts_.log(std::string(backward ? "backward" : "forward") + ": blocks " + std::to_string(t.a) + ":" +
               std::to_string(t.b) + ", " + std::to_string(t.x->batch) + " x " + std::to_string(t.x->n) + " positions");
   return true;
 }
 
-bool BlockServer::end_train_job(const NodeId& peer, Responder& resp, const std::string& err) {
+bool BlockServer::end_train_job(const NodeId& peer, const std::string& ip, Responder& resp, const std::string& err) {
   if (--train_jobs_of_[peer] <= 0) train_jobs_of_.erase(peer);
+  if (--train_jobs_at_[ip] <= 0) train_jobs_at_.erase(ip);
   if (err.empty()) return true;
   resp.fail(ErrorCode::kInternal, err);
   return false;
@@ -370,14 +405,15 @@ void BlockServer::handle_forward(Request& r) {
   Responder resp = r.responder;
   const uint32_t delay = opts_.step_delay_ms;
   const NodeId peer = r.peer.id;
+  const std::string ip = remote_host(r.peer.remote);
   enqueue(
       [t, model, pool, delay] {
         if (delay) uv_sleep(delay);
         llama_span_forward_batch(*model, t.a, t.b, t.x->data.data(), t.x->batch, t.x->n,
                                  t.prompts ? t.prompts->data() : nullptr, t.P, *pool);
       },
-      [this, t, resp, peer](const std::string& err) mutable {
-        if (!end_train_job(peer, resp, err)) return;
+      [this, t, resp, peer, ip](const std::string& err) mutable {
+        if (!end_train_job(peer, ip, resp, err)) return;
         stats_.forwards++;
         const HiddenBatch& x = *t.x;
         Buf b;
@@ -397,6 +433,7 @@ void BlockServer::handle_backward(Request& r) {
   Responder resp = r.responder;
   const uint32_t delay = opts_.step_delay_ms;
   const NodeId peer = r.peer.id;
+  const std::string ip = remote_host(r.peer.remote);
   const int64_t E = model_->hparams().n_embd;
   auto pgrad = std::make_shared<std::vector<float>>(t.prompts ? t.prompts->size() : 0, 0.0f);
   enqueue(
@@ -406,8 +443,8 @@ void BlockServer::handle_backward(Request& r) {
                                   t.prompts ? t.prompts->data() : nullptr, t.P,
                                   t.prompts ? pgrad->data() : nullptr, *pool);
       },
-      [this, t, resp, peer, pgrad, E](const std::string& err) mutable {
-        if (!end_train_job(peer, resp, err)) return;
+      [this, t, resp, peer, ip, pgrad, E](const std::string& err) mutable {
+        if (!end_train_job(peer, ip, resp, err)) return;
         stats_.backwards++;
         const HiddenBatch& g = *t.grad;
         Buf b;
@@ -469,14 +506,22 @@ void BlockServer::start_next() {
 void BlockServer::sweep() {
   uint64_t now = rpc_.now_ms();
   std::vector<uint64_t> dead;
+  std::vector<uint64_t> orphans;
   for (auto& [id, s] : sessions_) {
     if (s->busy) continue;
     if (now - s->last_used_ms > opts_.step_timeout_ms) dead.push_back(id);
     else if (now - s->opened_ms > opts_.session_timeout_ms) dead.push_back(id);
+    else if (rpc_.peer_connected(s->owner)) s->orphaned_ms = 0;
+    else if (!s->orphaned_ms) s->orphaned_ms = now;
+    else if (now - s->orphaned_ms > opts_.orphan_timeout_ms) orphans.push_back(id);
   }
   for (uint64_t id : dead) {
     stats_.expired++;
     end_session(id, "timed out");
+  }
+  for (uint64_t id : orphans) {
+    stats_.expired++;
+    end_session(id, "its client is gone");
   }
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (it->until_ms <= now || !it->resp.alive()) {

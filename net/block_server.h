@@ -14,8 +14,9 @@
 // others train. Every bad
 // request gets an error reply; nothing a peer sends can make us allocate more
 // than the budget: sessions come out of --cache-tokens, a peer may hold at
-// most max_sessions_per_peer of them, and a step carries at most max_batch
-// positions (and fits in a frame).
+// most max_sessions_per_peer of them (max_sessions_per_ip from one address)
+// holding at most max_cache_tokens_per_peer positions (per id and per address),
+// and a step carries at most max_batch positions (and fits in a frame).
 #pragma once
 #include <uv.h>
 
@@ -37,13 +38,21 @@ struct BlockServerOptions {
   int64_t cache_tokens = 8192;        // KV positions of the whole span the sessions may hold together
   int max_sessions = 64;
   int max_sessions_per_peer = 8;
+  int max_sessions_per_ip = 16;       // ids are cheap to mint: the source address is counted too
+  // KV positions (of the whole span) one peer id, and one source IP, may hold
+  // in open sessions (beyond it: refused, not queued); 0 = no share below the whole budget.
+  int64_t max_cache_tokens_per_peer = 0;
   int64_t max_length = 0;             // longest session; 0 = the model's context
   int64_t max_batch = 2048;           // positions per step / forward / backward (of a whole batch)
   int max_train_jobs = 32;            // forward/backward requests queued at once (then "overloaded")
   int max_train_jobs_per_peer = 4;
+  int max_train_jobs_per_ip = 8;      // all peers at one address together
   uint32_t max_wait_ms = 10000;       // the longest a client may wait for cache room
   uint32_t step_timeout_ms = 120000;  // a session with no step for this long is closed
   uint32_t session_timeout_ms = 3600000;
+  // A session whose owner has had no open connection to us for this long is
+  // closed: a vanished client's cache comes back without waiting for step_timeout_ms.
+  uint32_t orphan_timeout_ms = 30000;
   DType kv_type = DType::F16;
   uint32_t step_delay_ms = 0;         // tests and demos: a slow server (sleeps on the worker per step)
   bool log_steps = false;             // log every step (tests watch a session's progress)
@@ -95,7 +104,7 @@ class BlockServer {
   // Parses and checks a forward/backward request; false after replying with the error.
   bool parse_train_request(Request& r, bool backward, TrainRequest& t);
   // A training job ended: its peer's count goes down; false (after the error reply) when it failed.
-  bool end_train_job(const NodeId& peer, Responder& resp, const std::string& err);
+  bool end_train_job(const NodeId& peer, const std::string& ip, Responder& resp, const std::string& err);
   bool try_open(const Waiter& w);
   void admit_waiters();
   void end_session(uint64_t id, const char* why);
@@ -116,6 +125,7 @@ class BlockServer {
   std::deque<std::unique_ptr<Job>> jobs_;        // inference steps
   std::deque<std::unique_ptr<Job>> train_jobs_;  // forward / backward
   std::map<NodeId, int> train_jobs_of_;          // queued or running, per peer
+  std::map<std::string, int> train_jobs_at_;     // the same, per source IP
   bool running_ = false;
   uv_timer_t* sweep_timer_ = nullptr;
   bool stopped_ = false;

@@ -84,6 +84,9 @@ class FrameReader {
   void set_opener(const ChannelKey& key);
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - start_; }
+  // Body length the current frame's (checked) header announced while the body
+  // is still incomplete; 0 before its header is in.
+  size_t announced() const { return need_ > kFrameHeaderSize ? need_ - kFrameHeaderSize : 0; }
   // Releases a large idle buffer (called for connections that went quiet).
   void shrink();
 

@@ -35,8 +35,18 @@ void close_and_delete(H* h) {
 
 constexpr uint64_t kFlushGraceMs = 2000;  // a goodbye gets this long to be written
 
+// Backoff key of a peer's address; "" for the machine's own loopback address,
+// which is never backed off: every local process (and every peer behind a local
+// reverse proxy) shares it, so one offender would lock them all out. Their ids
+// are still backed off.
+static std::string ip_key(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" ? std::string() : "ip:" + host;
+}
+
 Rpc::Rpc(uv_loop_t* loop, RpcOptions opts) : loop_(loop), opts_(std::move(opts)) {
   if (!opts_.identity) opts_.identity = std::make_shared<const Identity>(Identity::generate());
+  const Limits& L = opts_.limits;
+  backoff_.set_options({L.backoff_base_ms, L.backoff_max_ms, L.backoff_decay_ms, 65536});
   // A peer that vanishes mid-write must cost an EPIPE error, not the process.
   signal(SIGPIPE, SIG_IGN);
   deadline_timer_ = new uv_timer_t;
@@ -86,17 +96,36 @@ void Rpc::on_new_connection(uv_stream_t* server, int status) {
   self->stats_.conns_accepted++;
   std::string ip = c->remote().host();
   const Limits& L = self->opts_.limits;
-  if ((int)self->conns_.size() >= L.max_conns || self->per_ip_[ip] >= L.max_conns_per_ip) {
-    // Refused with a reason the peer can log, then dropped.
-    self->stats_.conns_refused++;
+  if (uint64_t ms = self->backoff_.refused_for("ip:" + ip, self->now_ms())) {
+    // Not an offence of its own: retrying does not lengthen the refusal.
+    self->stats_.backed_off++;
+    self->refuse(c, "backed off for " + std::to_string(ms) + " ms after a violation");
+    return;
+  }
+  bool ip_full = self->per_ip_[ip] >= L.max_conns_per_ip;
+  if ((int)self->conns_.size() >= L.max_conns || ip_full) {
     if (self->on_violation) self->on_violation(c->remote().to_string(), "too many connections");
-    c->send_control(encode_bye(ErrorCode::kRejected, "too many connections from your address"));
-    self->flushing_[c->id()] = {c, self->now_ms()};
-    c->close("too many connections", true);
+    std::string key = ip_key(ip);
+    if (ip_full && !key.empty()) self->backoff_.punish(key, self->now_ms());  // the global cap is no one address's fault
+    self->refuse(c, "too many connections from your address");
     return;
   }
   self->per_ip_[ip]++;
   self->adopt(c);
+}
+
+// Tells the peer why (it can log it), then drops the connection.
+void Rpc::refuse(Connection* c, const std::string& why) {
+  stats_.conns_refused++;
+  c->send_control(encode_bye(ErrorCode::kRejected, why));  // before the handshake: a control frame
+  flushing_[c->id()] = {c, now_ms()};
+  c->close(why, true);
+}
+
+bool Rpc::peer_connected(const NodeId& id) const {
+  for (auto& [cid, st] : conns_)
+    if (st.hello_done && st.peer.id == id) return true;
+  return false;
 }
 
 void Rpc::adopt(Connection* c) {
@@ -129,10 +158,16 @@ Rpc::Conn* Rpc::find_conn(uint64_t id) {
   return it == conns_.end() ? nullptr : &it->second;
 }
 
-void Rpc::violation(Conn& st, ErrorCode code, const std::string& why) {
+void Rpc::violation(Conn& st, ErrorCode code, const std::string& why, bool punish) {
   stats_.violations++;
   st.bye_code = code;    // our own calls on it fail with the same reason
   Connection* c = st.c;  // st dies inside close()
+  if (punish && !c->outgoing()) {
+    // Only peers that dialled us are refused later; our own dials are the DHT's business.
+    std::string key = ip_key(c->remote().host());
+    if (!key.empty()) backoff_.punish(key, now_ms());
+    if (st.hello_done) backoff_.punish("id:" + st.peer.id.hex(), now_ms());
+  }
   if (on_violation) on_violation(c->remote().to_string(), why);
   c->send_control(encode_bye(code, why));
   flushing_[c->id()] = {c, now_ms()};
@@ -150,9 +185,40 @@ bool Rpc::take_token(Conn& st) {
   return true;
 }
 
+bool Rpc::on_frame_begun(Connection& c, size_t body) {
+  Conn* st = find_conn(c.id());
+  if (!st || c.outgoing()) return true;  // replies to our own calls are bounded by what we ask for
+  const Limits& L = opts_.limits;
+  std::string ip = c.remote().host();
+  size_t mine = pending_per_ip_.count(ip) ? pending_per_ip_[ip] : 0;
+  if (mine + body > L.max_pending_per_ip) {
+    violation(*st, ErrorCode::kRejected,
+              "more than " + std::to_string(L.max_pending_per_ip) + " bytes of unfinished frames from your address");
+    return false;
+  }
+  if (pending_total_ + body > L.max_pending_total) {
+    // Everyone's fault and no one's: shed this one without backing it off.
+    violation(*st, ErrorCode::kOverloaded, "server busy: too many unfinished frames; retry later", false);
+    return false;
+  }
+  st->pending = body;
+  pending_per_ip_[ip] = mine + body;
+  pending_total_ += body;
+  return true;
+}
+
+void Rpc::release_pending(Conn& st) {
+  if (!st.pending) return;
+  pending_total_ -= st.pending;
+  auto it = pending_per_ip_.find(st.c->remote().host());
+  if (it != pending_per_ip_.end() && (it->second -= st.pending) == 0) pending_per_ip_.erase(it);
+  st.pending = 0;
+}
+
 void Rpc::on_frame(Connection& c, std::string_view body) {
   Conn* st = find_conn(c.id());
   if (!st) return;
+  release_pending(*st);  // the frame is whole: it is handled now, not buffered
   msgpack::object_handle oh;
   Envelope e;
   try {
@@ -253,12 +319,13 @@ void Rpc::on_bad_frame(Connection& c, const std::string& why) {
 
 void Rpc::handle_hello(Conn& st, const Hello& h) {
   if (h.version != kProtocolVersion) {
-    violation(st, ErrorCode::kRejected, "protocol version " + std::to_string(h.version) + " not supported");
+    violation(st, ErrorCode::kRejected, "protocol version " + std::to_string(h.version) + " not supported", false);
     return;
   }
   if (h.swarm != opts_.swarm) {
     violation(st, ErrorCode::kRejected, "swarm mismatch: this node is in '" + opts_.swarm + "', peer in '" +
-                                            h.swarm.substr(0, 64) + "'");
+                                            h.swarm.substr(0, 64) + "'",
+              false);
     return;
   }
   NodeId id;
@@ -270,13 +337,20 @@ void Rpc::handle_hello(Conn& st, const Hello& h) {
     return;
   }
   if (id == this->id()) {
-    violation(st, ErrorCode::kRejected, "connected to itself");
+    violation(st, ErrorCode::kRejected, "connected to itself", false);
     return;
   }
   int64_t skew = h.time_ms - wall_ms();
   if (std::llabs(skew) > opts_.limits.max_clock_skew_ms) {
-    violation(st, ErrorCode::kRejected, "clocks differ by " + std::to_string(skew) + " ms");
+    violation(st, ErrorCode::kRejected, "clocks differ by " + std::to_string(skew) + " ms", false);
     return;
+  }
+  if (!st.c->outgoing()) {
+    if (uint64_t ms = backoff_.refused_for("id:" + id.hex(), now_ms())) {
+      stats_.backed_off++;
+      violation(st, ErrorCode::kRejected, "backed off for " + std::to_string(ms) + " ms after a violation", false);
+      return;
+    }
   }
   st.peer.id = id;
   if (!st.dial_key.empty()) {
@@ -386,6 +460,7 @@ void Rpc::on_closed(Connection& c, const std::string& why) {
   auto it = conns_.find(c.id());
   if (it == conns_.end()) return;
   Conn& st = it->second;
+  release_pending(st);
   ErrorCode code = st.bye_code;
   PeerInfo peer = st.peer;
   bool was_hello = st.hello_done;
@@ -653,10 +728,20 @@ void Rpc::on_sweep_timer(uv_timer_t* t) { ((Rpc*)t->data)->sweep(); }
 void Rpc::sweep() {
   const Limits& L = opts_.limits;
   uint64_t now = now_ms();
-  std::vector<std::pair<uint64_t, std::string>> to_close;
+  std::vector<std::pair<uint64_t, std::string>> to_close, slow;
   for (auto& [id, st] : conns_) {
     if (!st.hello_done && now - st.c->created_ms() > L.handshake_timeout_ms) {
-      to_close.push_back({id, "no handshake within " + std::to_string(L.handshake_timeout_ms) + " ms"});
+      // Silence may be an honest peer's broken network; a hello trickled too
+      // slowly to finish is an attack and is backed off.
+      auto& list = st.c->bytes_in() > 0 ? slow : to_close;
+      list.push_back({id, "no handshake within " + std::to_string(L.handshake_timeout_ms) + " ms"});
+      continue;
+    }
+    // Only peers that dialled us: replies to our own calls are bounded by our calls' deadlines,
+    // and a slow link must not cut a large reply we asked for.
+    uint64_t started = st.c->outgoing() ? 0 : st.c->frame_started_ms();
+    if (started && !st.c->paused() && now - started > L.frame_timeout_ms) {
+      slow.push_back({id, "frame not completed within " + std::to_string(L.frame_timeout_ms) + " ms"});
       continue;
     }
     // Requests whose caller gave up long ago stop counting against the limit.
@@ -668,6 +753,9 @@ void Rpc::sweep() {
   }
   for (auto& [id, why] : to_close)
     if (Conn* st = find_conn(id)) st->c->close(why);
+  for (auto& [id, why] : slow)
+    if (Conn* st = find_conn(id)) violation(*st, ErrorCode::kProtocol, why);
+  backoff_.forget_old(now);
   std::vector<Connection*> stuck;
   for (auto& [id, f] : flushing_)
     if (now - f.since_ms > kFlushGraceMs) stuck.push_back(f.c);

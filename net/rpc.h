@@ -22,6 +22,7 @@
 #include "net/msg.h"
 #include "net/node_id.h"
 #include "net/swarm_key.h"
+#include "net/peer_backoff.h"
 #include "net/transport.h"
 
 namespace engine::net {
@@ -41,6 +42,18 @@ struct Limits {
   double max_requests_per_s = 2000;       // per connection (requests + one-way + parts); 0 = no limit
   double request_burst = 4000;
   uint32_t max_deadline_ms = 600000;      // longer request deadlines are clamped
+  uint32_t frame_timeout_ms = 60000;      // a frame begun must be complete by then (slow-loris): close
+  // Bytes announced by the headers of incoming frames whose bodies have not
+  // all arrived (what we buffer for peers): per source IP (over: close, backoff)
+  // and over all incoming connections (over: close that connection, no backoff).
+  size_t max_pending_per_ip = 128u << 20;
+  size_t max_pending_total = 512u << 20;
+  // Peers cut off for a violation are refused at accept (by IP) and at hello
+  // (by id) for backoff_base_ms, doubling per repeat up to backoff_max_ms; one
+  // doubling is forgiven per backoff_decay_ms of quiet. 0 = no backoff.
+  uint64_t backoff_base_ms = 1000;
+  uint64_t backoff_max_ms = 300000;
+  uint64_t backoff_decay_ms = 60000;
 };
 
 struct RpcOptions {
@@ -169,12 +182,18 @@ class Rpc : private ConnectionOwner {
     uint64_t calls = 0, replies_ok = 0, replies_err = 0;
     uint64_t requests_in = 0, notifies_in = 0, parts_in = 0;
     uint64_t violations = 0, conns_accepted = 0, conns_refused = 0, conns_opened = 0;
+    uint64_t backed_off = 0;  // connections and hellos refused because their IP or id is backed off
   };
   const Stats& stats() const { return stats_; }
   // Bytes read from / written to the network by every connection, open or closed.
   uint64_t bytes_in() const;
   uint64_t bytes_out() const;
   size_t connection_count() const { return conns_.size(); }
+  size_t pending_bytes() const { return pending_total_; }  // reserved for unfinished incoming frames
+  // Whether a connection that completed the handshake with this peer id is open.
+  bool peer_connected(const NodeId& id) const;
+  // Milliseconds for which connections from this IP ("127.0.0.2") are still refused.
+  uint64_t backed_off_ms(const std::string& ip) const { return backoff_.refused_for("ip:" + ip, now_ms()); }
   size_t queued_bytes() const;  // written by us, not yet taken by the kernel, all connections
 
  private:
@@ -195,6 +214,7 @@ class Rpc : private ConnectionOwner {
     std::string addr_key;  // key in by_addr_ ("" if not registered)
     double tokens = 0;
     uint64_t tokens_ms = 0;
+    size_t pending = 0;  // bytes reserved for the unfinished incoming frame (Limits::max_pending_*)
     std::unordered_map<uint64_t, InFlight> inflight;  // requests from the peer
     size_t calls = 0;                                  // our calls on it
     std::vector<std::function<void()>> drain_waiters;
@@ -216,6 +236,8 @@ class Rpc : private ConnectionOwner {
   void on_closed(Connection& c, const std::string& why) override;
   void on_drain(Connection& c) override;
   void on_freed(uint64_t conn_id) override;
+  bool on_frame_begun(Connection& c, size_t body) override;
+  void release_pending(Conn& st);
 
   static void on_new_connection(uv_stream_t* server, int status);
   static void on_deadline_timer(uv_timer_t* t);
@@ -229,7 +251,10 @@ class Rpc : private ConnectionOwner {
   std::string transcript(const Conn& st, bool signer_dialed) const;
   void handle_request(Conn& st, const Envelope& e);
   void finish_call(uint64_t call_id, const Reply& r);
-  void violation(Conn& st, ErrorCode code, const std::string& why);
+  // Cuts the peer off; `punish` also backs off its IP and id (not for honest
+  // mismatches such as another swarm's name).
+  void violation(Conn& st, ErrorCode code, const std::string& why, bool punish = true);
+  void refuse(Connection* c, const std::string& why);
   bool take_token(Conn& st);
   bool send_reply(uint64_t conn, uint64_t id, std::string prefix, std::string payload, bool final,
                   std::string_view tail = {}, std::shared_ptr<const void> keep = nullptr);
@@ -256,6 +281,9 @@ class Rpc : private ConnectionOwner {
   std::unordered_map<uint64_t, Flushing> flushing_;       // closed, writing a goodbye
   std::unordered_map<std::string, uint64_t> by_addr_;      // peer address -> connection id
   std::unordered_map<std::string, int> per_ip_;            // incoming connections per IP
+  PeerBackoff backoff_;                                    // "ip:<host>" and "id:<hex>" keys
+  std::unordered_map<std::string, size_t> pending_per_ip_; // Conn::pending summed per IP
+  size_t pending_total_ = 0;
   std::unordered_map<uint64_t, Call> calls_;
   std::multimap<uint64_t, uint64_t> deadlines_;            // deadline -> call id
   Stats stats_;

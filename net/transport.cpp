@@ -116,6 +116,8 @@ void Connection::pause_reading() {
 void Connection::resume_reading() {
   if (!paused_) return;
   paused_ = false;
+  // Time spent paused by us is not the peer's: its frame's clock restarts.
+  if (frame_started_ms_) frame_started_ms_ = uv_now(tcp_.loop);
   start_reading();
   // Frames that arrived before the pause are already buffered.
   if (state_ == kOpen) deliver_frames();
@@ -192,13 +194,25 @@ void Connection::deliver_frames() {
   std::string_view body;
   for (;;) {
     FrameReader::Result r = reader_.next(&body);
-    if (r == FrameReader::kNeedMore) break;
+    if (r == FrameReader::kNeedMore) {
+      // Bytes left over belong to a frame that began arriving no earlier than
+      // the last one completed (or than now, if nothing was pending).
+      if (reader_.buffered() == 0) frame_started_ms_ = 0;
+      else if (frame_started_ms_ == 0) frame_started_ms_ = uv_now(tcp_.loop);
+      if (size_t n = reader_.announced(); n > 0 && !begun_told_) {
+        begun_told_ = true;
+        if (!owner_->on_frame_begun(*this, n) && state_ == kOpen) close("frame refused");
+      }
+      break;
+    }
     if (r == FrameReader::kError) {
       std::string why = std::string("bad frame: ") + frame_error_name(reader_.error());
       owner_->on_bad_frame(*this, why);
       close(why);
       return;
     }
+    frame_started_ms_ = 0;  // progress: the next frame's clock starts with its first byte
+    begun_told_ = false;
     owner_->on_frame(*this, body);
     if (state_ != kOpen || paused_) break;
   }

@@ -27,6 +27,9 @@ class ConnectionOwner {
   virtual void on_closed(Connection& c, const std::string& why) = 0;  // once, at close()
   virtual void on_drain(Connection& c) = 0;  // queue fell below the mark set with watch_drain
   virtual void on_freed(uint64_t conn_id) = 0;  // memory released; the pointer is now invalid
+  // A checked header announced `body` bytes that have not all arrived (they
+  // will be buffered). false: the owner refused it and closed the connection.
+  virtual bool on_frame_begun(Connection&, size_t /*body*/) { return true; }
 };
 
 class Connection {
@@ -78,6 +81,10 @@ class Connection {
   size_t queued() const { return queued_; }
   uint64_t created_ms() const { return created_ms_; }
   uint64_t last_read_ms() const { return last_read_ms_; }
+  // Loop time since which bytes of an incomplete frame have been held; 0 = none.
+  // The owner closes peers that never finish a frame (slow-loris).
+  uint64_t frame_started_ms() const { return frame_started_ms_; }
+  bool paused() const { return paused_; }
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
 
@@ -127,6 +134,8 @@ class Connection {
   size_t queued_ = 0;
   size_t drain_mark_ = SIZE_MAX;
   uint64_t created_ms_, last_read_ms_;
+  uint64_t frame_started_ms_ = 0;
+  bool begun_told_ = false;  // on_frame_begun was called for the current frame
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
 };
 

@@ -47,9 +47,19 @@ inline void drain_loop(uv_loop_t* loop) {
 // A plain blocking TCP socket, to play a broken or hostile peer.
 struct RawPeer {
   int fd = -1;
-  explicit RawPeer(const std::string& addr) {
+  // from_ip: a local source address (another 127.x.y.z plays another host).
+  explicit RawPeer(const std::string& addr, const std::string& from_ip = "") {
     auto a = engine::net::Address::parse(addr);
     fd = ::socket(a.family(), SOCK_STREAM, 0);
+    if (!from_ip.empty()) {
+      auto src = engine::net::Address::parse(from_ip + ":0");
+      socklen_t sl = src.family() == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+      if (::bind(fd, src.sa(), sl) != 0) {
+        ::close(fd);
+        fd = -1;
+        return;
+      }
+    }
     socklen_t len = a.family() == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
     if (::connect(fd, a.sa(), len) != 0) {
       ::close(fd);

@@ -29,6 +29,7 @@ struct BlockServerTest : ::testing::Test {
   std::string addr;
   int64_t E = 0;
   uint32_t delay_ms = 0;  // set by fixtures of slow servers
+  std::function<void(BlockServerOptions&)> tweak;  // set by fixtures that change limits
 
   void SetUp() override {
     if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "no " << kModel;
@@ -47,6 +48,7 @@ struct BlockServerTest : ::testing::Test {
     o.cache_tokens = 64;
     o.max_sessions_per_peer = 3;
     o.step_delay_ms = delay_ms;
+    if (tweak) tweak(o);
     server = std::make_unique<BlockServer>(*srv_rpc, m, *pool, o);
   }
   void TearDown() override {
@@ -61,10 +63,10 @@ struct BlockServerTest : ::testing::Test {
     nettest::drain_loop(&loop);
     EXPECT_EQ(uv_loop_close(&loop), 0);
   }
-  Reply call(const std::string& method, std::string args, std::string* result = nullptr) {
+  Reply call(const std::string& method, std::string args, std::string* result = nullptr, Rpc* from = nullptr) {
     Reply out;
     bool done = false;
-    cli->call(addr, method, std::move(args), 5000, [&](const Reply& r) {
+    (from ? from : cli.get())->call(addr, method, std::move(args), 5000, [&](const Reply& r) {
       out.code = r.code;
       out.message = r.message;
       if (r.ok() && result) *result = pack_object(*r.result);
@@ -413,4 +415,88 @@ TEST_F(SlowBlockServerTest, QueuedTrainingIsBoundedPerPeer) {
   ASSERT_TRUE(run_until(&loop, [&] { return pending == 0; }, 20000));
   EXPECT_EQ(ok, 4);  // max_train_jobs_per_peer
   EXPECT_EQ(overloaded, 3);
+}
+
+// Limits on what one client, and one address, may hold (docs/protocol.md,
+// "What an attacker can cost a server").
+struct BoundedBlockServerTest : BlockServerTest {
+  BoundedBlockServerTest() {
+    tweak = [](BlockServerOptions& o) {
+      o.max_sessions_per_peer = 2;
+      o.max_sessions_per_ip = 3;
+      o.max_cache_tokens_per_peer = 24;  // of 64
+      o.orphan_timeout_ms = 300;
+    };
+  }
+};
+
+// Fresh ids are free to mint: a second id at the same address shares its quota.
+TEST_F(BoundedBlockServerTest, SessionsAreCappedPerIdAndPerAddress) {
+  Rpc other(&loop);  // another id, same IP (127.0.0.1)
+  EXPECT_NE(open(1, 2, 4), 0u);
+  EXPECT_NE(open(1, 2, 4), 0u);
+  Reply r = call("blocks.open", open_args(1, 2, 4));
+  EXPECT_EQ(r.code, ErrorCode::kRejected);
+  EXPECT_NE(r.message.find("from this peer"), std::string::npos) << r.message;
+  EXPECT_TRUE(call("blocks.open", open_args(1, 2, 4), nullptr, &other).ok());
+  Reply r2 = call("blocks.open", open_args(1, 2, 4), nullptr, &other);
+  EXPECT_EQ(r2.code, ErrorCode::kRejected);
+  EXPECT_NE(r2.message.find("from this address"), std::string::npos) << r2.message;
+  EXPECT_EQ(server->session_count(), 3u);
+  other.close();
+}
+
+TEST_F(BoundedBlockServerTest, CacheIsSharedOutPerIdAndPerAddress) {
+  // 3 blocks x 6 positions = 18 block-positions = 6 span tokens; the share is 24.
+  EXPECT_NE(open(1, 4, 6), 0u);
+  Reply r = call("blocks.open", open_args(1, 4, 20));  // 6 + 20 > 24
+  EXPECT_EQ(r.code, ErrorCode::kRejected);
+  EXPECT_NE(r.message.find("cache share"), std::string::npos) << r.message;
+  Rpc other(&loop);
+  Reply r2 = call("blocks.open", open_args(1, 4, 20), nullptr, &other);  // same address: same share
+  EXPECT_EQ(r2.code, ErrorCode::kRejected);
+  EXPECT_TRUE(call("blocks.open", open_args(1, 4, 18), nullptr, &other).ok());  // exactly fills it
+  EXPECT_EQ(server->cache_tokens_left(), 64 - 24);  // the rest stays for other addresses
+  other.close();
+}
+
+TEST_F(BoundedBlockServerTest, SessionsOfAVanishedClientAreFreed) {
+  auto gone = std::make_unique<Rpc>(&loop);
+  ASSERT_TRUE(call("blocks.open", open_args(1, 4, 8), nullptr, gone.get()).ok());
+  EXPECT_NE(open(1, 4, 8), 0u);  // a client that stays
+  EXPECT_EQ(server->session_count(), 2u);
+  gone->close();  // its connection goes; no blocks.close was sent
+  EXPECT_TRUE(run_until(&loop, [&] { return server->session_count() == 1; }));
+  gone.reset();
+  EXPECT_EQ(server->cache_tokens_left(), 64 - 8);
+  // The staying client's session outlives the orphan timeout while it is connected.
+  run_until(&loop, [] { return false; }, 800);
+  EXPECT_EQ(server->session_count(), 1u);
+}
+
+// Fresh ids do not buy more queued training: the address is counted too.
+struct SlowBoundedBlockServerTest : BlockServerTest {
+  SlowBoundedBlockServerTest() {
+    delay_ms = 200;
+    tweak = [](BlockServerOptions& o) { o.max_train_jobs_per_ip = 5; };
+  }
+};
+
+TEST_F(SlowBoundedBlockServerTest, QueuedTrainingIsBoundedPerAddress) {
+  const int64_t n = 2;
+  auto h = hidden(n, 2);
+  Rpc other(&loop);  // another id at 127.0.0.1
+  int ok = 0, overloaded = 0, pending = 0;
+  for (int i = 0; i < 8; i++) {
+    pending++;
+    (i < 4 ? *cli : other).call(addr, "blocks.forward", train_args(1, 4, h, 1, n, E), 10000, [&](const Reply& r) {
+      if (r.ok()) ok++;
+      else if (r.code == ErrorCode::kOverloaded) overloaded++;
+      pending--;
+    });
+  }
+  ASSERT_TRUE(run_until(&loop, [&] { return pending == 0; }, 20000));
+  EXPECT_EQ(ok, 5);  // 4 of the first id, then 1 of the second: 5 per address
+  EXPECT_EQ(overloaded, 3);
+  other.close();
 }

@@ -22,7 +22,7 @@ int64_t wall_now_ms() {
 // Plays the dialer's side of the handshake by hand: reads the server's hello
 // (running the loop meanwhile) and returns our hello + identity proof frames,
 // after which the raw peer may misbehave as it likes.
-std::string handshake_frames(uv_loop_t* loop, RawPeer& p) {
+std::string handshake_frames(uv_loop_t* loop, RawPeer& p, const Identity* who = nullptr) {
   std::string got;
   std::string_view body;
   FrameReader r;
@@ -38,11 +38,20 @@ std::string handshake_frames(uv_loop_t* loop, RawPeer& p) {
   if (!have || r.next(&body) != FrameReader::kFrame) return {};
   auto oh = unpack_untrusted(body.data(), body.size());
   Envelope server = decode_envelope(oh.get());
-  Identity me = Identity::generate();
+  const Identity fresh = Identity::generate();
+  const Identity& me = who ? *who : fresh;
   std::string pk((const char*)me.public_key().data(), kPublicKeyBytes), nonce(kNonceBytes, 'n');
   Hello h{std::string(me.id().bytes()), kProtocolVersion, "default", "", wall_now_ms(), pk, nonce};
   std::string sig = me.sign(auth_transcript(true, "default", nonce, server.hello.nonce, pk, server.hello.key, ""));
   return encode_frame(encode_hello(h)) + encode_frame(encode_auth(sig));
+}
+
+// The first bytes of a well-formed hello (for a peer that trickles it).
+std::string hello_prefix() {
+  Identity me = Identity::generate();
+  std::string pk((const char*)me.public_key().data(), kPublicKeyBytes), nonce(kNonceBytes, 'n');
+  Hello h{std::string(me.id().bytes()), kProtocolVersion, "default", "", wall_now_ms(), pk, nonce};
+  return encode_frame(encode_hello(h)).substr(0, 10);
 }
 
 std::string request_frame(uint64_t id, std::string_view method = "echo") {
@@ -55,6 +64,10 @@ struct Hostile : ::testing::Test {
   std::string addr;
   std::vector<std::string> violations;
   Limits limits;
+
+  // Most tests play the attacker from 127.0.0.1, the honest client's address
+  // too, so backoff is off unless a test turns it on (and attacks from 127.0.0.2).
+  Hostile() { limits.backoff_base_ms = 0; }
 
   void start() {
     uv_loop_init(&loop);
@@ -233,4 +246,177 @@ TEST_F(Hostile, SlowReaderDoesNotGrowOurBuffers) {
   EXPECT_LT(handled, 200);
   EXPECT_LE(peak, (size_t)(2 << 20) + (2 << 20));  // soft limit plus the reply that crossed it
   EXPECT_TRUE(others_served());                     // the node kept serving others meanwhile
+}
+
+TEST(PeerBackoff, DoublesUpToTheCapAndDecays) {
+  PeerBackoff b({1000, 8000, 60000, 100});
+  EXPECT_EQ(b.refused_for("ip:a", 0), 0u);
+  EXPECT_EQ(b.punish("ip:a", 0), 1000u);
+  EXPECT_EQ(b.refused_for("ip:a", 400), 600u);
+  EXPECT_EQ(b.refused_for("ip:b", 400), 0u);  // keys are separate
+  EXPECT_EQ(b.punish("ip:a", 1000), 2000u);
+  EXPECT_EQ(b.punish("ip:a", 3000), 4000u);
+  EXPECT_EQ(b.punish("ip:a", 7000), 8000u);
+  EXPECT_EQ(b.punish("ip:a", 15000), 8000u);  // capped
+  EXPECT_EQ(b.refused_for("ip:a", 23000), 0u);
+  // Two decay periods of quiet after the refusal forgive two doublings: 8 s -> 2 s.
+  EXPECT_EQ(b.punish("ip:a", 23000 + 120000), 2000u);
+  // Long quiet forgets the key entirely.
+  b.forget_old(10000000);
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.punish("ip:a", 10000000), 1000u);
+}
+
+TEST(PeerBackoff, OffWhenBaseIsZeroAndBoundedInSize) {
+  PeerBackoff off({0, 8000, 60000, 100});
+  EXPECT_EQ(off.punish("ip:a", 0), 0u);
+  EXPECT_EQ(off.refused_for("ip:a", 0), 0u);
+  PeerBackoff b({1000, 8000, 60000, 4});
+  for (int i = 0; i < 50; i++) b.punish("ip:" + std::to_string(i), (uint64_t)i);
+  EXPECT_LE(b.size(), 4u);
+  EXPECT_GT(b.refused_for("ip:49", 49), 0u);  // the newest offender is kept
+}
+
+// A peer cut off for garbage is refused at accept for a while, by IP; the
+// honest client at another address is not affected.
+TEST_F(Hostile, ViolatorsAddressIsBackedOff) {
+  limits.backoff_base_ms = 60000;  // long enough never to run out during the test
+  start();
+  RawPeer p(addr, "127.0.0.2");
+  ASSERT_GE(p.fd, 0);
+  ASSERT_TRUE(p.send("garbage that is not a frame header"));
+  EXPECT_TRUE(cut_off(p));
+  EXPECT_GT(server->backed_off_ms("127.0.0.2"), 0u);
+  EXPECT_EQ(server->backed_off_ms("127.0.0.1"), 0u);
+  uint64_t violations_before = server->stats().violations;
+  RawPeer again(addr, "127.0.0.2");
+  EXPECT_TRUE(cut_off(again));  // closed at once, before any hello
+  EXPECT_GE(server->stats().backed_off, 1u);
+  EXPECT_EQ(server->stats().violations, violations_before);  // a refusal is not a new offence
+  EXPECT_TRUE(others_served());
+}
+
+// Ids are backed off too: the same id from another address is refused at hello.
+TEST_F(Hostile, ViolatorsIdIsBackedOff) {
+  limits.backoff_base_ms = 60000;
+  start();
+  const Identity id = Identity::generate();
+  {
+    RawPeer p(addr, "127.0.0.3");
+    ASSERT_GE(p.fd, 0);
+    ASSERT_TRUE(p.send(handshake_frames(&loop, p, &id) + encode_frame("\xc1")));  // bad msgpack after hello
+    EXPECT_TRUE(cut_off(p));
+  }
+  RawPeer q(addr, "127.0.0.4");
+  ASSERT_GE(q.fd, 0);
+  ASSERT_TRUE(q.send(handshake_frames(&loop, q, &id)));
+  EXPECT_TRUE(cut_off(q));
+  EXPECT_TRUE(saw("backed off"));
+  RawPeer fresh(addr, "127.0.0.4");  // that address did nothing wrong
+  ASSERT_TRUE(fresh.send(handshake_frames(&loop, fresh)));
+  run_until(&loop, [] { return false; }, 300);
+  EXPECT_FALSE(fresh.closed_by_peer());
+}
+
+// Slow-loris: a frame whose header came but whose body never completes.
+TEST_F(Hostile, UnfinishedFrameIsCutOff) {
+  limits.frame_timeout_ms = 300;
+  limits.backoff_base_ms = 60000;
+  start();
+  RawPeer p(addr, "127.0.0.5");
+  ASSERT_GE(p.fd, 0);
+  std::string f = request_frame(1);
+  ASSERT_TRUE(p.send(handshake_frames(&loop, p) + f.substr(0, f.size() - 3)));  // all but the last 3 bytes
+  EXPECT_TRUE(cut_off(p));
+  EXPECT_TRUE(saw("frame not completed"));
+  EXPECT_GT(server->backed_off_ms("127.0.0.5"), 0u);
+  EXPECT_TRUE(others_served());
+}
+
+// A frame trickled a byte at a time makes progress on the socket but not on
+// the frame: the frame's deadline still applies.
+TEST_F(Hostile, TrickledFrameIsCutOff) {
+  limits.frame_timeout_ms = 300;
+  start();
+  RawPeer p(addr);
+  ASSERT_TRUE(p.send(handshake_frames(&loop, p)));
+  std::string f = request_frame(1);
+  bool cut = false;
+  for (size_t i = 0; i < f.size() && !cut; i++) {
+    p.send(f.substr(i, 1));
+    cut = run_until(&loop, [&] { return p.closed_by_peer(); }, 100);
+  }
+  EXPECT_TRUE(cut || cut_off(p));
+  EXPECT_TRUE(saw("frame not completed"));
+}
+
+// A hello trickled too slowly to finish within the handshake timeout is an
+// offence; plain silence is only closed.
+TEST_F(Hostile, TrickledHelloIsBackedOffSilenceIsNot) {
+  limits.handshake_timeout_ms = 200;
+  limits.backoff_base_ms = 60000;
+  start();
+  RawPeer silent(addr, "127.0.0.6"), trickler(addr, "127.0.0.7");
+  ASSERT_GE(silent.fd, 0);
+  ASSERT_GE(trickler.fd, 0);
+  ASSERT_TRUE(trickler.send(hello_prefix()));
+  EXPECT_TRUE(cut_off(silent));
+  EXPECT_TRUE(cut_off(trickler));
+  EXPECT_EQ(server->backed_off_ms("127.0.0.6"), 0u);
+  EXPECT_GT(server->backed_off_ms("127.0.0.7"), 0u);
+}
+
+// Unfinished frames are what a peer makes us buffer: capped per IP and in all.
+TEST_F(Hostile, UnfinishedFrameBytesAreCappedPerAddressAndInAll) {
+  limits.max_frame = 4 << 20;
+  limits.max_pending_per_ip = 1 << 20;
+  limits.max_pending_total = 3 << 19;  // 1.5 MiB
+  start();
+  const std::string frame = encode_frame(std::string(600 << 10, 'x'));
+  const std::string part = frame.substr(0, 1000);  // the header and a little
+  RawPeer a(addr, "127.0.0.8"), b(addr, "127.0.0.8"), c(addr, "127.0.0.9"), d(addr, "127.0.0.10");
+  ASSERT_TRUE(a.fd >= 0 && b.fd >= 0 && c.fd >= 0 && d.fd >= 0);
+  ASSERT_TRUE(a.send(part));
+  ASSERT_TRUE(run_until(&loop, [&] { return server->pending_bytes() == (600u << 10); }));
+  ASSERT_TRUE(b.send(part));  // the same address: 1.2 MiB > 1 MiB
+  EXPECT_TRUE(cut_off(b));
+  EXPECT_TRUE(saw("unfinished frames from your address"));
+  ASSERT_TRUE(c.send(part));  // another address: 1.2 MiB in all, fits
+  ASSERT_TRUE(run_until(&loop, [&] { return server->pending_bytes() == (1200u << 10); }));
+  ASSERT_TRUE(d.send(part));  // a third: 1.8 MiB in all > 1.5 MiB
+  EXPECT_TRUE(cut_off(d));
+  EXPECT_TRUE(saw("server busy"));
+  EXPECT_FALSE(a.closed_by_peer());
+  EXPECT_FALSE(c.closed_by_peer());
+  ::shutdown(a.fd, SHUT_RDWR);
+  ::shutdown(c.fd, SHUT_RDWR);
+  EXPECT_TRUE(run_until(&loop, [&] { return server->pending_bytes() == 0; }));  // returned on close
+  EXPECT_TRUE(others_served());
+}
+
+// A large frame that completes gives its reservation back.
+TEST_F(Hostile, FinishedFramesReturnTheirReservation) {
+  limits.max_frame = 4 << 20;
+  start();
+  Buf x;
+  Packer pk(x);
+  pack_bin(pk, std::string(600 << 10, 'x'));
+  std::string f = encode_frame(request_prefix(1, "echo", 5000) + x.s);
+  RawPeer p(addr);
+  ASSERT_TRUE(p.send(handshake_frames(&loop, p) + f.substr(0, 1000)));
+  ASSERT_TRUE(run_until(&loop, [&] { return server->pending_bytes() > 0; }));
+  ASSERT_TRUE(p.send(f.substr(1000)));
+  EXPECT_TRUE(run_until(&loop, [&] { return server->pending_bytes() == 0 && server->stats().requests_in == 1; }));
+  EXPECT_FALSE(p.closed_by_peer());
+}
+
+// Every local process shares 127.0.0.1: one offender there must not lock the others out.
+TEST_F(Hostile, LoopbackAddressIsNeverBackedOff) {
+  limits.backoff_base_ms = 60000;
+  start();
+  RawPeer p(addr);
+  ASSERT_TRUE(p.send("garbage that is not a frame header"));
+  EXPECT_TRUE(cut_off(p));
+  EXPECT_EQ(server->backed_off_ms("127.0.0.1"), 0u);
+  EXPECT_TRUE(others_served());
 }
