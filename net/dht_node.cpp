@@ -371,15 +371,8 @@ void DhtNode::drop_unacceptable(Record& r, double t) {
 
 void DhtNode::send_store(const Contact& to, const std::vector<StoreItem>& items, bool replica,
                          std::function<void(int)> done) {
-  Buf b;
-  Packer pk(b);
-  pk.pack_map(2);
-  pack_str(pk, "items");
-  pk.pack_array((uint32_t)items.size());
-  for (auto& it : items) pack_store_item(pk, b, it);
-  pack_str(pk, "replica");
-  replica ? pk.pack_true() : pk.pack_false();
-  rpc_.call(to.addr, "dht.store", std::move(b.s), opts_.rpc_timeout_ms, [this, to, done](const Reply& r) {
+  rpc_.call(to.addr, "dht.store", encode_store_args(items, replica), opts_.rpc_timeout_ms,
+            [this, to, done](const Reply& r) {
     int accepted = 0;
     if (r.ok() && r.peer.id == to.id) {
       saw(r.peer);

@@ -73,6 +73,18 @@ void pack_store_item(Packer& pk, Buf& b, const StoreItem& it) {
   if (is_signed(it.entry)) pack_signature(pk, it.entry);
 }
 
+std::string encode_store_args(const std::vector<StoreItem>& items, bool replica) {
+  Buf b;
+  Packer pk(b);
+  pk.pack_map(2);
+  pack_str(pk, "items");
+  pk.pack_array((uint32_t)items.size());
+  for (auto& it : items) pack_store_item(pk, b, it);
+  pack_str(pk, "replica");
+  replica ? pk.pack_true() : pk.pack_false();
+  return std::move(b.s);
+}
+
 StoreItem unpack_store_item(const msgpack::object& o) {
   auto& a = as_array(o, "item");
   uint32_t n = a.via.array.size;

@@ -5,6 +5,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "net/dht_storage.h"
 #include "net/msg.h"
@@ -26,5 +27,7 @@ Record unpack_record(const msgpack::object& o, size_t max_subkeys);
 // [key, subkey|nil, value, exp, origin(, pk, sig)].
 void pack_store_item(Packer& pk, Buf& b, const StoreItem& it);
 StoreItem unpack_store_item(const msgpack::object& o);
+// The arguments of dht.store: {"items": [item...], "replica": bool}.
+std::string encode_store_args(const std::vector<StoreItem>& items, bool replica);
 
 }  // namespace engine::net

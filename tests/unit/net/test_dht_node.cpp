@@ -3,20 +3,16 @@
 // values surviving dead nodes.
 #include <gtest/gtest.h>
 
+#include "dht_test_util.h"
 #include "loop_util.h"
 #include "net/dht_node.h"
 
 using namespace engine::net;
 using nettest::run_until;
+using nettest::str_value;
 
 namespace {
 
-std::string str_value(std::string_view s) {
-  Buf b;
-  Packer pk(b);
-  pack_str(pk, s);
-  return b.s;
-}
 
 struct Swarm : ::testing::Test {
   uv_loop_t loop;
@@ -67,22 +63,9 @@ struct Swarm : ::testing::Test {
   }
   int put(size_t from, const std::string& key, const std::optional<std::string>& sub, const std::string& v,
           double ttl = 600) {
-    int stored = -1;
-    nodes[from]->put(key, sub, str_value(v), nodes[from]->now() + ttl,
-                     [&](int s, int, const LookupStats&) { stored = s; });
-    EXPECT_TRUE(run_until(&loop, [&] { return stored >= 0; }));
-    return stored;
+    return nettest::put_str(&loop, *nodes[from], key, sub, v, ttl);
   }
-  GetResult get(size_t from, const std::string& key) {
-    GetResult out;
-    bool done = false;
-    nodes[from]->get(key, [&](const GetResult& r) {
-      out = r;
-      done = true;
-    });
-    EXPECT_TRUE(run_until(&loop, [&] { return done; }));
-    return out;
-  }
+  GetResult get(size_t from, const std::string& key) { return nettest::get_now(&loop, *nodes[from], key); }
 };
 
 // (Built with += : GCC 12 warns falsely about "literal" + std::string.)

@@ -4,20 +4,16 @@
 // lookups with forged records, gets none of them stored or returned.
 #include <gtest/gtest.h>
 
+#include "dht_test_util.h"
 #include "loop_util.h"
 #include "net/dht_node.h"
 
 using namespace engine::net;
 using nettest::run_until;
+using nettest::str_value;
 
 namespace {
 
-std::string str_value(std::string_view s) {
-  Buf b;
-  Packer pk(b);
-  pack_str(pk, s);
-  return b.s;
-}
 std::string text_of(const std::string& packed) {
   auto oh = unpack_untrusted(packed.data(), packed.size());
   return std::string(as_str(oh.get(), "value"));
@@ -68,35 +64,14 @@ struct Signed : ::testing::Test {
   }
   int put(size_t from, const std::string& key, const std::optional<std::string>& sub, const std::string& v,
           double ttl = 600) {
-    int stored = -1;
-    nodes[from]->put(key, sub, str_value(v), nodes[from]->now() + ttl,
-                     [&](int s, int, const LookupStats&) { stored = s; });
-    EXPECT_TRUE(run_until(&loop, [&] { return stored >= 0; }));
-    return stored;
+    return nettest::put_str(&loop, *nodes[from], key, sub, v, ttl);
   }
-  GetResult get(size_t from, const std::string& key) {
-    GetResult out;
-    bool done = false;
-    nodes[from]->get(key, [&](const GetResult& r) {
-      out = r;
-      done = true;
-    });
-    EXPECT_TRUE(run_until(&loop, [&] { return done; }));
-    return out;
-  }
+  GetResult get(size_t from, const std::string& key) { return nettest::get_now(&loop, *nodes[from], key); }
   // Raw dht.store from `from` to `to`; the per-item answers.
   std::vector<bool> raw_store(Rpc& from, const std::string& to, const std::vector<StoreItem>& items, bool replica) {
-    Buf b;
-    Packer pk(b);
-    pk.pack_map(2);
-    pack_str(pk, "items");
-    pk.pack_array((uint32_t)items.size());
-    for (auto& it : items) pack_store_item(pk, b, it);
-    pack_str(pk, "replica");
-    replica ? pk.pack_true() : pk.pack_false();
     std::vector<bool> out;
     bool done = false;
-    from.call(to, "dht.store", b.s, 2000, [&](const Reply& r) {
+    from.call(to, "dht.store", encode_store_args(items, replica), 2000, [&](const Reply& r) {
       EXPECT_TRUE(r.ok()) << r.message;
       if (r.ok()) {
         auto& st = as_array(need_field(*r.result, "stored"), "stored");
