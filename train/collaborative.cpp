@@ -163,6 +163,15 @@ class Peer {
   // stays alive through a long micro-batch, matchmaking or a state download; and
   // the run's config with it.
   std::optional<PeerProgress> latest_;
+  // Trainer thread: peers whose state contradicted their progress record (they
+  // claimed an epoch and had no state at it), with when we trust them again. Their
+  // records neither vote on the run's position nor serve as download sources, so a
+  // peer that lies about its epoch costs each honest peer one refused download.
+  std::map<std::string, Clock::time_point> distrusted_;
+  bool distrusted(const std::string& peer) const {
+    auto it = distrusted_.find(peer);
+    return it != distrusted_.end() && Clock::now() < it->second;
+  }
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // trainer thread: reported with the progress
   uv_timer_t* republish_ = nullptr;
   void publish_run_entry_now();  // loop thread: the run in the swarm's index (net/swarm_index.h)
@@ -316,7 +325,7 @@ Peer::RunPosition Peer::run_position(const GlobalProgress& g) const {
   };
   const std::string me = hex_id(net_->id());
   for (auto& p : g.records)
-    if (p.peer != me) vote(p.epoch, p.params_xxh3, p.peer);
+    if (p.peer != me && !distrusted(p.peer)) vote(p.epoch, p.params_xxh3, p.peer);
   vote(t_.step(), params_xxh3_, me);  // our own, as it is now
   RunPosition best;
   std::string best_lowest;
@@ -332,7 +341,7 @@ Peer::RunPosition Peer::run_position(const GlobalProgress& g) const {
 bool Peer::catch_up(const GlobalProgress& g, int64_t epoch, uint64_t xxh3) {
   std::vector<PeerProgress> sources;
   for (auto& p : g.records)
-    if (!p.addr.empty() && p.peer != hex_id(net_->id()) &&
+    if (!p.addr.empty() && p.peer != hex_id(net_->id()) && !distrusted(p.peer) &&
         (xxh3 ? p.epoch == epoch && p.params_xxh3 == xxh3 : p.epoch >= epoch))
       sources.push_back(p);
   std::sort(sources.begin(), sources.end(),
@@ -349,6 +358,13 @@ bool Peer::catch_up(const GlobalProgress& g, int64_t epoch, uint64_t xxh3) {
     });
     if (!r || !r->ok) {
       log("state download from " + addr + " failed: " + (r ? r->error : std::string("timed out")));
+      if (r && r->refused) {
+        const double for_s = 2 * cc_.progress_ttl_s;
+        distrusted_[src.peer] = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(for_s));
+        log("peer " + src.peer.substr(1, 8) + " reports epoch " + std::to_string(src.epoch) +
+            " but has no state at it: ignoring its progress for " + std::to_string((int)for_s) + " s");
+      }
       continue;
     }
     try {

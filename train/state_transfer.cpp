@@ -142,6 +142,7 @@ struct Download {
     DownloadResult res;
     res.error = check(r, &res.epoch);
     res.ok = res.error.empty();
+    res.refused = r.code == ErrorCode::kNotFound;
     if (res.ok) res.bytes = std::move(bytes);
     auto fn = std::move(done);
     fn(std::move(res));

@@ -51,6 +51,9 @@ struct DownloadResult {
   std::string error;
   int64_t epoch = -1;
   std::string bytes;
+  // The source answered "not found": it has no state at min_epoch or later, so a
+  // progress record of its that claims such an epoch is false.
+  bool refused = false;
 };
 
 // Loop thread. done once, by timeout_ms (the whole transfer: size it for the
