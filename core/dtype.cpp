@@ -128,14 +128,23 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::F32:
       std::memcpy(dst, src, (size_t)n * 4);
       return;
+    // A GGUF may align its data to 1 byte: read each half through memcpy, not a uint16_t*.
     case DType::F16: {
-      auto* s = (const uint16_t*)src;
-      for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(s[i]);
+      auto* s = (const uint8_t*)src;
+      for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = f16_to_f32(h);
+      }
       return;
     }
     case DType::BF16: {
-      auto* s = (const uint16_t*)src;
-      for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i]);
+      auto* s = (const uint8_t*)src;
+      for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = bf16_to_f32(h);
+      }
       return;
     }
     case DType::Q8_0: {
