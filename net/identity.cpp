@@ -1,14 +1,13 @@
 #include "net/identity.h"
 
-#include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/io.h"
 
 namespace engine::net {
 
@@ -53,37 +52,23 @@ Identity Identity::generate() {
 
 Identity Identity::load_or_create(const std::string& path) {
   crypto_init();
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
     Identity me = generate();
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    int w = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (w < 0) throw Error("identity: cannot create " + tmp + ": " + std::strerror(errno));
     std::string bytes(kKeyMagic, sizeof kKeyMagic);
     bytes.append((const char*)me.sk_.data(), me.sk_.size());
-    const bool ok = ::write(w, bytes.data(), bytes.size()) == (ssize_t)bytes.size() && ::fsync(w) == 0;
-    ::close(w);
+    write_private_file_atomic(path, bytes, "identity");
     sodium_memzero(bytes.data(), bytes.size());
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-      ::unlink(tmp.c_str());
-      throw Error("identity: cannot write " + path + ": " + std::strerror(errno));
-    }
     return me;
   }
-  if (fd < 0) throw Error("identity: cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
-    ::close(fd);
-    throw Error("identity: " + path + " is readable by others; chmod 600 it");
-  }
-  uint8_t buf[kKeyFileBytes + 1];
-  const ssize_t n = ::read(fd, buf, sizeof buf);
-  ::close(fd);
-  if (n != (ssize_t)kKeyFileBytes || std::memcmp(buf, kKeyMagic, sizeof kKeyMagic) != 0)
+  std::string buf = read_private_file(path, kKeyFileBytes, "identity");
+  if (buf.size() != kKeyFileBytes || std::memcmp(buf.data(), kKeyMagic, sizeof kKeyMagic) != 0) {
+    sodium_memzero(buf.data(), buf.size());
     throw Error("identity: " + path + " is not an engine identity file");
+  }
   Identity me;
-  std::memcpy(me.sk_.data(), buf + sizeof kKeyMagic, me.sk_.size());
-  sodium_memzero(buf, sizeof buf);
+  std::memcpy(me.sk_.data(), buf.data() + sizeof kKeyMagic, me.sk_.size());
+  sodium_memzero(buf.data(), buf.size());
   // The secret key's second half is the public key; check it matches the seed.
   PublicKey from_seed;
   std::array<uint8_t, 64> sk2;

@@ -1,14 +1,13 @@
 #include "net/swarm_key.h"
 
-#include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "net/identity.h"
 
 namespace engine::net {
@@ -19,24 +18,16 @@ static constexpr size_t kFileBytes = kMagicLen + 64 + 1;
 
 SwarmKey load_swarm_key(const std::string& path) {
   crypto_init();
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("swarm key: cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
-    ::close(fd);
-    throw Error("swarm key: " + path + " is readable by others; chmod 600 it");
-  }
-  char buf[kFileBytes + 1];
-  const ssize_t n = ::read(fd, buf, sizeof buf);
-  ::close(fd);
+  std::string buf = read_private_file(path, kFileBytes, "swarm key");
   SwarmKey k{};
   size_t got = 0;
-  if (n != (ssize_t)kFileBytes || std::memcmp(buf, kMagic, kMagicLen) != 0 || buf[kFileBytes - 1] != '\n' ||
-      sodium_hex2bin(k.data(), k.size(), buf + kMagicLen, 64, nullptr, &got, nullptr) != 0 || got != k.size()) {
-    sodium_memzero(buf, sizeof buf);
+  const bool ok = buf.size() == kFileBytes && std::memcmp(buf.data(), kMagic, kMagicLen) == 0 &&
+                  buf[kFileBytes - 1] == '\n' &&
+                  sodium_hex2bin(k.data(), k.size(), buf.data() + kMagicLen, 64, nullptr, &got, nullptr) == 0 &&
+                  got == k.size();
+  sodium_memzero(buf.data(), buf.size());
+  if (!ok)
     throw Error("swarm key: " + path + " is not an engine swarm key file (make one with: engine swarm-key -o FILE)");
-  }
-  sodium_memzero(buf, sizeof buf);
   return k;
 }
 
@@ -52,17 +43,8 @@ void write_swarm_key(const std::string& path, bool force) {
   std::string bytes = std::string(kMagic) + std::string(hex, 64) + "\n";
   sodium_memzero(hex, sizeof hex);
   sodium_memzero(k.data(), k.size());
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  int w = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (w < 0) throw Error("swarm key: cannot create " + tmp + ": " + std::strerror(errno));
-  const bool ok = ::write(w, bytes.data(), bytes.size()) == (ssize_t)bytes.size() && ::fsync(w) == 0;
-  ::close(w);
+  write_private_file_atomic(path, bytes, "swarm key");
   sodium_memzero(bytes.data(), bytes.size());
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw Error("swarm key: cannot write " + path + ": " + std::strerror(e));
-  }
 }
 
 }  // namespace engine::net
