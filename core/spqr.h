@@ -16,6 +16,7 @@
 // scale = scale_scale, zero = zero_scale.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,9 @@ struct SpqrLayer {
   std::vector<uint32_t> outlier_col_delta16;
   bool outlier_delta16_finite = true;  // false when a delta is beyond f16's range
   void derive_outlier_deltas();
+  // The codes and first-level statistics re-laid for the AVX2 int8 1-token kernel
+  // (cpu/spqr_decode_avx2.cpp), built by it on first use and shared by copies.
+  mutable std::shared_ptr<const std::vector<uint8_t>> decode_avx2_packed;
 
   // Owned storage when built in memory (by the quantizer or a test).
   std::vector<uint8_t> codes_buf, stats_buf;

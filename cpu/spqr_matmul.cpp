@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -183,9 +184,27 @@ static void spqr_gemm(const SpqrLayer& w, const float* x, int64_t n_tok, float* 
 // AVX-512 VBMI (vpermb, vpmultishiftqb) and VNNI (vpdpbusd), on top of the AVX-512 family.
 static bool has_vbmi_vnni() { return cpu_features().avx512_vbmi && cpu_features().avx512_vnni; }
 
-bool spqr_decode_int8_active(const SpqrLayer& w) {
-  return family() == Family::Avx512 && has_vbmi_vnni() && detail::spqr_decode_avx512_supports(w);
+// Which int8 1-token kernel runs a layer: AVX-512 VBMI+VNNI where the CPU has them,
+// else the AVX2 one (w3 only), else none (the exact row kernels).
+enum class Int8Decode { None, Avx2, Avx512 };
+// ENGINE_SPQR_DECODE=exact turns them off (the f32 row kernels), to measure or compare
+// them in a real model; read once.
+static bool int8_decode_allowed() {
+  static const bool allowed = [] {
+    const char* e = std::getenv("ENGINE_SPQR_DECODE");
+    return !(e && std::strcmp(e, "exact") == 0);
+  }();
+  return allowed;
 }
+static Int8Decode int8_decode(const SpqrLayer& w) {
+  const Family fam = family();
+  if (!int8_decode_allowed()) return Int8Decode::None;
+  if (fam == Family::Avx512 && has_vbmi_vnni() && detail::spqr_decode_avx512_supports(w)) return Int8Decode::Avx512;
+  if (fam != Family::Scalar && detail::spqr_decode_avx2_supports(w)) return Int8Decode::Avx2;
+  return Int8Decode::None;
+}
+
+bool spqr_decode_int8_active(const SpqrLayer& w) { return int8_decode(w) != Int8Decode::None; }
 
 void spqr_decode_round_activations(const SpqrLayer& w, const float* x, float* xr) {
   const int64_t gs = w.p.groupsize;
@@ -207,14 +226,22 @@ void spqr_decode_int8_many(const SpqrLayer* const* w, int count, const float* x,
   thread_local detail::SpqrDecodeActs acts_buf[kSpqrDecodeManyMax];
   detail::SpqrDecodeActs* acts = acts_buf;
   int64_t first[kSpqrDecodeManyMax + 1] = {0};  // layer i owns combined row groups [first[i], first[i+1])
+  bool avx512[kSpqrDecodeManyMax];
   for (int i = 0; i < count; i++) {
-    detail::spqr_decode_prepare_avx512(*w[i], x, acts[i]);
+    const Int8Decode k = int8_decode(*w[i]);
+    if (k == Int8Decode::None) throw Error("spqr_decode_int8_many: a layer the int8 kernels do not take");
+    avx512[i] = k == Int8Decode::Avx512;
+    if (avx512[i]) detail::spqr_decode_prepare_avx512(*w[i], x, acts[i]);
+    else detail::spqr_decode_prepare_avx2(*w[i], x, acts[i], pool);
     first[i + 1] = first[i] + w[i]->n_row_groups;
   }
   pool.parallel_for(first[count], 1, [&](int64_t q0, int64_t q1) {
     for (int i = 0; i < count; i++) {
       const int64_t a = std::max(q0, first[i]), b = std::min(q1, first[i + 1]);
-      if (a < b) detail::spqr_decode_avx512(detail::SpqrDecodeJob{w[i], &acts[i], a - first[i], b - first[i], y[i]});
+      if (a >= b) continue;
+      const detail::SpqrDecodeJob job{w[i], &acts[i], a - first[i], b - first[i], y[i]};
+      if (avx512[i]) detail::spqr_decode_avx512(job);
+      else detail::spqr_decode_avx2(job);
     }
   });
 }

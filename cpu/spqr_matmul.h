@@ -115,6 +115,9 @@ struct SpqrDecodeActs {
   int32_t* xq = nullptr;  // [nb][4][16]: xq[(b·4 + i)·16 + g] = bytes 4i..4i+3 of group 16b+g's int8 codes
   float* d = nullptr;     // [nb · 16]: the groups' scales (0 past n_groups)
   float* qsum = nullptr;  // [nb · 16]: Σ_j q_gj
+  // AVX2 kernel: xq holds the int8 codes in stored column order (16 bytes per group),
+  // d and qsum are in its group order, and `packed` is the layer's re-laid codes.
+  const uint8_t* packed = nullptr;
   void resize(int64_t nb) {  // nb = ceil(n_groups / 16)
     xp = xp_buf.get((size_t)(nb * 256));
     xq = (int32_t*)xq_buf.get((size_t)(nb * 64));
@@ -133,6 +136,12 @@ struct SpqrDecodeJob {
 bool spqr_decode_avx512_supports(const SpqrLayer& w);
 void spqr_decode_prepare_avx512(const SpqrLayer& w, const float* x, SpqrDecodeActs& a);
 void spqr_decode_avx512(const SpqrDecodeJob& job);
+// The same product on AVX2 (spqr_decode_avx2.cpp): groupsize 16, wbits 3, bilevel
+// statistics, outlier deltas derived. The layer's codes are re-laid in bit planes on
+// the first call (SpqrLayer::decode_avx2_packed), as many bytes as the file's.
+bool spqr_decode_avx2_supports(const SpqrLayer& w);
+void spqr_decode_prepare_avx2(const SpqrLayer& w, const float* x, SpqrDecodeActs& a, ThreadPool& pool);
+void spqr_decode_avx2(const SpqrDecodeJob& job);
 
 }  // namespace detail
 

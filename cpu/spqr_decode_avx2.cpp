@@ -1,0 +1,267 @@
+// The 1-token SpQR product (decode) with int8 activations on AVX2 (groupsize 16,
+// wbits 3, bilevel statistics): what spqr_decode_avx512vbmi.cpp does with vpmultishiftqb
+// and vpdpbusd, for CPUs that have neither.
+//
+// AVX2 cannot cut 3-bit fields out of a packed bit stream cheaply (~10 instructions
+// per 32 codes), so each layer's codes are re-laid once, on its first 1-token product,
+// into bit planes that take a shift and a mask per 32 codes. Per row and super-block of
+// 16 column groups (256 weights), 112 bytes, the same bytes as the file's 96 + 16:
+//   chunk k = 4h + i (h: which 8 groups, i = 0..3): 32 bytes, byte 4g + m = the code of
+//            weight 4i + m of group 8h + g (the AVX-512 kernel's dword-per-group order);
+//   L0, L1 [32 bytes each]: bits 0-1 of the codes; byte b of L_h holds those of chunk
+//            4h + i at bits 2i..2i+1;
+//   H      [32 bytes]: bit 2 of the codes; byte b bit k is that of chunk k;
+//   S      [16 bytes]: the first-level statistics bytes of the 16 groups.
+// A super-block is one sequential 112-byte read; a row is ceil(G/16) of them (padding
+// groups have code 0 and statistics 0, and meet zero activations and zero scales).
+// After the rows, the second-level statistics (kS2HalfBytes).
+//
+// Per row and half super-block (8 groups, 128 weights):
+//   - chunk k's codes: ((L >> 2(k%4)) & 3) | ((H shifted by k−2) & 4), 32 bytes;
+//   - vpmaddubsw with the int8 activations (laid out as the codes) and three vpaddw:
+//     i16 lanes 2g, 2g+1 hold group g's sum; vpmaddwd makes it one exact int32;
+//   - acc += (ss·d·(sc − sz)) · (dot − zs·Σq·(zc − zz)), 8 groups per vector, the
+//     second-level terms decoded once per row group and call (as the AVX-512 kernel),
+//     the statistics codes turned into floats by a table lookup (vpermps);
+// then the row's outliers (scalar: a gather costs more than the ~14 of a 2048-wide
+// row), one horizontal sum per row. The result is what the AVX-512 int8 kernel
+// computes (up to float summation order): docs/spqr-format.md.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "cpu/spqr_matmul.h"
+
+namespace engine::cpu::detail {
+
+namespace {
+
+constexpr int64_t kSuperBytes = 112;  // one super-block of a row: L0, L1, H, S
+
+// Second-level statistics, per row group and half super-block (8 groups): ss[8], sz[8],
+// zs[8], zz[8] as fp16, 64 bytes (one load each); padding groups are zero.
+constexpr int64_t kS2HalfBytes = 64;
+
+std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool& pool) {
+  const int64_t G = w.n_groups, nsb = (G + 15) / 16, R = w.rows, row_bytes = nsb * kSuperBytes;
+  auto out = std::make_shared<std::vector<uint8_t>>((size_t)(R * row_bytes + w.n_row_groups * nsb * 2 * kS2HalfBytes), 0);
+  uint8_t* const base = out->data();
+  pool.parallel_for(R, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const uint8_t* codes = w.codes + r * G * 6;
+      for (int64_t sb = 0; sb < nsb; sb++) {
+        uint8_t* L = base + r * row_bytes + sb * kSuperBytes;
+        uint8_t* H = L + 64;
+        uint8_t* S = L + 96;
+        for (int64_t gi = 0; gi < 16 && sb * 16 + gi < G; gi++) {
+          // The group's 16 codes: a 48-bit little-endian stream (6 bytes, read exactly).
+          const uint8_t* c = codes + (sb * 16 + gi) * 6;
+          uint64_t v = 0;
+          for (int b = 0; b < 6; b++) v |= (uint64_t)c[b] << (8 * b);
+          const int h = (int)gi / 8, g8 = (int)gi % 8;
+          for (int j = 0; j < 16; j++, v >>= 3) {
+            const int i = j / 4, k = 4 * h + i, b = 4 * g8 + j % 4;
+            L[h * 32 + b] |= (uint8_t)((v & 3) << (2 * i));
+            H[b] |= (uint8_t)(((v >> 2) & 1) << k);
+          }
+        }
+        std::memcpy(S, w.stats + r * G + sb * 16, (size_t)std::min<int64_t>(16, G - sb * 16));
+      }
+    }
+  });
+  uint16_t* s2 = (uint16_t*)(base + R * row_bytes);
+  for (int64_t q = 0; q < w.n_row_groups; q++)
+    for (int64_t h = 0; h < nsb * 2; h++, s2 += 32)
+      for (int j = 0; j < 8; j++) {
+        const int64_t g = h * 8 + j;
+        if (g >= G) continue;
+        const SpqrStats2& st = w.stats2[q * G + g];
+        s2[j] = st.scale_scale, s2[8 + j] = st.scale_zero, s2[16 + j] = st.zero_scale, s2[24 + j] = st.zero_zero;
+      }
+  return out;
+}
+
+// The packed layer, built once: the first caller packs, later ones share it (SpqrLayer
+// copies share the pointer too). One lock per layer and call.
+const uint8_t* packed(const SpqrLayer& w, ThreadPool& pool) {
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  if (!w.decode_avx2_packed) w.decode_avx2_packed = pack(w, pool);
+  return w.decode_avx2_packed->data();
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Codes of chunk K (0..7) of a super-block: L = L0 for K < 4, else L1.
+template <int K>
+inline __m256i chunk_codes(__m256i L, __m256i H) {
+  const __m256i lo = _mm256_and_si256(K % 4 ? _mm256_srli_epi16(L, 2 * (K % 4)) : L, _mm256_set1_epi8(3));
+  __m256i h = H;
+  if constexpr (K < 2) h = _mm256_slli_epi16(H, 2 - K);
+  else if constexpr (K > 2) h = _mm256_srli_epi16(H, K - 2);
+  return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+}
+
+// Exact int32 dot products of the 8 groups of half H2 of a super-block with the int8
+// activations xq (the super-block's 256 bytes, laid out as the codes).
+template <int H2>
+inline __m256i half_dots(__m256i L, __m256i H, const int8_t* xq) {
+  auto part = [&](auto i) {
+    constexpr int k = 4 * H2 + decltype(i)::value;
+    return _mm256_maddubs_epi16(chunk_codes<k>(L, H), _mm256_load_si256((const __m256i*)(xq + k * 32)));
+  };
+  // |part| ≤ 2·7·127 per i16 lane; the sum of four ≤ 7112: no wrap.
+  const __m256i s = _mm256_add_epi16(_mm256_add_epi16(part(std::integral_constant<int, 0>{}), part(std::integral_constant<int, 1>{})),
+                                     _mm256_add_epi16(part(std::integral_constant<int, 2>{}), part(std::integral_constant<int, 3>{})));
+  return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+// The scale and zero codes of 8 groups (statistics bytes s, zero-extended) as floats:
+// with stat_bits ≤ 3 a vpermps table lookup (it reads an index's low 3 bits), else
+// mask or shift and convert.
+template <bool kSmallStats>
+inline void stat_codes(__m256i s, __m256* sc, __m256* zc) {
+  if constexpr (kSmallStats) {
+    const __m256 table = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+    *sc = _mm256_permutevar8x32_ps(table, s);
+    *zc = _mm256_permutevar8x32_ps(table, _mm256_srli_epi32(s, 4));
+  } else {
+    *sc = _mm256_cvtepi32_ps(_mm256_and_si256(s, _mm256_set1_epi32(15)));
+    *zc = _mm256_cvtepi32_ps(_mm256_srli_epi32(s, 4));
+  }
+}
+
+}  // namespace
+
+bool spqr_decode_avx2_supports(const SpqrLayer& w) {
+  return w.p.groupsize == 16 && w.p.wbits == 3 && w.p.stat_bits != 16 &&
+         (int64_t)w.outlier_col_delta16.size() == w.n_outliers && w.outlier_delta16_finite;
+}
+
+void spqr_decode_prepare_avx2(const SpqrLayer& w, const float* x, SpqrDecodeActs& a, ThreadPool& pool) {
+  a.packed = packed(w, pool);  // before the parallel region
+  const int64_t C = w.cols, nb = (w.n_groups + 15) / 16, P = nb * 256;
+  a.resize(nb);
+  float* xp = a.xp;
+  for (int64_t c = 0; c < C; c++) xp[c] = x[w.perm[c]];
+  std::fill(xp + C, xp + P, 0.0f);
+  for (int64_t g = 0; g < nb * 16; g++) {
+    const __m256 v0 = _mm256_loadu_ps(xp + g * 16), v1 = _mm256_loadu_ps(xp + g * 16 + 8);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float id = amax > 0 ? 127.0f / amax : 0.0f;
+    // Round to nearest even (the MXCSR default), as spqr_decode_round_activations does.
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, _mm256_set1_ps(id)));
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, _mm256_set1_ps(id)));
+    const __m256i q16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);  // 16 × i16 in order
+    const __m128i q8 = _mm_packs_epi16(_mm256_castsi256_si128(q16), _mm256_extracti128_si256(q16, 1));
+    // Weights 4i..4i+3 of the group go to dword g % 8 of chunk 4·(g % 16 / 8) + i.
+    int32_t* dst = a.xq + (g / 16) * 64 + ((g % 16) / 8) * 32 + g % 8;
+    dst[0] = _mm_cvtsi128_si32(q8), dst[8] = _mm_extract_epi32(q8, 1);
+    dst[16] = _mm_extract_epi32(q8, 2), dst[24] = _mm_extract_epi32(q8, 3);
+    const __m256i qs = _mm256_add_epi32(q0, q1);
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(qs), _mm256_extracti128_si256(qs, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    a.d[g] = amax / 127.0f;
+    a.qsum[g] = (float)_mm_cvtsi128_si32(s4);
+  }
+}
+
+namespace {
+
+template <bool kSmallStats>
+void decode_kernel(const SpqrDecodeJob& job) {
+  const SpqrLayer& w = *job.w;
+  const int64_t G = w.n_groups, R = w.rows, nsb = (G + 15) / 16, sg = w.p.stat_groupsize;
+  const int64_t row_bytes = nsb * kSuperBytes;
+  const uint8_t* const pk = job.acts->packed;
+  const int32_t* const rowptr = w.outlier_rowptr;
+  const uint32_t* const outl = w.outlier_col_delta16.data();
+  const int8_t* const xq = (const int8_t*)job.acts->xq;
+  const float* const xp = job.acts->xp;
+  const float* const dx = job.acts->d;
+  const float* const qs = job.acts->qsum;
+  float* const y = job.y;
+
+  thread_local AlignedFloats s2_buf;
+  float* s2 = s2_buf.get((size_t)(nsb * 64));  // per half super-block: A[8], A·sz[8], E[8], E·zz[8]
+
+  for (int64_t q = job.q0; q < job.q1; q++) {
+    // Second-level statistics of the row group times the activations' per-group scale d
+    // (A) and sum Σq (E); zero past G.
+    const uint16_t* st = (const uint16_t*)(pk + R * row_bytes) + q * nsb * 64;
+    for (int64_t h = 0; h < nsb * 2; h++, st += 32) {
+      const __m256 A = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)st)), _mm256_loadu_ps(dx + h * 8));
+      const __m256 E = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(st + 16))), _mm256_loadu_ps(qs + h * 8));
+      float* o = s2 + h * 32;
+      _mm256_store_ps(o, A);
+      _mm256_store_ps(o + 8, _mm256_mul_ps(A, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(st + 8)))));
+      _mm256_store_ps(o + 16, E);
+      _mm256_store_ps(o + 24, _mm256_mul_ps(E, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(st + 24)))));
+    }
+    const int64_t r1 = std::min(R, (q + 1) * sg);
+    for (int64_t r = q * sg; r < r1; r++) {
+      const uint8_t* row = pk + r * row_bytes;
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+      for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t* b = row + sb * kSuperBytes;
+        // The hardware prefetchers alone keep too few lines in flight (as in the other
+        // matrix-vector kernels): 4 KiB ahead, running on into the next rows.
+        _mm_prefetch((const char*)b + 4096, _MM_HINT_T0);
+        _mm_prefetch((const char*)b + 4096 + 64, _MM_HINT_T0);
+        const __m256i L0 = _mm256_loadu_si256((const __m256i*)b), L1 = _mm256_loadu_si256((const __m256i*)(b + 32));
+        const __m256i H = _mm256_loadu_si256((const __m256i*)(b + 64));
+        const __m128i S = _mm_loadu_si128((const __m128i*)(b + 96));
+        const int8_t* xb = xq + sb * 256;
+        const float* o = s2 + sb * 64;
+        __m256 sc, zc;
+        {
+          const __m256 dot = _mm256_cvtepi32_ps(half_dots<0>(L0, H, xb));
+          stat_codes<kSmallStats>(_mm256_cvtepu8_epi32(S), &sc, &zc);
+          const __m256 scale_d = _mm256_fmsub_ps(sc, _mm256_load_ps(o), _mm256_load_ps(o + 8));
+          const __m256 zsum = _mm256_fmsub_ps(zc, _mm256_load_ps(o + 16), _mm256_load_ps(o + 24));
+          acc0 = _mm256_fmadd_ps(scale_d, _mm256_sub_ps(dot, zsum), acc0);
+        }
+        {
+          const __m256 dot = _mm256_cvtepi32_ps(half_dots<1>(L1, H, xb));
+          stat_codes<kSmallStats>(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(S, S)), &sc, &zc);
+          const __m256 scale_d = _mm256_fmsub_ps(sc, _mm256_load_ps(o + 32), _mm256_load_ps(o + 40));
+          const __m256 zsum = _mm256_fmsub_ps(zc, _mm256_load_ps(o + 48), _mm256_load_ps(o + 56));
+          acc1 = _mm256_fmadd_ps(scale_d, _mm256_sub_ps(dot, zsum), acc1);
+        }
+      }
+      // Outliers: + (value − dequantized code) · x, with the exact activation.
+      float out0 = 0, out1 = 0;
+      int32_t k = rowptr[r];
+      const int32_t k1 = rowptr[r + 1];
+      for (; k + 1 < k1; k += 2) {
+        out0 += _cvtsh_ss((uint16_t)(outl[k] >> 16)) * xp[outl[k] & 0xffff];
+        out1 += _cvtsh_ss((uint16_t)(outl[k + 1] >> 16)) * xp[outl[k + 1] & 0xffff];
+      }
+      if (k < k1) out0 += _cvtsh_ss((uint16_t)(outl[k] >> 16)) * xp[outl[k] & 0xffff];
+      y[r] = hsum(_mm256_add_ps(acc0, acc1)) + (out0 + out1);
+    }
+  }
+}
+
+}  // namespace
+
+void spqr_decode_avx2(const SpqrDecodeJob& job) {
+  if (job.w->p.stat_bits <= 3) decode_kernel<true>(job);
+  else decode_kernel<false>(job);
+}
+
+}  // namespace engine::cpu::detail
