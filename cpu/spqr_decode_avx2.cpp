@@ -39,11 +39,9 @@ namespace engine::cpu::detail {
 
 namespace {
 
-constexpr int64_t kSuperBytes = 112;  // one super-block of a row: L0, L1, H, S
+constexpr int64_t kSuperBytes = kSpqrAvx2SuperBytes;
 
-// Second-level statistics, per row group and half super-block (8 groups): ss[8], sz[8],
-// zs[8], zz[8] as fp16, 64 bytes (one load each); padding groups are zero.
-constexpr int64_t kS2HalfBytes = 64;
+constexpr int64_t kS2HalfBytes = kSpqrAvx2S2HalfBytes;
 
 std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool& pool) {
   const int64_t G = w.n_groups, nsb = (G + 15) / 16, R = w.rows, row_bytes = nsb * kSuperBytes;
@@ -61,12 +59,22 @@ std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool&
           const uint8_t* c = codes + (sb * 16 + gi) * 6;
           uint64_t v = 0;
           for (int b = 0; b < 6; b++) v |= (uint64_t)c[b] << (8 * b);
+          // Its bytes of L_h and H are 4g8 .. 4g8+3: build them as two words (code j = 4i + m
+          // goes to byte m, bits 2i (L) and 4h + i (H)).
           const int h = (int)gi / 8, g8 = (int)gi % 8;
-          for (int j = 0; j < 16; j++, v >>= 3) {
-            const int i = j / 4, k = 4 * h + i, b = 4 * g8 + j % 4;
-            L[h * 32 + b] |= (uint8_t)((v & 3) << (2 * i));
-            H[b] |= (uint8_t)(((v >> 2) & 1) << k);
+          uint32_t lw = 0, hw = 0;
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; j++) {
+            const uint32_t code = (uint32_t)(v >> (3 * j)) & 7;
+            lw |= (code & 3) << (8 * (j % 4) + 2 * (j / 4));
+            hw |= (code >> 2) << (8 * (j % 4) + j / 4);
           }
+          hw <<= 4 * h;
+          uint32_t hold;
+          std::memcpy(L + h * 32 + 4 * g8, &lw, 4);
+          std::memcpy(&hold, H + 4 * g8, 4);
+          hold |= hw;
+          std::memcpy(H + 4 * g8, &hold, 4);
         }
         std::memcpy(S, w.stats + r * G + sb * 16, (size_t)std::min<int64_t>(16, G - sb * 16));
       }
@@ -82,15 +90,6 @@ std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool&
         s2[j] = st.scale_scale, s2[8 + j] = st.scale_zero, s2[16 + j] = st.zero_scale, s2[24 + j] = st.zero_zero;
       }
   return out;
-}
-
-// The packed layer, built once: the first caller packs, later ones share it (SpqrLayer
-// copies share the pointer too). One lock per layer and call.
-const uint8_t* packed(const SpqrLayer& w, ThreadPool& pool) {
-  static std::mutex m;
-  std::lock_guard<std::mutex> lock(m);
-  if (!w.decode_avx2_packed) w.decode_avx2_packed = pack(w, pool);
-  return w.decode_avx2_packed->data();
 }
 
 inline float hsum(__m256 v) {
@@ -141,16 +140,22 @@ inline void stat_codes(__m256i s, __m256* sc, __m256* zc) {
 
 }  // namespace
 
+// The packed layer, built once: the first caller packs, later ones share it (SpqrLayer
+// copies share the pointer too). One lock per layer and call.
+const uint8_t* spqr_avx2_packed(const SpqrLayer& w, ThreadPool& pool) {
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  if (!w.decode_avx2_packed) w.decode_avx2_packed = pack(w, pool);
+  return w.decode_avx2_packed->data();
+}
+
 bool spqr_decode_avx2_supports(const SpqrLayer& w) {
   return w.p.groupsize == 16 && w.p.wbits == 3 && w.p.stat_bits != 16 &&
          (int64_t)w.outlier_col_delta16.size() == w.n_outliers && w.outlier_delta16_finite;
 }
 
-void spqr_decode_prepare_avx2(const SpqrLayer& w, const float* x, SpqrDecodeActs& a, ThreadPool& pool) {
-  a.packed = packed(w, pool);  // before the parallel region
+void spqr_avx2_quantize_acts(const SpqrLayer& w, const float* x, float* xp, int32_t* xq, float* d, float* qsum) {
   const int64_t C = w.cols, nb = (w.n_groups + 15) / 16, P = nb * 256;
-  a.resize(nb);
-  float* xp = a.xp;
   for (int64_t c = 0; c < C; c++) xp[c] = x[w.perm[c]];
   std::fill(xp + C, xp + P, 0.0f);
   for (int64_t g = 0; g < nb * 16; g++) {
@@ -168,16 +173,22 @@ void spqr_decode_prepare_avx2(const SpqrLayer& w, const float* x, SpqrDecodeActs
     const __m256i q16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);  // 16 × i16 in order
     const __m128i q8 = _mm_packs_epi16(_mm256_castsi256_si128(q16), _mm256_extracti128_si256(q16, 1));
     // Weights 4i..4i+3 of the group go to dword g % 8 of chunk 4·(g % 16 / 8) + i.
-    int32_t* dst = a.xq + (g / 16) * 64 + ((g % 16) / 8) * 32 + g % 8;
+    int32_t* dst = xq + (g / 16) * 64 + ((g % 16) / 8) * 32 + g % 8;
     dst[0] = _mm_cvtsi128_si32(q8), dst[8] = _mm_extract_epi32(q8, 1);
     dst[16] = _mm_extract_epi32(q8, 2), dst[24] = _mm_extract_epi32(q8, 3);
     const __m256i qs = _mm256_add_epi32(q0, q1);
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(qs), _mm256_extracti128_si256(qs, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-    a.d[g] = amax / 127.0f;
-    a.qsum[g] = (float)_mm_cvtsi128_si32(s4);
+    d[g] = amax / 127.0f;
+    qsum[g] = (float)_mm_cvtsi128_si32(s4);
   }
+}
+
+void spqr_decode_prepare_avx2(const SpqrLayer& w, const float* x, SpqrDecodeActs& a, ThreadPool& pool) {
+  a.packed = spqr_avx2_packed(w, pool);  // before the parallel region
+  a.resize((w.n_groups + 15) / 16);
+  spqr_avx2_quantize_acts(w, x, a.xp, a.xq, a.d, a.qsum);
 }
 
 namespace {

@@ -206,6 +206,14 @@ static Int8Decode int8_decode(const SpqrLayer& w) {
 
 bool spqr_decode_int8_active(const SpqrLayer& w) { return int8_decode(w) != Int8Decode::None; }
 
+// Several tokens take the int8 kernels on the AVX2 family (the AVX-512 family keeps its
+// f32 GEMM, not measured against them).
+static bool prefill_int8(const SpqrLayer& w) { return family() == Family::Avx2 && int8_decode(w) == Int8Decode::Avx2; }
+
+bool spqr_matmul_int8_active(const SpqrLayer& w, int64_t n_tok) {
+  return n_tok == 1 ? spqr_decode_int8_active(w) : prefill_int8(w);
+}
+
 void spqr_decode_round_activations(const SpqrLayer& w, const float* x, float* xr) {
   const int64_t gs = w.p.groupsize;
   for (int64_t g = 0; g < w.n_groups; g++) {
@@ -246,12 +254,45 @@ void spqr_decode_int8_many(const SpqrLayer* const* w, int count, const float* x,
   });
 }
 
+// Several tokens on AVX2 with the int8 kernel's layout and arithmetic (spqr_prefill_avx2.cpp):
+// every token's activations rounded as for one token, then rows in chunks of 16 over
+// the threads.
+static void spqr_prefill_int8(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const uint8_t* packed = detail::spqr_avx2_packed(w, pool);
+  const int64_t nb = (w.n_groups + 15) / 16, P = nb * 256, ld = (n_tok + 7) / 8 * 8;
+  thread_local detail::AlignedFloats xp_buf, xq_buf, d_buf, e_buf, xt_buf;
+  float* xp = xp_buf.get((size_t)(n_tok * P));
+  int32_t* xq = (int32_t*)xq_buf.get((size_t)(n_tok * nb * 64));
+  float* d = d_buf.get((size_t)(n_tok * nb * 16));
+  float* e = e_buf.get((size_t)(n_tok * nb * 16));
+  float* xt = xt_buf.get((size_t)(P * ld));
+  pool.parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      float *dt = d + t * nb * 16, *et = e + t * nb * 16;
+      detail::spqr_avx2_quantize_acts(w, x + t * w.cols, xp + t * P, xq + t * nb * 64, dt, et);
+      for (int64_t g = 0; g < nb * 16; g++) et[g] *= dt[g];  // e = d · Σq
+    }
+  });
+  pool.parallel_for(P, 64, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      for (int64_t t = 0; t < n_tok; t++) xt[c * ld + t] = xp[t * P + c];
+      for (int64_t t = n_tok; t < ld; t++) xt[c * ld + t] = 0.0f;
+    }
+  });
+  constexpr int64_t kRows = 16;  // the kernel's row chunk
+  pool.parallel_for((w.rows + kRows - 1) / kRows, 1, [&](int64_t b0, int64_t b1) {
+    detail::spqr_prefill_avx2(
+        detail::SpqrPrefillJob{&w, packed, xq, d, e, xt, n_tok, ld, b0 * kRows, std::min(w.rows, b1 * kRows), y});
+  });
+}
+
 void spqr_matmul(const SpqrLayer& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   const Family fam = family();
   if (n_tok == 1 && w.rows > 0 && spqr_decode_int8_active(w)) {
     const SpqrLayer* one = &w;
     return spqr_decode_int8_many(&one, 1, x, &y, pool);
   }
+  if (n_tok > 1 && w.rows > 0 && prefill_int8(w)) return spqr_prefill_int8(w, x, n_tok, y, pool);
   if (n_tok >= kGemmMinTokens && fam != Family::Scalar && detail::spqr_gemm_avx2_supports(w))
     return spqr_gemm(w, x, n_tok, y, pool, fam);
   std::vector<float> xp, gsum;

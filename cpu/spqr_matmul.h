@@ -142,12 +142,42 @@ void spqr_decode_avx512(const SpqrDecodeJob& job);
 bool spqr_decode_avx2_supports(const SpqrLayer& w);
 void spqr_decode_prepare_avx2(const SpqrLayer& w, const float* x, SpqrDecodeActs& a, ThreadPool& pool);
 void spqr_decode_avx2(const SpqrDecodeJob& job);
+// The re-laid layer (built on first use; spqr_decode_avx2.cpp describes the layout): per
+// row, ceil(G/16) super-blocks of kSpqrAvx2SuperBytes, then per row group and half
+// super-block the second-level statistics ss[8], sz[8], zs[8], zz[8] (fp16).
+constexpr int64_t kSpqrAvx2SuperBytes = 112, kSpqrAvx2S2HalfBytes = 64;
+const uint8_t* spqr_avx2_packed(const SpqrLayer& w, ThreadPool& pool);
+// One token's activations for the AVX2 int8 kernels: xp [nb·256] in stored order (exact,
+// zero-padded), xq [nb·64] int8 in the packed chunk order, d and qsum [nb·16] per group.
+void spqr_avx2_quantize_acts(const SpqrLayer& w, const float* x, float* xp, int32_t* xq, float* d, float* qsum);
+
+// Many tokens with int8 activations on AVX2 (spqr_prefill_avx2.cpp), for the layers
+// spqr_decode_avx2_supports takes: rows [r0, r1) of y [n_tok][rows]. Each row is
+// unpacked once per call and dotted with every token's int8 activations (vpmaddubsw);
+// per token the result is what the 1-token kernel gives (up to float summation order).
+struct SpqrPrefillJob {
+  const SpqrLayer* w;
+  const uint8_t* packed;
+  const int32_t* xq;    // [n_tok][nb·64]
+  const float* d;       // [n_tok][nb·16]: the groups' activation scales
+  const float* e;       // [n_tok][nb·16]: d · Σq
+  const float* xt;      // [cols][ld]: exact activations, stored column order, tokens contiguous
+  int64_t n_tok, ld;
+  int64_t r0, r1;
+  float* y;
+};
+void spqr_prefill_avx2(const SpqrPrefillJob& job);
 
 }  // namespace detail
 
 // Whether a 1-token spqr_matmul on this layer runs the int8-activation kernel with the
 // current kernel family (else it runs the exact row kernel).
 bool spqr_decode_int8_active(const SpqrLayer& w);
+
+// Whether spqr_matmul of n_tok tokens on this layer rounds the activations to int8 per
+// column group (the 1-token kernels above; on AVX2 also several tokens, each token
+// rounded as one token is), with the current kernel family.
+bool spqr_matmul_int8_active(const SpqrLayer& w, int64_t n_tok);
 
 // Several 1-token products of one input x [cols] (q, k and v; gate and up), y[i] [rows of
 // w[i]], in one parallel region: the threads work through the layers' row groups one

@@ -153,12 +153,13 @@ TEST(Spqr, KernelsEqualTheDenseProduct) {
       for (auto& v : dy) v = N(rng);
       cpu::spqr_matmul(L, x.data(), n, y.data(), pool);
       cpu::spqr_matmul_transposed(L, dy.data(), n, dx.data(), pool);
-      // One token may run the int8-activation decode kernel: its exact result is the
+      // The product may run an int8-activation kernel: its exact result is the
       // dequantized codes times x rounded as it rounds it, plus the outliers' deltas
       // (rounded to f16) times the exact x (test_spqr_kernels.cpp bounds its distance to W·x).
       std::vector<float> xr = x;
-      const bool int8 = n == 1 && cpu::spqr_decode_int8_active(L);
-      if (int8) cpu::spqr_decode_round_activations(L, x.data(), xr.data());
+      const bool int8 = cpu::spqr_matmul_int8_active(L, n);
+      if (int8)
+        for (int64_t t = 0; t < n; t++) cpu::spqr_decode_round_activations(L, x.data() + t * cols, xr.data() + t * cols);
       for (int64_t t = 0; t < n; t++) {
         for (int64_t r = 0; r < rows; r++) {
           double ref = 0, mag = 0;
@@ -170,7 +171,7 @@ TEST(Spqr, KernelsEqualTheDenseProduct) {
             for (int32_t k = L.outlier_rowptr[r]; k < L.outlier_rowptr[r + 1]; k++) {
               const int64_t c = L.perm[L.outliers[k] >> 16];
               const double dh = f16_to_f32((uint16_t)(L.outlier_col_delta16[k] >> 16));
-              ref += dh * x[c] - (double)L.outlier_delta[k] * xr[c];
+              ref += dh * x[t * cols + c] - (double)L.outlier_delta[k] * xr[t * cols + c];
             }
           EXPECT_NEAR(y[t * rows + r], ref, 1e-5 * mag + 1e-30) << rows << "x" << cols << " n=" << n;
         }

@@ -97,14 +97,14 @@ TEST(SpqrKernels, ProductsAcrossBlockingBoundaries) {
         cpu::spqr_matmul_transposed(L, dy.data(), n, dx.data(), pool);
         // One token on AVX2 (w3) or AVX-512 VBMI+VNNI: the int8-activation kernel, exactly
         // int8_reference's product (its distance to W·x: Int8DecodeNearTheExactProduct).
-        const bool int8 = n == 1 && cpu::spqr_decode_int8_active(L);
-        if (int8) decode_kernels_seen++;
+        const bool int8 = cpu::spqr_matmul_int8_active(L, n);
+        if (int8 && n == 1) decode_kernels_seen++;
         int bad_y = 0, bad_dx = 0;
         for (int64_t t = 0; t < n; t++) {
           for (int64_t r = 0; r < rows; r++) {
             double ref = 0, mag = 0;
             if (int8) {
-              int8_reference(L, W, x.data(), r, &ref, &mag);
+              int8_reference(L, W, x.data() + t * cols, r, &ref, &mag);
             } else {
               for (int64_t c = 0; c < cols; c++) {
                 ref += (double)W[r * cols + c] * x[t * cols + c];
