@@ -196,9 +196,13 @@ static bool int8_decode_allowed() {
   }();
   return allowed;
 }
+static thread_local int exact_scopes = 0;
+SpqrExactScope::SpqrExactScope() { exact_scopes++; }
+SpqrExactScope::~SpqrExactScope() { exact_scopes--; }
+
 static Int8Decode int8_decode(const SpqrLayer& w) {
   const Family fam = family();
-  if (!int8_decode_allowed()) return Int8Decode::None;
+  if (!int8_decode_allowed() || exact_scopes > 0) return Int8Decode::None;
   if (fam == Family::Avx512 && has_vbmi_vnni() && detail::spqr_decode_avx512_supports(w)) return Int8Decode::Avx512;
   if (fam != Family::Scalar && detail::spqr_decode_avx2_supports(w)) return Int8Decode::Avx2;
   return Int8Decode::None;

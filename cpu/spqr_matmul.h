@@ -16,6 +16,10 @@
 // - One token on AVX-512 VBMI + VNNI (spqr_decode_avx512vbmi.cpp): the activations are
 //   rounded to int8 per column group and each row streams its packed codes once
 //   (vpmultishiftqb unpacks, vpdpbusd dots), bandwidth-bound.
+// - wbits 3 on the AVX2 family, any number of tokens (spqr_decode_avx2.cpp,
+//   spqr_prefill_avx2.cpp): the same int8 arithmetic on codes re-laid once per layer in
+//   bit planes (a shift and a mask per 32 codes), vpmaddubsw dots; several tokens share
+//   one unpacking of each row.
 //
 // Numerics: f32 sums throughout; results equal dY·W_dequantized (or W·x) to ~1e-6
 // relative of Σ|w·x|, the summation order differing between the two ways. The int8
@@ -173,6 +177,17 @@ void spqr_prefill_avx2(const SpqrPrefillJob& job);
 // Whether a 1-token spqr_matmul on this layer runs the int8-activation kernel with the
 // current kernel family (else it runs the exact row kernel).
 bool spqr_decode_int8_active(const SpqrLayer& w);
+
+// While one lives, spqr_matmul on this thread computes with the exact activations (no
+// int8 kernel): the training forward, whose backward differentiates the exact product
+// (models/llama_backward.cpp). Nests.
+class SpqrExactScope {
+ public:
+  SpqrExactScope();
+  ~SpqrExactScope();
+  SpqrExactScope(const SpqrExactScope&) = delete;
+  SpqrExactScope& operator=(const SpqrExactScope&) = delete;
+};
 
 // Whether spqr_matmul of n_tok tokens on this layer rounds the activations to int8 per
 // column group (the 1-token kernels above; on AVX2 also several tokens, each token

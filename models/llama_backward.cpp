@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "core/error.h"
+#include "cpu/spqr_matmul.h"
 
 namespace engine {
 
@@ -75,6 +76,9 @@ void linear_bwd(const cpu::Linear& w, const LoraLinear* l, const float* x, const
 //   x2 = x1 + Wdown·(silu(g)·u)
 void llama_block_forward_train(const LlamaHParams& hp, const LlamaBlockWeights& w, float* x, int64_t n,
                                ThreadPool& pool, LlamaBlockActs* acts, const LlamaBlockLora* lora) {
+  // The backward differentiates exact products, so the forward computes them too: no
+  // int8 activations through SpQR weights here (inference's kernels round them).
+  const cpu::SpqrExactScope exact;
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.n_ff;
   LlamaBlockActs local;
   LlamaBlockActs& A = acts ? *acts : local;
