@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 
+#include "cpu/spqr_avx2_planes.h"
 #include "cpu/spqr_matmul.h"
 
 namespace engine::cpu::detail {
@@ -90,23 +91,6 @@ std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool&
         s2[j] = st.scale_scale, s2[8 + j] = st.scale_zero, s2[16 + j] = st.zero_scale, s2[24 + j] = st.zero_zero;
       }
   return out;
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// Codes of chunk K (0..7) of a super-block: L = L0 for K < 4, else L1.
-template <int K>
-inline __m256i chunk_codes(__m256i L, __m256i H) {
-  const __m256i lo = _mm256_and_si256(K % 4 ? _mm256_srli_epi16(L, 2 * (K % 4)) : L, _mm256_set1_epi8(3));
-  __m256i h = H;
-  if constexpr (K < 2) h = _mm256_slli_epi16(H, 2 - K);
-  else if constexpr (K > 2) h = _mm256_srli_epi16(H, K - 2);
-  return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(4)));
 }
 
 // Exact int32 dot products of the 8 groups of half H2 of a super-block with the int8
@@ -263,7 +247,7 @@ void decode_kernel(const SpqrDecodeJob& job) {
         out1 += _cvtsh_ss((uint16_t)(outl[k + 1] >> 16)) * xp[outl[k + 1] & 0xffff];
       }
       if (k < k1) out0 += _cvtsh_ss((uint16_t)(outl[k] >> 16)) * xp[outl[k] & 0xffff];
-      y[r] = hsum(_mm256_add_ps(acc0, acc1)) + (out0 + out1);
+      y[r] = hsum_avx2(_mm256_add_ps(acc0, acc1)) + (out0 + out1);
     }
   }
 }

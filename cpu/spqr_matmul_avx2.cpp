@@ -16,18 +16,12 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/spqr_avx2_planes.h"
 #include "cpu/spqr_matmul.h"
 
 namespace engine::cpu::detail {
 
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // The two 32-bit words holding codes 0-7 and 8-15 of a group, read with one
 // fixed-size 8-byte load (a variable or odd-size copy into a stack word stalls on
@@ -110,9 +104,9 @@ void rows_kernel(const SpqrRowsJob& job) {
         }
       }
     }
-    job.y[r] = hsum(acc0) - hsum(zacc0) - ztail[0];
+    job.y[r] = hsum_avx2(acc0) - hsum_avx2(zacc0) - ztail[0];
     for (int64_t t = 1; t < T; t++)
-      job.y[t * w.rows + r] = hsum(_mm256_loadu_ps(&acc_buf[t * 8])) - hsum(_mm256_loadu_ps(&zacc_buf[t * 8])) - ztail[t];
+      job.y[t * w.rows + r] = hsum_avx2(_mm256_loadu_ps(&acc_buf[t * 8])) - hsum_avx2(_mm256_loadu_ps(&zacc_buf[t * 8])) - ztail[t];
   }
 }
 
@@ -172,7 +166,7 @@ void row1_kernel(const SpqrRowsJob& job) {
       acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(s), p, acc[0]);
     }
     const __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    job.y[r] = hsum(a) - hsum(zacc) - tail;
+    job.y[r] = hsum_avx2(a) - hsum_avx2(zacc) - tail;
   }
 }
 

@@ -16,28 +16,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/spqr_avx2_planes.h"
 #include "cpu/spqr_matmul.h"
 
 namespace engine::cpu::detail {
 
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// Codes of chunk K (0..7) of a super-block (L = L0 for K < 4, else L1), as bytes.
-template <int K>
-inline __m256i chunk_codes(__m256i L, __m256i H) {
-  const __m256i lo = _mm256_and_si256(K % 4 ? _mm256_srli_epi16(L, 2 * (K % 4)) : L, _mm256_set1_epi8(3));
-  __m256i h = H;
-  if constexpr (K < 2) h = _mm256_slli_epi16(H, 2 - K);
-  else if constexpr (K > 2) h = _mm256_srli_epi16(H, K - 2);
-  return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(4)));
-}
 
 template <int... K>
 inline void unpack_super(const uint8_t* b, __m256i* out, std::integer_sequence<int, K...>) {
@@ -71,7 +55,7 @@ inline void row_tokens(const __m256i* codes, const float* sc, int64_t nh, const 
       acc[n] = _mm256_fnmadd_ps(sz8, _mm256_loadu_ps(e + n * de_stride + h * 8), acc[n]);
     }
   }
-  for (int n = 0; n < N; n++) out[n * out_stride] += hsum(acc[n]);
+  for (int n = 0; n < N; n++) out[n * out_stride] += hsum_avx2(acc[n]);
 }
 
 }  // namespace
