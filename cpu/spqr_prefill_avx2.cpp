@@ -14,7 +14,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "cpu/spqr_avx2_planes.h"
 #include "cpu/spqr_matmul.h"
@@ -33,7 +32,7 @@ inline void unpack_super(const uint8_t* b, __m256i* out, std::integer_sequence<i
 // Rows of one chunk against N tokens: acc_n over the row, then y and the outliers.
 template <int N>
 inline void row_tokens(const __m256i* codes, const float* sc, int64_t nh, const int8_t* xq, int64_t xq_stride,
-                       const float* d, const float* e, int64_t de_stride, float* out, int64_t out_stride) {
+                       const float* d, const float* e, int64_t de_stride, float* out) {
   __m256 acc[N];
   for (int n = 0; n < N; n++) acc[n] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
@@ -55,7 +54,7 @@ inline void row_tokens(const __m256i* codes, const float* sc, int64_t nh, const 
       acc[n] = _mm256_fnmadd_ps(sz8, _mm256_loadu_ps(e + n * de_stride + h * 8), acc[n]);
     }
   }
-  for (int n = 0; n < N; n++) out[n * out_stride] += hsum_avx2(acc[n]);
+  for (int n = 0; n < N; n++) out[n] += hsum_avx2(acc[n]);
 }
 
 }  // namespace
@@ -117,10 +116,10 @@ void spqr_prefill_avx2(const SpqrPrefillJob& job) {
         const float *dt = job.d + t * de_stride, *et = job.e + t * de_stride;
         float* o = out + i * Tp + t;
         switch (tn) {
-          case 4: row_tokens<4>(c, sc, nh, x, xq_stride, dt, et, de_stride, o, 1); break;
-          case 3: row_tokens<3>(c, sc, nh, x, xq_stride, dt, et, de_stride, o, 1); break;
-          case 2: row_tokens<2>(c, sc, nh, x, xq_stride, dt, et, de_stride, o, 1); break;
-          default: row_tokens<1>(c, sc, nh, x, xq_stride, dt, et, de_stride, o, 1); break;
+          case 4: row_tokens<4>(c, sc, nh, x, xq_stride, dt, et, de_stride, o); break;
+          case 3: row_tokens<3>(c, sc, nh, x, xq_stride, dt, et, de_stride, o); break;
+          case 2: row_tokens<2>(c, sc, nh, x, xq_stride, dt, et, de_stride, o); break;
+          default: row_tokens<1>(c, sc, nh, x, xq_stride, dt, et, de_stride, o); break;
         }
       }
     }
