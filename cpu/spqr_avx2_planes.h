@@ -15,14 +15,20 @@ inline float hsum_avx2(__m256 v) {
 }
 
 // The codes of chunk K (0..7) of a re-laid super-block (spqr_decode_avx2.cpp), as 32
-// bytes: bits 0-1 from L (L0 for K < 4, else L1) at bits 2(K % 4), bit 2 from H at bit K.
+// bytes, from its three planes: chunks 0-5 are whole 3-bit fields (one mask, or a shift
+// and a mask); chunks 6 and 7 keep their low two bits in P0 / P1 bits 6-7 and their high
+// bit in P2 bit 6 / 7. The 16-bit shifts carry bits across the byte boundary only into
+// bits the mask clears.
 template <int K>
-inline __m256i chunk_codes(__m256i L, __m256i H) {
-  const __m256i lo = _mm256_and_si256(K % 4 ? _mm256_srli_epi16(L, 2 * (K % 4)) : L, _mm256_set1_epi8(3));
-  __m256i h = H;
-  if constexpr (K < 2) h = _mm256_slli_epi16(H, 2 - K);
-  else if constexpr (K > 2) h = _mm256_srli_epi16(H, K - 2);
-  return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+inline __m256i chunk_codes(__m256i P0, __m256i P1, __m256i P2) {
+  const __m256i m3 = _mm256_set1_epi8(7);
+  if constexpr (K < 6) {
+    const __m256i P = K < 2 ? P0 : K < 4 ? P1 : P2;
+    return _mm256_and_si256(K % 2 ? _mm256_srli_epi16(P, 3) : P, m3);
+  } else {
+    const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(K == 6 ? P0 : P1, 6), _mm256_set1_epi8(3));
+    return _mm256_or_si256(lo, _mm256_and_si256(_mm256_srli_epi16(P2, K == 6 ? 4 : 5), _mm256_set1_epi8(4)));
+  }
 }
 
 }  // namespace

@@ -4,28 +4,23 @@
 //
 // AVX2 cannot cut 3-bit fields out of a packed bit stream cheaply (~10 instructions
 // per 32 codes), so each layer's codes are re-laid once, on its first 1-token product,
-// into bit planes that take a shift and a mask per 32 codes. Per row and super-block of
-// 16 column groups (256 weights), 112 bytes, the same bytes as the file's 96 + 16:
-//   chunk k = 4h + i (h: which 8 groups, i = 0..3): 32 bytes, byte 4g + m = the code of
+// into byte planes from which a mask, or a shift and a mask, takes out 32 codes. Per row
+// and super-block of 16 column groups (256 weights), 112 bytes, the same bytes as the
+// file's 96 + 16:
+//   chunk k = 4h + i (h: which 8 groups, i = 0..3): 32 codes, byte 4g + m = the code of
 //            weight 4i + m of group 8h + g (the AVX-512 kernel's dword-per-group order);
-//   L0, L1 [32 bytes each]: bits 0-1 of the codes; byte b of L_h holds those of chunk
-//            4h + i at bits 2i..2i+1;
-//   H      [32 bytes]: bit 2 of the codes; byte b bit k is that of chunk k;
-//   S      [16 bytes]: the first-level statistics bytes of the 16 groups.
+//   P0 [32 bytes]: chunk 0 at bits 0-2, chunk 1 at bits 3-5, chunk 6's low bits at 6-7;
+//   P1 [32 bytes]: chunks 2 and 3 the same way, chunk 7's low bits at 6-7;
+//   P2 [32 bytes]: chunks 4 and 5, chunk 6's high bit at bit 6, chunk 7's at bit 7;
+//   S  [16 bytes]: the first-level statistics bytes of the 16 groups.
+// Chunks 0-5 take 1 or 2 instructions each, 6 and 7 take 5: 19 per 256 codes (a layout
+// with one plane of low bit pairs and one of high bits took 36).
 // A super-block is one sequential 112-byte read; a row is ceil(G/16) of them (padding
 // groups have code 0 and statistics 0, and meet zero activations and zero scales).
 // After the rows, the second-level statistics (kS2HalfBytes).
 //
 // Per row and half super-block (8 groups, 128 weights):
-//   - chunk k's codes: ((L >> 2(k%4)) & 3) | ((H shifted by k−2) & 4), 32 bytes;
-//   - vpmaddubsw with the int8 activations (laid out as the codes) and three vpaddw:
-//     i16 lanes 2g, 2g+1 hold group g's sum; vpmaddwd makes it one exact int32;
-//   - acc += (ss·d·(sc − sz)) · (dot − zs·Σq·(zc − zz)), 8 groups per vector, the
-//     second-level terms decoded once per row group and call (as the AVX-512 kernel),
-//     the statistics codes turned into floats by a table lookup (vpermps);
-// then the row's outliers (scalar: a gather costs more than the ~14 of a 2048-wide
-// row), one horizontal sum per row. The result is what the AVX-512 int8 kernel
-// computes (up to float summation order): docs/spqr-format.md.
+//   - chunk k's codes (chunk_codes, spqr_avx2_planes.h), 32 bytes;
 #include <immintrin.h>
 
 #include <algorithm>
@@ -52,32 +47,29 @@ std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool&
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* codes = w.codes + r * G * 6;
       for (int64_t sb = 0; sb < nsb; sb++) {
-        uint8_t* L = base + r * row_bytes + sb * kSuperBytes;
-        uint8_t* H = L + 64;
-        uint8_t* S = L + 96;
+        // cw[gi][i]: the codes of weights 4i .. 4i+3 of group gi, one per byte.
+        uint32_t cw[16][4] = {};
         for (int64_t gi = 0; gi < 16 && sb * 16 + gi < G; gi++) {
           // The group's 16 codes: a 48-bit little-endian stream (6 bytes, read exactly).
           const uint8_t* c = codes + (sb * 16 + gi) * 6;
           uint64_t v = 0;
           for (int b = 0; b < 6; b++) v |= (uint64_t)c[b] << (8 * b);
-          // Its bytes of L_h and H are 4g8 .. 4g8+3: build them as two words (code j = 4i + m
-          // goes to byte m, bits 2i (L) and 4h + i (H)).
-          const int h = (int)gi / 8, g8 = (int)gi % 8;
-          uint32_t lw = 0, hw = 0;
 #pragma GCC unroll 16
-          for (int j = 0; j < 16; j++) {
-            const uint32_t code = (uint32_t)(v >> (3 * j)) & 7;
-            lw |= (code & 3) << (8 * (j % 4) + 2 * (j / 4));
-            hw |= (code >> 2) << (8 * (j % 4) + j / 4);
-          }
-          hw <<= 4 * h;
-          uint32_t hold;
-          std::memcpy(L + h * 32 + 4 * g8, &lw, 4);
-          std::memcpy(&hold, H + 4 * g8, 4);
-          hold |= hw;
-          std::memcpy(H + 4 * g8, &hold, 4);
+          for (int j = 0; j < 16; j++) cw[gi][j / 4] |= (uint32_t)((v >> (3 * j)) & 7) << (8 * (j % 4));
         }
-        std::memcpy(S, w.stats + r * G + sb * 16, (size_t)std::min<int64_t>(16, G - sb * 16));
+        uint8_t* P = base + r * row_bytes + sb * kSuperBytes;
+        // Chunk 4h + i of byte group g8 is cw[8h + g8][i]; byte-wise shifts stay in their byte.
+        for (int g8 = 0; g8 < 8; g8++) {
+          const uint32_t* a = cw[g8];
+          const uint32_t* b = cw[8 + g8];
+          const uint32_t p0 = a[0] | a[1] << 3 | (b[2] & 0x03030303u) << 6;
+          const uint32_t p1 = a[2] | a[3] << 3 | (b[3] & 0x03030303u) << 6;
+          const uint32_t p2 = b[0] | b[1] << 3 | (b[2] >> 2 & 0x01010101u) << 6 | (b[3] >> 2 & 0x01010101u) << 7;
+          std::memcpy(P + 4 * g8, &p0, 4);
+          std::memcpy(P + 32 + 4 * g8, &p1, 4);
+          std::memcpy(P + 64 + 4 * g8, &p2, 4);
+        }
+        std::memcpy(P + 96, w.stats + r * G + sb * 16, (size_t)std::min<int64_t>(16, G - sb * 16));
       }
     }
   });
@@ -96,10 +88,10 @@ std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool&
 // Exact int32 dot products of the 8 groups of half H2 of a super-block with the int8
 // activations xq (the super-block's 256 bytes, laid out as the codes).
 template <int H2>
-inline __m256i half_dots(__m256i L, __m256i H, const int8_t* xq) {
+inline __m256i half_dots(__m256i P0, __m256i P1, __m256i P2, const int8_t* xq) {
   auto part = [&](auto i) {
     constexpr int k = 4 * H2 + decltype(i)::value;
-    return _mm256_maddubs_epi16(chunk_codes<k>(L, H), _mm256_load_si256((const __m256i*)(xq + k * 32)));
+    return _mm256_maddubs_epi16(chunk_codes<k>(P0, P1, P2), _mm256_load_si256((const __m256i*)(xq + k * 32)));
   };
   // |part| ≤ 2·7·127 per i16 lane; the sum of four ≤ 7112: no wrap.
   const __m256i s = _mm256_add_epi16(_mm256_add_epi16(part(std::integral_constant<int, 0>{}), part(std::integral_constant<int, 1>{})),
@@ -217,21 +209,21 @@ void decode_kernel(const SpqrDecodeJob& job) {
         // matrix-vector kernels): 4 KiB ahead, running on into the next rows.
         _mm_prefetch((const char*)b + 4096, _MM_HINT_T0);
         _mm_prefetch((const char*)b + 4096 + 64, _MM_HINT_T0);
-        const __m256i L0 = _mm256_loadu_si256((const __m256i*)b), L1 = _mm256_loadu_si256((const __m256i*)(b + 32));
-        const __m256i H = _mm256_loadu_si256((const __m256i*)(b + 64));
+        const __m256i P0 = _mm256_loadu_si256((const __m256i*)b), P1 = _mm256_loadu_si256((const __m256i*)(b + 32));
+        const __m256i P2 = _mm256_loadu_si256((const __m256i*)(b + 64));
         const __m128i S = _mm_loadu_si128((const __m128i*)(b + 96));
         const int8_t* xb = xq + sb * 256;
         const float* o = s2 + sb * 64;
         __m256 sc, zc;
         {
-          const __m256 dot = _mm256_cvtepi32_ps(half_dots<0>(L0, H, xb));
+          const __m256 dot = _mm256_cvtepi32_ps(half_dots<0>(P0, P1, P2, xb));
           stat_codes<kSmallStats>(_mm256_cvtepu8_epi32(S), &sc, &zc);
           const __m256 scale_d = _mm256_fmsub_ps(sc, _mm256_load_ps(o), _mm256_load_ps(o + 8));
           const __m256 zsum = _mm256_fmsub_ps(zc, _mm256_load_ps(o + 16), _mm256_load_ps(o + 24));
           acc0 = _mm256_fmadd_ps(scale_d, _mm256_sub_ps(dot, zsum), acc0);
         }
         {
-          const __m256 dot = _mm256_cvtepi32_ps(half_dots<1>(L1, H, xb));
+          const __m256 dot = _mm256_cvtepi32_ps(half_dots<1>(P0, P1, P2, xb));
           stat_codes<kSmallStats>(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(S, S)), &sc, &zc);
           const __m256 scale_d = _mm256_fmsub_ps(sc, _mm256_load_ps(o + 32), _mm256_load_ps(o + 40));
           const __m256 zsum = _mm256_fmsub_ps(zc, _mm256_load_ps(o + 48), _mm256_load_ps(o + 56));

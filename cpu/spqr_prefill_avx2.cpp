@@ -24,9 +24,9 @@ namespace {
 
 template <int... K>
 inline void unpack_super(const uint8_t* b, __m256i* out, std::integer_sequence<int, K...>) {
-  const __m256i L0 = _mm256_loadu_si256((const __m256i*)b), L1 = _mm256_loadu_si256((const __m256i*)(b + 32));
-  const __m256i H = _mm256_loadu_si256((const __m256i*)(b + 64));
-  ((_mm256_store_si256(out + K, chunk_codes<K>(K < 4 ? L0 : L1, H))), ...);
+  const __m256i P0 = _mm256_loadu_si256((const __m256i*)b), P1 = _mm256_loadu_si256((const __m256i*)(b + 32));
+  const __m256i P2 = _mm256_loadu_si256((const __m256i*)(b + 64));
+  ((_mm256_store_si256(out + K, chunk_codes<K>(P0, P1, P2))), ...);
 }
 
 // Rows of one chunk against N tokens: acc_n over the row, then y and the outliers.
