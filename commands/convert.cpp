@@ -34,7 +34,7 @@ static int cmd_convert(int argc, char** argv) {
       // matrices: they are kept, so a quantized model's embedding and head can be
       // converted (to f16, say) while its blocks stay SpQR.
       const bool numeric = t.type == DType::F32 || t.type == DType::F16 || t.type == DType::BF16 ||
-                           t.type == DType::Q8_0 || t.type == DType::Q4_0;
+                           t.type == DType::Q8_0 || t.type == DType::Q4_0 || t.type == DType::Q6_K;
       if (t.n_dims >= 2 && !router && numeric && t.name.find(".spqr_") == std::string::npos) {
         target = type;
         if (t.ne[0] % dtype_block_size(type)) {

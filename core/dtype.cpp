@@ -7,7 +7,7 @@ namespace engine {
 
 bool dtype_known(uint32_t id) {
   switch ((DType)id) {
-    case DType::F32: case DType::F16: case DType::Q4_0: case DType::Q8_0: case DType::BF16:
+    case DType::F32: case DType::F16: case DType::Q4_0: case DType::Q8_0: case DType::Q6_K: case DType::BF16:
     case DType::I8: case DType::I16: case DType::I32:
       return true;
   }
@@ -20,6 +20,7 @@ const char* dtype_name(DType t) {
     case DType::F16: return "F16";
     case DType::Q4_0: return "Q4_0";
     case DType::Q8_0: return "Q8_0";
+    case DType::Q6_K: return "Q6_K";
     case DType::BF16: return "BF16";
     case DType::I8: return "I8";
     case DType::I16: return "I16";
@@ -49,7 +50,19 @@ bool dtype_from_name_storage(const std::string& name, DType* out) {
   return dtype_from_name(name, out);
 }
 
-int64_t dtype_block_size(DType t) { return t == DType::Q8_0 ? kQ8Block : t == DType::Q4_0 ? kQ4Block : 1; }
+bool dtype_from_name_head(const std::string& name, DType* out) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  if (n == "q6_k") {
+    *out = DType::Q6_K;
+    return true;
+  }
+  return dtype_from_name(name, out);
+}
+
+int64_t dtype_block_size(DType t) {
+  return t == DType::Q8_0 ? kQ8Block : t == DType::Q4_0 ? kQ4Block : t == DType::Q6_K ? kQ6KBlock : 1;
+}
 
 size_t dtype_block_bytes(DType t) {
   switch (t) {
@@ -58,6 +71,7 @@ size_t dtype_block_bytes(DType t) {
     case DType::I8: return 1;
     case DType::Q8_0: return sizeof(BlockQ8_0);
     case DType::Q4_0: return sizeof(BlockQ4_0);
+    case DType::Q6_K: return sizeof(BlockQ6_K);
   }
   return 0;
 }
@@ -167,11 +181,84 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       }
       return;
     }
+    case DType::Q6_K: {
+      auto* b = (const BlockQ6_K*)src;
+      for (int64_t k = 0; k < n / kQ6KBlock; k++) {
+        const float d = f16_to_f32(b[k].d);
+        float* y = dst + k * kQ6KBlock;
+        for (int e = 0; e < kQ6KBlock; e++) {
+          const int h = e / 128, m = e % 128 / 32, l = e % 32;
+          const uint8_t lo = b[k].ql[64 * h + 32 * (m % 2) + l];
+          const int q = ((m < 2 ? lo : lo >> 4) & 15) | ((b[k].qh[32 * h + l] >> (2 * m)) & 3) << 4;
+          y[e] = d * (float)b[k].scales[e / 16] * (float)(q - 32);
+        }
+      }
+      return;
+    }
     default:
       break;
   }
   std::memset(dst, 0, (size_t)n * 4);
 }
+
+namespace {
+
+// The scale s of 16 values x (codes clamp(round(x / s), -32, 31)) with the least squared
+// error: for 19 trial scales around max / -32 (the value of largest magnitude at code
+// -32, the wider side), the codes, then the least-squares s for those codes.
+float q6_subblock_scale(const float* x) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < 16; i++)
+    if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), max = x[i];
+  if (amax == 0) return 0;
+  float best_s = max / -32.0f, best_err = INFINITY;
+  for (int step = -9; step <= 9; step++) {
+    const float is = (-32.0f + 0.1f * (float)step) / max;
+    float xq = 0, qq = 0;
+    for (int i = 0; i < 16; i++) {
+      const float q = (float)std::clamp((int)std::lround(is * x[i]), -32, 31);
+      xq += x[i] * q, qq += q * q;
+    }
+    if (qq == 0) continue;
+    const float s = xq / qq;
+    float err = 0;
+    for (int i = 0; i < 16; i++) {
+      const float q = (float)std::clamp((int)std::lround(x[i] / s), -32, 31);
+      err += (x[i] - s * q) * (x[i] - s * q);
+    }
+    if (err < best_err) best_err = err, best_s = s;
+  }
+  return best_s;
+}
+
+// One Q6_K block: each sub-block's best scale, the 16 scales rounded to int8 under
+// d = (the scale of largest magnitude) / -128, then the codes against the rounded scales.
+void quantize_block_q6_k(const float* x, BlockQ6_K* b) {
+  float s[16], smax = 0, samax = 0;
+  for (int j = 0; j < 16; j++) {
+    s[j] = q6_subblock_scale(x + 16 * j);
+    if (std::fabs(s[j]) > samax) samax = std::fabs(s[j]), smax = s[j];
+  }
+  std::memset(b, 0, sizeof(*b));
+  const float d = smax / -128.0f;
+  b->d = f32_to_f16(d);
+  const float dr = f16_to_f32(b->d);
+  uint8_t q[kQ6KBlock];
+  for (int j = 0; j < 16; j++) {
+    const int sc = dr != 0 ? std::clamp((int)std::lround(s[j] / dr), -128, 127) : 0;
+    b->scales[j] = (int8_t)sc;
+    const float ds = dr * (float)sc;
+    for (int i = 0; i < 16; i++)
+      q[16 * j + i] = (uint8_t)(32 + (ds != 0 ? std::clamp((int)std::lround(x[16 * j + i] / ds), -32, 31) : 0));
+  }
+  for (int e = 0; e < kQ6KBlock; e++) {
+    const int h = e / 128, m = e % 128 / 32, l = e % 32;
+    b->ql[64 * h + 32 * (m % 2) + l] |= (uint8_t)((q[e] & 15) << (m < 2 ? 0 : 4));
+    b->qh[32 * h + l] |= (uint8_t)((q[e] >> 4) << (2 * m));
+  }
+}
+
+}  // namespace
 
 void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   switch (t) {
@@ -226,6 +313,9 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
       }
       return;
     }
+    case DType::Q6_K:
+      for (int64_t k = 0; k < n / kQ6KBlock; k++) quantize_block_q6_k(src + k * kQ6KBlock, (BlockQ6_K*)dst + k);
+      return;
     default:
       break;
   }

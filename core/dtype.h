@@ -14,6 +14,7 @@ enum class DType : uint32_t {
   F16 = 1,
   Q4_0 = 2,
   Q8_0 = 8,
+  Q6_K = 14,
   I8 = 24,
   I16 = 25,
   I32 = 26,
@@ -38,12 +39,30 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes");
 
+// Q6_K (ggml's layout): super-blocks of 256 values in 16 sub-blocks of 16, each with an
+// int8 scale, under one fp16 scale d; 6-bit codes q, value = d · scales[s] · (q − 32).
+// Value e = 128n + 32m + l (n = 0..1, m = 0..3, l = 0..31) has its low 4 bits in
+// ql[64n + 32(m % 2) + l] (low nibble for m < 2, high for m ≥ 2), its high 2 bits in
+// qh[32n + l] at bits 2m..2m+1, and sub-block e / 16. 6.5625 bits per value: llama.cpp
+// stores its Q4_0 files' output head so.
+constexpr int kQ6KBlock = 256;
+struct BlockQ6_K {
+  uint8_t ql[kQ6KBlock / 2];
+  uint8_t qh[kQ6KBlock / 4];
+  int8_t scales[kQ6KBlock / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
+
 bool dtype_known(uint32_t id);
 const char* dtype_name(DType t);
 // "f32", "f16", "bf16", "q8_0" (the types every weight path computes with); q4_0 is
-// named only by dtype_from_name_storage, for tables that are read a row at a time.
+// named only by dtype_from_name_storage, for tables that are read a row at a time, and
+// q6_k only by dtype_from_name_head, for the output head (a matmul runs on it, but not
+// every path that takes a whole model's weights does: training masters, CUDA).
 bool dtype_from_name(const std::string& name, DType* out);
 bool dtype_from_name_storage(const std::string& name, DType* out);
+bool dtype_from_name_head(const std::string& name, DType* out);
 int64_t dtype_block_size(DType t);                          // elements per block (1 for plain types)
 size_t dtype_block_bytes(DType t);                          // bytes per block
 // Bytes of n elements; n must be a multiple of the block size (checked by callers).

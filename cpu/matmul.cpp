@@ -67,7 +67,8 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 void check(const WeightView& w) {
   const int64_t bs = dtype_block_size(w.type);
-  if (w.type != DType::F32 && w.type != DType::F16 && w.type != DType::BF16 && w.type != DType::Q8_0)
+  if (w.type != DType::F32 && w.type != DType::F16 && w.type != DType::BF16 && w.type != DType::Q8_0 &&
+      w.type != DType::Q6_K)
     throw Error(std::string("matmul: unsupported weight type ") + dtype_name(w.type));
   if (w.rows < 0 || w.cols < 0 || w.cols % bs != 0 || w.row_bytes < dtype_row_bytes(w.type, w.cols))
     throw Error("matmul: malformed weight view");
@@ -137,7 +138,7 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n_tok, float* y, T
 
   detail::QuantAct qa{};
   const detail::QuantAct* xq = nullptr;
-  if (w.type == DType::Q8_0) {
+  if (w.type == DType::Q8_0 || w.type == DType::Q6_K) {
     thread_local std::vector<int8_t> q_buf;
     thread_local Scratch d_buf;
     if (q_buf.size() < (size_t)(n_tok * w.cols)) q_buf.resize(n_tok * w.cols);
@@ -189,10 +190,12 @@ void matmul_transposed(const WeightView& w, const float* dy, int64_t n_tok, floa
     return;
   }
   const Kernels& ks = active();
-  // Columns are split across threads in units of 32 (a Q8_0 block; also whole vectors).
+  // Columns are split across threads in units of 32 (a Q8_0 block; also whole vectors),
+  // or of a Q6_K block.
   // Each thread walks column chunks of up to kCW, and for each a tile of kRB weight rows
   // is converted to f32 once and then applied to every token: dx[t][chunk] += Σ_r dy[t][r]·W[r][chunk].
-  constexpr int64_t kUnit = 32, kCW = 256, kRB = 64;
+  constexpr int64_t kCW = 256, kRB = 64;
+  const int64_t kUnit = std::max<int64_t>(32, dtype_block_size(w.type));
   const int64_t units = (w.cols + kUnit - 1) / kUnit;
   pool.parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
     thread_local Scratch tile_buf;

@@ -1,4 +1,4 @@
-// Matrix products with weights in any storage format (F32, F16, BF16, Q8_0).
+// Matrix products with weights in any storage format (F32, F16, BF16, Q8_0, Q6_K).
 //
 //   matmul:            Y[t][r]  = Σ_c W[r][c] · X[t][c]     X [n_tok][cols], Y [n_tok][rows]
 //   matmul_add:        Y[t][r] += Σ_c W[r][c] · X[t][c]     (residual add fused into the product)
@@ -13,12 +13,12 @@
 // Numerics: F32/F16/BF16 accumulate in f32 (float FMA chains, several partial
 // sums), so results match a double-precision reference to ~1e-6 relative of
 // Σ|w·x|; F32 weights (matmul, matmul_add) accumulate exactly as llama.cpp's CPU
-// backend does (cpu/matmul_ggml.h), on every kernel family. Q8_0 matrix-vector
+// backend does (cpu/matmul_ggml.h), on every kernel family. Q8_0 and Q6_K matrix-vector
 // products (n_tok below the GEMM threshold) quantize
 // each 32-value block of x to int8 with an f32 scale (d = max|x|/127, as
 // llama.cpp does for its Q8_0 dot products) and use exact integer dot products:
 // the only extra error is x's rounding, |Δy| ≤ Σ_blocks (d_x/2)·Σ|w|, typically
-// ~0.3% of Σ|w·x|. Q8_0 GEMM (prefill) dequantizes weights to f32 instead and
+// ~0.3% of Σ|w·x|. Q8_0 and Q6_K GEMM (prefill) dequantize weights to f32 instead and
 // has no activation rounding.
 #pragma once
 #include <cstddef>

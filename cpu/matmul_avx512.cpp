@@ -45,7 +45,10 @@ constexpr int64_t kChunkBlocks = 8;
 // Bytes of n weights (n a multiple of the block size). Local on purpose: an inline
 // function from a shared header compiled here could be the copy the linker keeps.
 inline int64_t bytes_of(DType t, int64_t n) {
-  return t == DType::F32 ? 4 * n : t == DType::Q8_0 ? n / kQ8Block * (int64_t)sizeof(BlockQ8_0) : 2 * n;
+  return t == DType::F32 ? 4 * n
+         : t == DType::Q8_0 ? n / kQ8Block * (int64_t)sizeof(BlockQ8_0)
+         : t == DType::Q6_K ? n / kQ6KBlock * (int64_t)sizeof(BlockQ6_K)
+                            : 2 * n;
 }
 
 inline const char* row_ptr(const WeightView& w, int64_t r) { return (const char*)w.data + (size_t)r * w.row_bytes; }
@@ -236,6 +239,7 @@ void gemv(const WeightView& w, int64_t r0, int64_t r1, const float* x, const Qua
     case DType::F16: gemv_float<DType::F16>(w, r0, r1, x, n_tok, y, add); break;
     case DType::BF16: gemv_float<DType::BF16>(w, r0, r1, x, n_tok, y, add); break;
     case DType::Q8_0: gemv_q8(w, r0, r1, *xq, n_tok, y, add); break;
+    case DType::Q6_K: gemv_q6k_avx2(w, r0, r1, *xq, n_tok, y, add); break;
     default: break;
   }
 }
@@ -243,6 +247,10 @@ void gemv(const WeightView& w, int64_t r0, int64_t r1, const float* x, const Qua
 // ---------------------------------------------------------------- conversion to f32
 void row_to_f32(const WeightView& w, int64_t r, int64_t c0, int64_t n, float* dst) {
   const char* row = row_ptr(w, r);
+  if (w.type == DType::Q6_K) {
+    dequantize_row(DType::Q6_K, (const BlockQ6_K*)row + c0 / kQ6KBlock, dst, n);
+    return;
+  }
   if (w.type == DType::Q8_0) {
     const BlockQ8_0* b = (const BlockQ8_0*)row + c0 / kQ8Block;
     for (int64_t j = 0; j < n / kQ8Block; j++) {

@@ -27,7 +27,7 @@ struct QuantAct {
 struct Kernels {
   const char* name;
   // Matrix-vector path: rows [r0, r1) of Y for all n_tok tokens, each weight row
-  // read once. xq is non-null exactly for Q8_0 weights. add: Y += instead of Y =.
+  // read once. xq is non-null exactly for Q8_0 and Q6_K weights. add: Y += instead of Y =.
   void (*gemv)(const WeightView& w, int64_t r0, int64_t r1, const float* x, const QuantAct* xq,
                int64_t n_tok, float* y, bool add);
   // GEMM path (null: use gemv for every n_tok). Rows [r0, r1), r0 a multiple of mr.
@@ -46,6 +46,10 @@ struct Kernels {
   // q = round-to-nearest(x/d) (q = 0 where d = 0).
   void (*quantize_q8)(const float* x, int64_t n, int8_t* q, float* d);
 };
+
+// Q6_K rows against Q8 activations (matmul_q6k_avx2.cpp): the AVX2 and AVX-512
+// families' gemv for Q6_K weights.
+void gemv_q6k_avx2(const WeightView& w, int64_t r0, int64_t r1, const QuantAct& xq, int64_t n_tok, float* y, bool add);
 
 extern const Kernels kScalarKernels;
 extern const Kernels kAvx2Kernels;

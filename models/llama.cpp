@@ -90,7 +90,8 @@ cpu::WeightView LlamaModel::weight(const std::string& name, int64_t rows, int64_
   if (t.n_dims != 2 || t.ne[0] != cols || t.ne[1] != rows)
     file_->fail("tensor '" + name + "' has shape [" + std::to_string(t.ne[0]) + ", " + std::to_string(t.ne[1]) +
                 "], expected [" + std::to_string(cols) + ", " + std::to_string(rows) + "]");
-  if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16 && t.type != DType::Q8_0)
+  if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16 && t.type != DType::Q8_0 &&
+      t.type != DType::Q6_K)
     file_->fail("tensor '" + name + "' has unsupported type " + dtype_name(t.type));
   return cpu::WeightView{t.type, rows, cols, t.data, dtype_row_bytes(t.type, cols)};
 }

@@ -104,12 +104,12 @@ std::vector<Group> block_groups(const LlamaHParams& hp, int64_t b, LlamaBlockWei
 
 // The type a table of `cols`-wide rows is stored in: `want` (its default or the one
 // asked for), or `input` for "keep"; a default whose blocks do not divide the rows
-// falls back to the input's type (as llama.cpp's quantize falls back), an explicit
-// request fails.
+// falls back (as llama.cpp's quantize falls back): the Q6_K head to Q8_0 (32-value
+// blocks), anything else to the input's type. An explicit request fails.
 static DType table_type(const GGUFFile& f, const char* name, const char* flag, int64_t cols, DType input, DType want,
                         bool keep, bool given) {
   if (keep || want == input || cols % dtype_block_size(want) == 0) return keep ? input : want;
-  if (!given) return input;
+  if (!given) return want == DType::Q6_K && cols % kQ8Block == 0 ? DType::Q8_0 : input;
   f.fail(std::string(name) + " has rows of " + std::to_string(cols) + " values, not a multiple of " +
          std::to_string(dtype_block_size(want)) + " as " + dtype_name(want) + " needs (use " + flag + " keep)");
 }
@@ -229,7 +229,7 @@ QuantizeModelReport quantize_model(const std::string& in, const std::string& out
   }
 
   // Tensors in the input's order: quantized linears as SpQR, the rest as they were
-  // (the head and the embedding in the types asked for, by default Q8_0 and Q4_0).
+  // (the head and the embedding in the types asked for, by default Q6_K and Q4_0).
   double total_bits = 0, total_params = 0;
   std::map<std::string, const SpqrLayer*> by_name;
   for (size_t i = 0; i < layers.size(); i++) by_name[rep.layers[i].name] = layers[i].get();

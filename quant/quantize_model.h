@@ -22,7 +22,7 @@ struct QuantizeModelOptions {
   // quantized, as a llama.cpp user expects of a "3-bit model" (docs/spqr-quality.md
   // has the measured cost): the head as Q8_0 (matmul reads it every token), the
   // embedding as Q4_0 (one row is dequantized per token). keep_*: as in the input.
-  DType head_type = DType::Q8_0;
+  DType head_type = DType::Q6_K;
   DType embd_type = DType::Q4_0;
   bool keep_head = false;
   bool keep_embd = false;

@@ -23,7 +23,8 @@ LmHead LmHead::from_model(const LlamaModel& m) {
   const GGUFTensorInfo* ot = f.find_tensor("output.weight");
   if (!ot) ot = &f.require_tensor("token_embd.weight");  // tied embeddings
   if (ot->n_dims != 2 || ot->ne[0] != hp.n_embd || ot->ne[1] != hp.n_vocab) f.fail("bad output weight shape");
-  if (ot->type != DType::F32 && ot->type != DType::F16 && ot->type != DType::BF16 && ot->type != DType::Q8_0)
+  if (ot->type != DType::F32 && ot->type != DType::F16 && ot->type != DType::BF16 && ot->type != DType::Q8_0 &&
+      ot->type != DType::Q6_K)
     f.fail(std::string("output weight has unsupported type ") + dtype_name(ot->type));
   h.out = cpu::WeightView{ot->type, hp.n_vocab, hp.n_embd, ot->data, dtype_row_bytes(ot->type, hp.n_embd)};
   return h;

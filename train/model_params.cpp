@@ -228,10 +228,12 @@ ModelParams ModelParams::from_gguf(const GGUFFile& f) {
   for (const ParamTensor& t : p.tensors) {
     const bool tied_head = t.name == "output.weight" && !f.find_tensor("output.weight");
     const GGUFTensorInfo& ti = f.require_tensor(tied_head ? "token_embd.weight" : t.name);
-    // Q4_0 too (quantize's default embedding, llama.cpp's Q4_0 files): rows are dequantized.
+    // Q4_0 and Q6_K too (quantize's default embedding and head, llama.cpp's Q4_0 files):
+    // rows are dequantized.
     if (ti.type != DType::F32 && ti.type != DType::F16 && ti.type != DType::BF16 && ti.type != DType::Q8_0 &&
-        ti.type != DType::Q4_0)
-      f.fail("tensor " + ti.name + " has type " + dtype_name(ti.type) + "; F32, F16, BF16, Q8_0 or Q4_0 can be trained");
+        ti.type != DType::Q4_0 && ti.type != DType::Q6_K)
+      f.fail("tensor " + ti.name + " has type " + dtype_name(ti.type) +
+             "; F32, F16, BF16, Q8_0, Q6_K or Q4_0 can be trained");
     // Rows of every matrix (an expert stack: every expert's), dequantized one by one.
     const int64_t cols = t.ne[0], rows = t.numel() / cols;
     bool same_shape = ti.n_elements() == t.numel() && (int64_t)ti.n_dims == (int64_t)t.ne.size();

@@ -30,9 +30,10 @@ check "chat on SpQR" test $? -eq 0
 # Baselines use the same format.
 check "quantize rtn w4" "$ENGINE" quantize -m "$M" -o "$TMP/rtn.gguf" --calib "$CAL" --method rtn --wbits 4 --nsamples 4 --seqlen 64
 check "quantize gptq w3" "$ENGINE" quantize -m "$M" -o "$TMP/gptq.gguf" --calib "$CAL" --method gptq --nsamples 8 --seqlen 128
-# Defaults: the head as Q8_0, the embedding as Q4_0 (dequantized a row per token);
-# "keep" stores them as in the input.
-check "default head q8_0" bash -c "'$ENGINE' info -m '$Q' | grep -q '^head: *Q8_0'"
+# Defaults: the head as Q6_K, the embedding as Q4_0 (dequantized a row per token);
+# "keep" stores them as in the input. stories260K's rows (64 values) are not whole
+# Q6_K blocks, so its head falls back to Q8_0.
+check "default head q8_0 (64-wide rows)" bash -c "'$ENGINE' info -m '$Q' | grep -q '^head: *Q8_0'"
 check "default embedding q4_0" bash -c "'$ENGINE' info -m '$Q' | grep -q '^embedding: *Q4_0'"
 check "keep head and embedding" "$ENGINE" quantize -m "$M" -o "$TMP/h.gguf" --calib "$CAL" --nsamples 4 --seqlen 64 --head-type keep --embd-type keep
 check "kept as F32" bash -c "'$ENGINE' info -m '$TMP/h.gguf' | grep -E '^(head|embedding):' | grep -c F32 | grep -q 2"
@@ -41,6 +42,20 @@ check "convert a SpQR model" "$ENGINE" convert -m "$Q" -o "$TMP/conv.gguf" --typ
 check "converted tables f16" bash -c "'$ENGINE' info -m '$TMP/conv.gguf' | grep -E '^(head|embedding):' | grep -c F16 | grep -q 2"
 out2=$("$ENGINE" generate -m "$TMP/conv.gguf" -p "Once upon a time" -n 20 --temp 0 2>/dev/null)
 check "generate on the converted SpQR model" grep -q "^Once upon a time" <<<"$out2"
+
+# A model whose rows are whole 256-value blocks gets the Q6_K head, which generate,
+# perplexity (its GEMM path), LoRA finetune (its transposed product) and convert read.
+"$ENGINE" init-model --dim 256 --layers 1 --heads 4 --vocab 512 --vocab-from "$M" -o "$TMP/w256-f16.gguf" >/dev/null 2>&1
+check "quantize a 256-wide model" "$ENGINE" quantize -m "$TMP/w256-f16.gguf" -o "$TMP/w256.gguf" --calib "$CAL" --nsamples 4 --seqlen 64
+check "its default head q6_k" bash -c "'$ENGINE' info -m '$TMP/w256.gguf' | grep -q '^head: *Q6_K'"
+check "generate with a Q6_K head" "$ENGINE" generate -m "$TMP/w256.gguf" -p "Once upon a time" -n 8 --temp 0
+j6=$("$ENGINE" perplexity -m "$TMP/w256.gguf" -f "$EVAL" -c 64 --chunks 2 --kl-base "$TMP/w256-f16.gguf" --json 2>/dev/null)
+echo "256-wide model, SpQR w3 blocks + Q6_K head against F16: $j6"
+check "perplexity with a Q6_K head" python3 -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r['ppl'] > 0 and 0 <= r['kl_mean'] < 0.05 else 1)" "$j6"
+check "LoRA finetune through a Q6_K head" "$ENGINE" finetune -m "$TMP/w256.gguf" --data "$CAL" --mode lora --steps 2 --batch 2 --seqlen 32 -o "$TMP/w256-lora.gguf"
+check "convert a Q6_K head to f16" "$ENGINE" convert -m "$TMP/w256.gguf" -o "$TMP/w256-conv.gguf" --type f16
+check "  converted head f16" bash -c "'$ENGINE' info -m '$TMP/w256-conv.gguf' | grep -q '^head: *F16'"
+expect_fail "an explicit Q6_K head needs 256-value rows" "not a multiple of 256" "$ENGINE" quantize -m "$M" -o "$TMP/x.gguf" --calib "$CAL" --head-type q6_k
 
 # Bad input: clear errors, exit 1, nothing written.
 printf 'tiny' >"$TMP/short.txt"

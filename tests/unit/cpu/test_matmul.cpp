@@ -4,7 +4,7 @@
 // Bounds, per output element, with S = Σ_c |W[r][c]·X[t][c]| (dequantized weights):
 //   F32/F16/BF16 weights, and Q8_0 through the GEMM path (f32 arithmetic):
 //       |y − ref| ≤ 1e-5·S + 1e-6
-//   Q8_0 through the matrix-vector path (activations rounded to int8 per block):
+//   Q8_0 and Q6_K through the matrix-vector path (activations rounded to int8 per block):
 //       |y − ref| ≤ Σ_blocks (max|x_b|/127 / 2)·Σ_{c∈b}|W[r][c]|  + 1e-5·S   (rigorous)
 //       and ≤ 1e-2·S (the stated accuracy of Q8_0 products).
 #include <gtest/gtest.h>
@@ -91,7 +91,8 @@ void check_matmul(DType type, int64_t rows, int64_t cols, int64_t n_tok, ThreadP
         ref += p;
         S += std::fabs(p);
       }
-      if (type == DType::Q8_0) {
+      const bool int8_acts = type == DType::Q8_0 || type == DType::Q6_K;
+      if (int8_acts) {
         for (int64_t b = 0; b < cols / 32; b++) {
           double amax = 0, wsum = 0;
           for (int i = 0; i < 32; i++) {
@@ -104,7 +105,7 @@ void check_matmul(DType type, int64_t rows, int64_t cols, int64_t n_tok, ThreadP
       const double base = add ? y0[t * rows + r] : 0.0;
       const double err = std::fabs((double)y[t * rows + r] - base - ref);
       const double tol = 1e-5 * S + 1e-6 + qbound + (add ? 1e-6 * std::fabs(base) : 0.0);
-      if (err > tol || (type == DType::Q8_0 && err > 1e-2 * S + 1e-6) || !std::isfinite(y[t * rows + r])) {
+      if (err > tol || (int8_acts && err > 1e-2 * S + 1e-6) || !std::isfinite(y[t * rows + r])) {
         if (++bad <= 5)
           ADD_FAILURE() << "t=" << t << " r=" << r << " got " << y[t * rows + r] - base << " want " << ref
                         << " err " << err << " tol " << tol;
@@ -233,6 +234,46 @@ TEST(Matmul, OddColumnsTransposed) {
   }
 }
 
+// Q6_K (the default output head of quantized files): rows of whole 256-value blocks.
+TEST(Matmul, Q6KAllFamiliesShapesAndTokens) {
+  FamilyGuard guard;
+  ThreadPool pool(3);
+  const int64_t shapes[][2] = {{1, 256}, {7, 512}, {33, 768}, {130, 2048}};
+  for (const std::string& fam : families()) {
+    ASSERT_TRUE(cpu::set_kernel_family(fam.c_str()));
+    for (auto& s : shapes)
+      for (int64_t n_tok : {1, 2, 3, 4, 5, 9, 16, 64}) check_matmul(DType::Q6_K, s[0], s[1], n_tok, pool, fam, false);
+    for (int64_t n_tok : {1, 7, 64}) check_matmul(DType::Q6_K, 45, 512, n_tok, pool, fam, true);
+  }
+}
+
+TEST(Matmul, Q6KTransposed) {
+  FamilyGuard guard;
+  ThreadPool pool(3);
+  for (const std::string& fam : families()) {
+    ASSERT_TRUE(cpu::set_kernel_family(fam.c_str()));
+    for (int64_t n_tok : {1, 7, 20}) {
+      const int64_t rows = 37, cols = 768;
+      TestWeight w = make_weight(DType::Q6_K, rows, cols, 11, 0);
+      auto dy = randn(n_tok * rows, (uint32_t)(n_tok + 5));
+      std::vector<float> dx(n_tok * cols, NAN);
+      cpu::matmul_transposed(w.view, dy.data(), n_tok, dx.data(), pool);
+      int bad = 0;
+      for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t c = 0; c < cols; c++) {
+          double ref = 0, S = 0;
+          for (int64_t r = 0; r < rows; r++) {
+            ref += (double)dy[t * rows + r] * w.deq[r * cols + c];
+            S += std::fabs((double)dy[t * rows + r] * w.deq[r * cols + c]);
+          }
+          if (!(std::fabs(dx[t * cols + c] - ref) <= 1e-5 * S + 1e-6) && ++bad <= 5)
+            ADD_FAILURE() << fam << " t=" << t << " c=" << c << " got " << dx[t * cols + c] << " want " << ref;
+        }
+      EXPECT_EQ(bad, 0);
+    }
+  }
+}
+
 TEST(Matmul, EmptyShapes) {
   ThreadPool pool(2);
   TestWeight w = make_weight(DType::F16, 4, 32, 1);
@@ -250,6 +291,8 @@ TEST(Matmul, RejectsMalformedViews) {
   std::vector<float> x(64), y(4);
   cpu::WeightView bad_cols{DType::Q8_0, 2, 40, buf.data(), 64};  // 40 is not a multiple of 32
   EXPECT_THROW(cpu::matmul(bad_cols, x.data(), 1, y.data(), pool), std::exception);
+  cpu::WeightView bad_q6{DType::Q6_K, 1, 128, buf.data(), 210};  // Q6_K rows are whole 256-value blocks
+  EXPECT_THROW(cpu::matmul(bad_q6, x.data(), 1, y.data(), pool), std::exception);
   cpu::WeightView short_rows{DType::F32, 2, 32, buf.data(), 64};  // 32 floats need 128 bytes
   EXPECT_THROW(cpu::matmul(short_rows, x.data(), 1, y.data(), pool), std::exception);
 }
