@@ -64,7 +64,7 @@ struct SpqrLayer {
   void derive_outlier_deltas();
   // The codes and first-level statistics re-laid for the AVX2 int8 1-token kernel
   // (cpu/spqr_decode_avx2.cpp), built by it on first use and shared by copies.
-  mutable std::shared_ptr<const std::vector<uint8_t>> decode_avx2_packed;
+  mutable std::shared_ptr<const uint8_t> decode_avx2_packed;
 
   // Owned storage when built in memory (by the quantizer or a test).
   std::vector<uint8_t> codes_buf, stats_buf;

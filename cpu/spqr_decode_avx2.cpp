@@ -27,6 +27,9 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
+
+#include <sys/mman.h>
 
 #include "cpu/spqr_avx2_planes.h"
 #include "cpu/spqr_matmul.h"
@@ -39,10 +42,25 @@ constexpr int64_t kSuperBytes = kSpqrAvx2SuperBytes;
 
 constexpr int64_t kS2HalfBytes = kSpqrAvx2S2HalfBytes;
 
-std::shared_ptr<const std::vector<uint8_t>> pack(const SpqrLayer& w, ThreadPool& pool) {
+// The re-laid layer in 2 MiB pages where the kernel grants them (transparent huge pages
+// on request, "madvise" mode): decode streams every byte of it per token, and with 4 KiB
+// pages that is a TLB miss every 4 KiB.
+std::shared_ptr<const uint8_t> alloc_packed(size_t bytes) {
+  constexpr size_t kHuge = (size_t)2 << 20;
+  const size_t cap = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, cap);
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  madvise(p, cap, MADV_HUGEPAGE);
+#endif
+  std::memset(p, 0, cap);
+  return std::shared_ptr<const uint8_t>((const uint8_t*)p, [](const uint8_t* q) { std::free((void*)q); });
+}
+
+std::shared_ptr<const uint8_t> pack(const SpqrLayer& w, ThreadPool& pool) {
   const int64_t G = w.n_groups, nsb = (G + 15) / 16, R = w.rows, row_bytes = nsb * kSuperBytes;
-  auto out = std::make_shared<std::vector<uint8_t>>((size_t)(R * row_bytes + w.n_row_groups * nsb * 2 * kS2HalfBytes), 0);
-  uint8_t* const base = out->data();
+  auto out = alloc_packed((size_t)(R * row_bytes + w.n_row_groups * nsb * 2 * kS2HalfBytes));
+  uint8_t* const base = (uint8_t*)out.get();
   pool.parallel_for(R, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const uint8_t* codes = w.codes + r * G * 6;
@@ -122,7 +140,7 @@ const uint8_t* spqr_avx2_packed(const SpqrLayer& w, ThreadPool& pool) {
   static std::mutex m;
   std::lock_guard<std::mutex> lock(m);
   if (!w.decode_avx2_packed) w.decode_avx2_packed = pack(w, pool);
-  return w.decode_avx2_packed->data();
+  return w.decode_avx2_packed.get();
 }
 
 bool spqr_decode_avx2_supports(const SpqrLayer& w) {
