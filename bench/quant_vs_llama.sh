@@ -43,7 +43,10 @@ dir=build/quant_vs_llama
 mkdir -p "$dir"
 
 f16="$dir/m-2048-l$LAYERS-f16.gguf"
-ours="$dir/m-2048-l$LAYERS-engine-w3-ns$NSAMPLES.gguf"
+# The cached quantized file is named after quantize's defaults (a hash of its --help,
+# which prints them) and this run's flags, so a change of defaults quantizes anew.
+qkey=$( { $ENGINE quantize --help; echo "$SEQLEN $QUANT_ARGS"; } | md5sum | cut -c1-8)
+ours="$dir/m-2048-l$LAYERS-engine-w3-ns$NSAMPLES-$qkey.gguf"
 q40="$dir/m-2048-l$LAYERS-llama-q4_0.gguf"
 shape="--dim 2048 --ffn 5632 --layers $LAYERS --heads 32 --kv-heads 4 --vocab 32000"
 

@@ -209,6 +209,11 @@ void LlamaModel::embed(const int32_t* tokens, int64_t n, float* hidden) const {
   }
 }
 
+static float* grow(std::vector<float>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
+
 static void add_bias(float* x, const float* b, int64_t n, int64_t d) {
   if (!b) return;
   for (int64_t t = 0; t < n; t++) cpu::add_inplace(x + t * d, b, d);
@@ -224,41 +229,50 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
                          int64_t n, ThreadPool& pool, const BlockTapFn& tap) {
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), pos0 = cache.n_past;
 
-  std::vector<float> h((size_t)(n * d)), q((size_t)(n * qd)), att((size_t)(n * qd)), tmp((size_t)(n * d));
-  std::vector<float> k((size_t)(n * kvd)), v((size_t)(n * kvd));
+  // Activations in per-thread buffers that only grow: fresh vectors of a prefill's
+  // size (MBs) cost page faults and zeroing on every block. They keep the largest
+  // batch's size (as llama.cpp keeps its compute buffer).
+  thread_local std::vector<float> hb, qb, attb, tmpb, kb, vb, gb, ub;
+  float* const h = grow(hb, n * d);
+  float* const q = grow(qb, n * qd);
+  float* const att = grow(attb, n * qd);
+  float* const tmp = grow(tmpb, n * d);
+  float* const k = grow(kb, n * kvd);
+  float* const v = grow(vb, n * kvd);
   std::vector<int32_t> pos((size_t)n);
   for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
 
-  cpu::rmsnorm(x, w.attn_norm, h.data(), n, d, hp.rms_eps);
-  if (tap) tap(BlockTap::AttnIn, -1, h.data(), n, d);
-  cpu::linear_same_input({{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}}, h.data(), n, pool);
-  add_bias(q.data(), w.bq, n, qd);
-  add_bias(k.data(), w.bk, n, kvd);
-  add_bias(v.data(), w.bv, n, kvd);
-  cpu::rope_ggml(q.data(), n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
-  cpu::rope_ggml(k.data(), n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  cpu::rmsnorm(x, w.attn_norm, h, n, d, hp.rms_eps);
+  if (tap) tap(BlockTap::AttnIn, -1, h, n, d);
+  cpu::linear_same_input({{&w.wq, q}, {&w.wk, k}, {&w.wv, v}}, h, n, pool);
+  add_bias(q, w.bq, n, qd);
+  add_bias(k, w.bk, n, kvd);
+  add_bias(v, w.bv, n, kvd);
+  cpu::rope_ggml(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  cpu::rope_ggml(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
   // Keys and values of positions pos0 .. pos0+n-1 join the cache, in its type.
   const size_t rb = cache.row_bytes();
-  quantize_row(cache.type, k.data(), cache.k_block(b) + pos0 * rb, n * kvd);
-  quantize_row(cache.type, v.data(), cache.v_block(b) + pos0 * rb, n * kvd);
-  cpu::attention(q.data(), cache.k_block(b), cache.v_block(b), cache.type, att.data(), n, pos0, hp.n_head,
+  quantize_row(cache.type, k, cache.k_block(b) + pos0 * rb, n * kvd);
+  quantize_row(cache.type, v, cache.v_block(b) + pos0 * rb, n * kvd);
+  cpu::attention(q, cache.k_block(b), cache.v_block(b), cache.type, att, n, pos0, hp.n_head,
                  hp.n_head_kv, hp.head_dim, pool);
-  if (tap) tap(BlockTap::AttnOut, -1, att.data(), n, qd);
-  cpu::linear(w.wo, att.data(), n, tmp.data(), pool);
-  cpu::add_inplace(x, tmp.data(), n * d);
+  if (tap) tap(BlockTap::AttnOut, -1, att, n, qd);
+  cpu::linear(w.wo, att, n, tmp, pool);
+  cpu::add_inplace(x, tmp, n * d);
 
-  cpu::rmsnorm(x, w.ffn_norm, h.data(), n, d, hp.rms_eps);
-  if (tap) tap(BlockTap::FfnIn, -1, h.data(), n, d);
+  cpu::rmsnorm(x, w.ffn_norm, h, n, d, hp.rms_eps);
+  if (tap) tap(BlockTap::FfnIn, -1, h, n, d);
   if (hp.moe()) {
-    moe_ffn_forward(hp, w, h.data(), n, tmp.data(), pool, tap);
+    moe_ffn_forward(hp, w, h, n, tmp, pool, tap);
   } else {
-    std::vector<float> g((size_t)(n * hp.n_ff)), u((size_t)(n * hp.n_ff));
-    cpu::linear_same_input({{&w.w_gate, g.data()}, {&w.w_up, u.data()}}, h.data(), n, pool);
-    cpu::swiglu_ggml(g.data(), u.data(), g.data(), n, hp.n_ff);
-    if (tap) tap(BlockTap::FfnAct, -1, g.data(), n, hp.n_ff);
-    cpu::linear(w.w_down, g.data(), n, tmp.data(), pool);
+    float* const g = grow(gb, n * hp.n_ff);
+    float* const u = grow(ub, n * hp.n_ff);
+    cpu::linear_same_input({{&w.w_gate, g}, {&w.w_up, u}}, h, n, pool);
+    cpu::swiglu_ggml(g, u, g, n, hp.n_ff);
+    if (tap) tap(BlockTap::FfnAct, -1, g, n, hp.n_ff);
+    cpu::linear(w.w_down, g, n, tmp, pool);
   }
-  cpu::add_inplace(x, tmp.data(), n * d);
+  cpu::add_inplace(x, tmp, n * d);
 }
 
 void LlamaModel::forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n,
