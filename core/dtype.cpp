@@ -186,12 +186,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       for (int64_t k = 0; k < n / kQ6KBlock; k++) {
         const float d = f16_to_f32(b[k].d);
         float* y = dst + k * kQ6KBlock;
-        for (int e = 0; e < kQ6KBlock; e++) {
-          const int h = e / 128, m = e % 128 / 32, l = e % 32;
-          const uint8_t lo = b[k].ql[64 * h + 32 * (m % 2) + l];
-          const int q = ((m < 2 ? lo : lo >> 4) & 15) | ((b[k].qh[32 * h + l] >> (2 * m)) & 3) << 4;
-          y[e] = d * (float)b[k].scales[e / 16] * (float)(q - 32);
-        }
+        for (int e = 0; e < kQ6KBlock; e++) y[e] = d * (float)b[k].scales[e / 16] * (float)(q6k_code(b[k], e) - 32);
       }
       return;
     }

@@ -53,6 +53,12 @@ struct BlockQ6_K {
   uint16_t d;
 };
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes");
+// The 6-bit code (0..63) of value e (0..255) of a Q6_K block.
+inline int q6k_code(const BlockQ6_K& b, int e) {
+  const int h = e / 128, m = e % 128 / 32, l = e % 32;
+  const uint8_t lo = b.ql[64 * h + 32 * (m % 2) + l];
+  return ((m < 2 ? lo : lo >> 4) & 15) | ((b.qh[32 * h + l] >> (2 * m)) & 3) << 4;
+}
 
 bool dtype_known(uint32_t id);
 const char* dtype_name(DType t);

@@ -108,39 +108,34 @@ void gemv(const WeightView& w, int64_t r0, int64_t r1, const float* x, const Qua
   }
   if (w.type == DType::Q6_K) {
     // The AVX2 kernel's arithmetic: per chunk of 32, an exact integer sum of
-    // scale · (q − 32) · x_q over its two sub-blocks, times d · d_x.
+    // scale · (q − 32) · x_q over its two sub-blocks, times d · d_x. Each block's codes
+    // are decoded once for all tokens.
     const int64_t nx = K / kQ8Block;
+    thread_local std::vector<float> acc;
+    acc.resize((size_t)n_tok);
     int8_t codes[kQ6KBlock];
     for (int64_t r = r0; r < r1; r++) {
       const BlockQ6_K* b = (const BlockQ6_K*)row_ptr(w, r);
-      float acc[4] = {};
-      for (int64_t t0 = 0; t0 < n_tok; t0 += 4) {
-        const int64_t nt = std::min<int64_t>(4, n_tok - t0);
-        for (int64_t t = 0; t < nt; t++) acc[t] = 0;
-        for (int64_t j = 0; j < K / kQ6KBlock; j++) {
-          for (int e = 0; e < kQ6KBlock; e++) {
-            const int h = e / 128, m = e % 128 / 32, l = e % 32;
-            const uint8_t lo = b[j].ql[64 * h + 32 * (m % 2) + l];
-            codes[e] = (int8_t)((((m < 2 ? lo : lo >> 4) & 15) | ((b[j].qh[32 * h + l] >> (2 * m)) & 3) << 4) - 32);
-          }
-          uint16_t dh;
-          std::memcpy(&dh, &b[j].d, 2);
-          const float d = f16_table()[dh];
-          for (int64_t t = 0; t < nt; t++) {
-            const int8_t* q = xq->q + (t0 + t) * K + j * kQ6KBlock;
-            for (int c = 0; c < kQ6KBlock / kQ8Block; c++) {
-              int32_t s = 0;
-              for (int half = 0; half < 2; half++) {
-                int32_t u = 0;
-                for (int i = 0; i < 16; i++) u += (int32_t)codes[32 * c + 16 * half + i] * (int32_t)q[32 * c + 16 * half + i];
-                s += u * (int32_t)b[j].scales[2 * c + half];
-              }
-              acc[t] += (float)s * (d * xq->d[(t0 + t) * nx + j * 8 + c]);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t j = 0; j < K / kQ6KBlock; j++) {
+        for (int e = 0; e < kQ6KBlock; e++) codes[e] = (int8_t)(q6k_code(b[j], e) - 32);
+        uint16_t dh;
+        std::memcpy(&dh, &b[j].d, 2);
+        const float d = f16_table()[dh];
+        for (int64_t t = 0; t < n_tok; t++) {
+          const int8_t* q = xq->q + t * K + j * kQ6KBlock;
+          for (int c = 0; c < kQ6KBlock / kQ8Block; c++) {
+            int32_t s = 0;
+            for (int half = 0; half < 2; half++) {
+              int32_t u = 0;
+              for (int i = 0; i < 16; i++) u += (int32_t)codes[32 * c + 16 * half + i] * (int32_t)q[32 * c + 16 * half + i];
+              s += u * (int32_t)b[j].scales[2 * c + half];
             }
+            acc[t] += (float)s * (d * xq->d[t * nx + j * 8 + c]);
           }
         }
-        for (int64_t t = 0; t < nt; t++) y[(t0 + t) * N + r] = add ? y[(t0 + t) * N + r] + acc[t] : acc[t];
       }
+      for (int64_t t = 0; t < n_tok; t++) y[t * N + r] = add ? y[t * N + r] + acc[t] : acc[t];
     }
     return;
   }

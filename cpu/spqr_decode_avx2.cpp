@@ -21,6 +21,14 @@
 //
 // Per row and half super-block (8 groups, 128 weights):
 //   - chunk k's codes (chunk_codes, spqr_avx2_planes.h), 32 bytes;
+//   - vpmaddubsw with the int8 activations (laid out as the codes) and three vpaddw:
+//     i16 lanes 2g, 2g+1 hold group g's sum; vpmaddwd makes it one exact int32;
+//   - acc += (ss·d·(sc − sz)) · (dot − zs·Σq·(zc − zz)), 8 groups per vector, the
+//     second-level terms decoded once per row group and call (as the AVX-512 kernel),
+//     the statistics codes turned into floats by a table lookup (vpermps);
+// then the row's outliers (scalar: a gather measured slower than the ~14 of a
+// 2048-wide row, bench/NOTES.md), one horizontal sum per row. The result is what the
+// AVX-512 int8 kernel computes (up to float summation order): docs/spqr-format.md.
 #include <immintrin.h>
 
 #include <algorithm>
