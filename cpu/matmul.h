@@ -6,14 +6,21 @@
 //
 // All activations are f32, row-major. n_tok == 1 (decode) is a matrix-vector
 // product bound by memory bandwidth: weights are streamed once, converted in
-// registers. n_tok >= a small threshold (prefill) is compute-bound: panels of
-// weights are converted to f32 once into a cache-resident buffer and a
-// register-blocked FMA micro-kernel runs over all tokens.
+// registers. n_tok >= a small threshold (prefill) is compute-bound: on AVX2, F16
+// and BF16 rows are used as stored by a dot-product micro-kernel against the
+// activations rounded to f16 once; other types (and the AVX-512 family) convert
+// panels of weights to f32 into a cache-resident buffer for a register-blocked
+// FMA micro-kernel.
 //
 // Numerics: F32/F16/BF16 accumulate in f32 (float FMA chains, several partial
 // sums), so results match a double-precision reference to ~1e-6 relative of
-// Σ|w·x|; F32 weights (matmul, matmul_add) accumulate exactly as llama.cpp's CPU
-// backend does (cpu/matmul_ggml.h), on every kernel family. Q8_0 and Q6_K matrix-vector
+// Σ|w·x| — of the activations as given, or, for the AVX2 F16/BF16 product from 8
+// tokens on, of the activations rounded to f16 (as llama.cpp rounds them for its
+// F16 products: at most 2^-11 ≈ 4.9e-4 relative each, so at most that of Σ|w·x|,
+// and far less on average as the errors cancel; a product whose activations exceed
+// f16's range, 65504, takes the f32 path instead). F32 weights (matmul,
+// matmul_add) accumulate exactly as llama.cpp's CPU backend does
+// (cpu/matmul_ggml.h), on every kernel family. Q8_0 and Q6_K matrix-vector
 // products (n_tok below the GEMM threshold) quantize
 // each 32-value block of x to int8 with an f32 scale (d = max|x|/127, as
 // llama.cpp does for its Q8_0 dot products) and use exact integer dot products:

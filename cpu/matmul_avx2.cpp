@@ -5,6 +5,7 @@
 // 12 ymm accumulators (2 token vectors + 1 broadcast: 15 of 16 registers).
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -310,6 +311,133 @@ void gemm(const WeightView& w, int64_t r0, int64_t r1, const float* xt, int64_t 
   }
 }
 
+// ---------------------------------------------------------------- GEMM, dot-product form (F16, BF16)
+// Y[t][r] as a dot product along K, straight from the stored weight rows and from
+// X rounded to f16 once per product (xh [n_tok][K], as llama.cpp rounds activations
+// for its F16 products): no panel is converted and no X^T is built. A tile of 4
+// weight rows × 3 tokens keeps 12 accumulators; per 8 columns the 3 token vectors
+// are converted once and held (3 registers) and each row's 8 weights are converted
+// once and used by all 3 tokens (1 register): 16 of 16 ymm. The 6×16 panel GEMM
+// above spent its time streaming the f32 panel and X^T out of L2; this form reads
+// half the weight bytes, and f16 tokens halve what it re-reads for every 4 rows
+// (64 tokens × 2048 columns: 256 KiB, which stays in a 512 KiB L2 where f32 did
+// not). Sums: 8 lane-wise partial sums per output, then a horizontal add.
+constexpr int kDotRows = 4;
+// Tokens per pass over a block of rows: their rows of xh are re-read for every
+// 4-row tile, from L2; the weights are re-read from memory once per 64 tokens
+// (2 bytes per 256 FLOPs).
+constexpr int64_t kDotTokens = 64;
+
+inline __m256 load8_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+
+// PF: also prefetch (into L2) the next block's rows, over the same columns. The
+// first tile of a block does it, so the rows arrive a whole block ahead: each row
+// is its own stream (4 KiB for 2048 F16 columns: a page, where the hardware
+// prefetchers stop), and without it the first tile of every block waited on memory.
+template <DType T, int RM, int RN, bool PF = false>
+inline void dot_tile(const WeightView& w, int64_t r, const uint16_t* xh, int64_t t, float* y, bool add,
+                     int64_t next_rows = 0) {
+  const int64_t K = w.cols, N = w.rows;
+  const char* a[RM];
+  const uint16_t* b[RN];
+  for (int i = 0; i < RM; i++) a[i] = row_ptr(w, r + i);
+  for (int j = 0; j < RN; j++) b[j] = xh + (t + j) * K;
+  __m256 acc[RM][RN];
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    if constexpr (PF) {
+      if ((k & 31) == 0)  // 32 columns are one 64-byte line of each F16/BF16 row
+        for (int64_t i = 0; i < next_rows; i++) prefetch(a[i] + (size_t)RM * w.row_bytes + 2 * k);
+    }
+    __m256 bv[RN];
+    for (int j = 0; j < RN; j++) bv[j] = load8_f16(b[j] + k);
+    for (int i = 0; i < RM; i++) {
+      const __m256 av = load8<T>(a[i], k);
+      for (int j = 0; j < RN; j++) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) {
+      float s = hsum(acc[i][j]);
+      for (int64_t kk = k; kk < K; kk++) s += load1<T>(a[i], kk) * half_to_float(b[j][kk]);
+      float& out = y[(t + j) * N + r + i];
+      out = add ? out + s : s;
+    }
+}
+
+// Rows [r, r + RM) for tokens [t0, t1): tiles of 3 tokens, a remainder of one
+// token taken as 2 + 2 (a 1-token tile converts each weight vector for one FMA).
+// next_rows: rows of the next block to prefetch (0 at the end of the range).
+template <DType T, int RM>
+void dot_rows(const WeightView& w, int64_t r, const uint16_t* xh, int64_t t0, int64_t t1, float* y, bool add,
+              int64_t next_rows) {
+  int64_t n3 = (t1 - t0) / 3, rem = (t1 - t0) % 3;
+  if (rem == 1 && n3 > 0) n3--, rem = 4;
+  int64_t t = t0;
+  if (n3 > 0 && next_rows > 0) {
+    dot_tile<T, RM, 3, true>(w, r, xh, t, y, add, next_rows);
+    n3--, t += 3;
+  }
+  for (int64_t i = 0; i < n3; i++, t += 3) dot_tile<T, RM, 3>(w, r, xh, t, y, add);
+  if (rem == 4) {
+    dot_tile<T, RM, 2>(w, r, xh, t, y, add);
+    dot_tile<T, RM, 2>(w, r, xh, t + 2, y, add);
+  } else if (rem == 2) {
+    dot_tile<T, RM, 2>(w, r, xh, t, y, add);
+  } else if (rem == 1) {
+    dot_tile<T, RM, 1>(w, r, xh, t, y, add);
+  }
+}
+
+template <DType T>
+void gemm_dot_type(const WeightView& w, int64_t r0, int64_t r1, const uint16_t* xh, int64_t n_tok, float* y,
+                   bool add) {
+  for (int64_t t0 = 0; t0 < n_tok; t0 += kDotTokens) {
+    const int64_t t1 = n_tok - t0 < kDotTokens ? n_tok : t0 + kDotTokens;
+    int64_t r = r0;
+    for (; r + kDotRows <= r1; r += kDotRows) {
+      const int64_t next = r1 - (r + kDotRows) < kDotRows ? r1 - (r + kDotRows) : kDotRows;
+      dot_rows<T, 4>(w, r, xh, t0, t1, y, add, next);
+    }
+    switch (r1 - r) {
+      case 3: dot_rows<T, 3>(w, r, xh, t0, t1, y, add, 0); break;
+      case 2: dot_rows<T, 2>(w, r, xh, t0, t1, y, add, 0); break;
+      case 1: dot_rows<T, 1>(w, r, xh, t0, t1, y, add, 0); break;
+      default: break;
+    }
+  }
+}
+
+void gemm_dot(const WeightView& w, int64_t r0, int64_t r1, const uint16_t* xh, int64_t n_tok, float* y, bool add) {
+  if (w.type == DType::F16) gemm_dot_type<DType::F16>(w, r0, r1, xh, n_tok, y, add);
+  else if (w.type == DType::BF16) gemm_dot_type<DType::BF16>(w, r0, r1, xh, n_tok, y, add);
+}
+
+// Round to nearest even, as llama.cpp's f32 → f16 row conversion; false if some
+// finite |x| is beyond f16's range (its f16 would be ±inf). NaN stays NaN.
+bool to_f16(const float* x, int64_t n, uint16_t* h) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 amax = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    amax = _mm256_max_ps(_mm256_and_ps(v, abs_mask), amax);  // a NaN lane keeps amax
+    _mm_storeu_si128((__m128i*)(h + i), _mm256_cvtps_ph(v, 0));
+  }
+  float m = 0;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, amax);
+  for (float l : lanes) m = m > l ? m : l;
+  bool ok = m <= 65504.0f;
+  for (; i < n; i++) {
+    if (std::fabs(x[i]) > 65504.0f) ok = false;
+    h[i] = _cvtss_sh(x[i], 0);
+  }
+  return ok;
+}
+
 // ---------------------------------------------------------------- transposed product's inner loop
 void axpy_rows(const float* a, const float* rows, int64_t m, int64_t ld, int64_t n, float* y) {
   int64_t j = 0;
@@ -362,7 +490,6 @@ void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
 }
 
 }  // namespace
-
-const Kernels kAvx2Kernels = {"avx2", gemv, gemm, kMR, 8, row_to_f32, axpy_rows, quantize_q8};
+const Kernels kAvx2Kernels = {"avx2", gemv, gemm, kMR, 8, gemm_dot, to_f16, kDotRows, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail

@@ -409,6 +409,6 @@ void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
 
 }  // namespace
 
-const Kernels kAvx512Kernels = {"avx512", gemv, gemm, kMR, 16, row_to_f32, axpy_rows, quantize_q8};
+const Kernels kAvx512Kernels = {"avx512", gemv, gemm, kMR, 16, nullptr, nullptr, 1, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail

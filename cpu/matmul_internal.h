@@ -38,6 +38,15 @@ struct Kernels {
                float* y, bool add, float* panel);
   int mr;  // rows per GEMM panel
   int tv;  // tokens per vector (the token padding of xt)
+  // GEMM in dot-product form for F16 and BF16 weights (null: the panel GEMM above
+  // serves them too): rows [r0, r1) of Y for all n_tok tokens, from the activations
+  // rounded to f16, xh [n_tok][cols]; r0 a multiple of dot_rows.
+  void (*gemm_dot)(const WeightView& w, int64_t r0, int64_t r1, const uint16_t* xh, int64_t n_tok, float* y,
+                   bool add);
+  // h[0, n) = x rounded to f16 (nearest even); with gemm_dot. False when some
+  // finite |x| is beyond f16's range (h is then not to be used).
+  bool (*to_f16)(const float* x, int64_t n, uint16_t* h);
+  int dot_rows;
   // dst[0, n) = W[r][c0, c0 + n) in f32; c0 and n are multiples of the block size.
   void (*row_to_f32)(const WeightView& w, int64_t r, int64_t c0, int64_t n, float* dst);
   // y[0, n) += Σ_{i<m} a[i] · rows[i·ld + (0, n)]   (transposed product's inner loop)

@@ -177,6 +177,6 @@ void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
 
 }  // namespace
 
-const Kernels kScalarKernels = {"scalar", gemv, nullptr, 1, 1, row_to_f32, axpy_rows, quantize_q8};
+const Kernels kScalarKernels = {"scalar", gemv, nullptr, 1, 1, nullptr, nullptr, 1, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail

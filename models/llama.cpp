@@ -219,6 +219,14 @@ static void add_bias(float* x, const float* b, int64_t n, int64_t d) {
   for (int64_t t = 0; t < n; t++) cpu::add_inplace(x + t * d, b, d);
 }
 
+// The element-wise steps of a prefill, split over the pool by tokens: fn(first
+// token, count). Alone they are a few percent of a 2-thread prefill, all of it on
+// one thread while the other waits; a decode step (n below 2 × 8) stays on the caller.
+template <typename Fn>
+static void per_token(ThreadPool& pool, int64_t n, const Fn& fn) {
+  pool.parallel_for(n, 8, [&](int64_t t0, int64_t t1) { fn(t0, t1 - t0); });
+}
+
 // One Llama block on x [n][n_embd], in place:
 //   x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
 //   x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
@@ -226,8 +234,13 @@ static void add_bias(float* x, const float* b, int64_t n, int64_t d) {
 // cpu/matmul_ggml.h F32 weights and the F16 cache's attention): an F32 model with
 // the default F16 cache gives llama.cpp's logits bit for bit (bench/NOTES.md).
 void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVCache& cache, int64_t b, float* x,
-                         int64_t n, ThreadPool& pool, const BlockTapFn& tap) {
+                         int64_t n, ThreadPool& pool, const BlockTapFn& tap, int64_t n_out) {
   const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), pos0 = cache.n_past;
+  if (n_out < 0 || n_out > n || tap) n_out = n;
+  // The first `skip` tokens' outputs are not read: they still need their keys and
+  // values (the cache) and, as in llama.cpp, their attention rows; the
+  // feed-forward half runs on the last n_out tokens only.
+  const int64_t skip = n - n_out;
 
   // Activations in per-thread buffers that only grow: fresh vectors of a prefill's
   // size (MBs) cost page faults and zeroing on every block. They keep the largest
@@ -242,14 +255,17 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
   std::vector<int32_t> pos((size_t)n);
   for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
 
-  cpu::rmsnorm(x, w.attn_norm, h, n, d, hp.rms_eps);
+  per_token(pool, n, [&](int64_t t, int64_t m) { cpu::rmsnorm(x + t * d, w.attn_norm, h + t * d, m, d, hp.rms_eps); });
   if (tap) tap(BlockTap::AttnIn, -1, h, n, d);
   cpu::linear_same_input({{&w.wq, q}, {&w.wk, k}, {&w.wv, v}}, h, n, pool);
   add_bias(q, w.bq, n, qd);
   add_bias(k, w.bk, n, kvd);
   add_bias(v, w.bv, n, kvd);
-  cpu::rope_ggml(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
-  cpu::rope_ggml(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data(), hp.rope_freq_base, hp.rope_layout);
+  per_token(pool, n, [&](int64_t t, int64_t m) {
+    cpu::rope_ggml(q + t * qd, m, hp.n_head, hp.head_dim, hp.n_rot, pos.data() + t, hp.rope_freq_base, hp.rope_layout);
+    cpu::rope_ggml(k + t * kvd, m, hp.n_head_kv, hp.head_dim, hp.n_rot, pos.data() + t, hp.rope_freq_base,
+                   hp.rope_layout);
+  });
   // Keys and values of positions pos0 .. pos0+n-1 join the cache, in its type.
   const size_t rb = cache.row_bytes();
   quantize_row(cache.type, k, cache.k_block(b) + pos0 * rb, n * kvd);
@@ -258,9 +274,11 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
                  hp.n_head_kv, hp.head_dim, pool);
   if (tap) tap(BlockTap::AttnOut, -1, att, n, qd);
   cpu::linear(w.wo, att, n, tmp, pool);
-  cpu::add_inplace(x, tmp, n * d);
+  per_token(pool, n, [&](int64_t t, int64_t m) { cpu::add_inplace(x + t * d, tmp + t * d, m * d); });
 
-  cpu::rmsnorm(x, w.ffn_norm, h, n, d, hp.rms_eps);
+  x += skip * d;
+  n = n_out;
+  per_token(pool, n, [&](int64_t t, int64_t m) { cpu::rmsnorm(x + t * d, w.ffn_norm, h + t * d, m, d, hp.rms_eps); });
   if (tap) tap(BlockTap::FfnIn, -1, h, n, d);
   if (hp.moe()) {
     moe_ffn_forward(hp, w, h, n, tmp, pool, tap);
@@ -268,22 +286,25 @@ void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVC
     float* const g = grow(gb, n * hp.n_ff);
     float* const u = grow(ub, n * hp.n_ff);
     cpu::linear_same_input({{&w.w_gate, g}, {&w.w_up, u}}, h, n, pool);
-    cpu::swiglu_ggml(g, u, g, n, hp.n_ff);
+    per_token(pool, n, [&](int64_t t, int64_t m) {
+      cpu::swiglu_ggml(g + t * hp.n_ff, u + t * hp.n_ff, g + t * hp.n_ff, m, hp.n_ff);
+    });
     if (tap) tap(BlockTap::FfnAct, -1, g, n, hp.n_ff);
     cpu::linear(w.w_down, g, n, tmp, pool);
   }
-  cpu::add_inplace(x, tmp, n * d);
+  per_token(pool, n, [&](int64_t t, int64_t m) { cpu::add_inplace(x + t * d, tmp + t * d, m * d); });
 }
 
-void LlamaModel::forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n,
-                              ThreadPool& pool) const {
+void LlamaModel::forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n, ThreadPool& pool,
+                              int64_t n_out) const {
   if (a < first_ || b > last_ || a > b) throw Error("span outside the loaded blocks");
   if (a < cache.first_block || b > cache.first_block + cache.n_blocks) throw Error("KV cache does not cover the span");
   if (n <= 0) return;
   if (cache.n_past + n > cache.n_ctx)
     throw Error("context is full: " + std::to_string(cache.n_past + n) + " positions needed, " +
                 std::to_string(cache.n_ctx) + " available (raise -c)");
-  for (int64_t blk = a; blk < b; blk++) llama_block_forward(hp_, blocks_[blk - first_], cache, blk, hidden, n, pool);
+  for (int64_t blk = a; blk < b; blk++)
+    llama_block_forward(hp_, blocks_[blk - first_], cache, blk, hidden, n, pool, nullptr, blk == b - 1 ? n_out : -1);
   cache.n_past += n;
 }
 

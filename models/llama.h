@@ -94,8 +94,13 @@ using BlockTapFn = std::function<void(BlockTap, int64_t expert, const float* x, 
 
 // One Llama block on x [n][n_embd] in place, for tokens at positions cache.n_past ..
 // n_past+n-1 (the cache is not advanced; `block` selects its slot).
+// n_out (1..n; -1 = n): only the last n_out rows of x are wanted afterwards, as when
+// a prefill needs the last token's logits. All n tokens' keys, values and
+// attention are computed; the feed-forward half runs on the last n_out rows only
+// (what llama.cpp does in its last layer), and the first n - n_out rows of x are
+// left part-way (after attention). Ignored when `tap` is set.
 void llama_block_forward(const LlamaHParams& hp, const LlamaBlockWeights& w, KVCache& cache, int64_t block, float* x,
-                         int64_t n, ThreadPool& pool, const BlockTapFn& tap = nullptr);
+                         int64_t n, ThreadPool& pool, const BlockTapFn& tap = nullptr, int64_t n_out = -1);
 
 struct LlamaLoadOptions {
   int64_t first_block = 0;
@@ -119,11 +124,13 @@ class LlamaModel {
 
   // Runs blocks [a, b) (within the loaded span) on hidden [n][n_embd] in place, for the
   // n tokens at positions cache.n_past .. n_past+n-1, and advances cache.n_past by n.
-  // The cache must cover [a, b).
-  void forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n, ThreadPool& pool) const;
+  // The cache must cover [a, b). n_out as for llama_block_forward, applied to block
+  // b - 1: only the last n_out rows of hidden are then valid.
+  void forward_span(int64_t a, int64_t b, KVCache& cache, float* hidden, int64_t n, ThreadPool& pool,
+                    int64_t n_out = -1) const;
   // Whole loaded span.
-  void forward(KVCache& cache, float* hidden, int64_t n, ThreadPool& pool) const {
-    forward_span(first_, last_, cache, hidden, n, pool);
+  void forward(KVCache& cache, float* hidden, int64_t n, ThreadPool& pool, int64_t n_out = -1) const {
+    forward_span(first_, last_, cache, hidden, n, pool, n_out);
   }
 
   // logits [n][n_vocab] = output(norm(hidden)). `hidden` is not modified.

@@ -45,8 +45,9 @@ const std::vector<float>& LocalRunner::eval(const std::vector<int32_t>& tokens) 
   if (n == 0) throw Error("nothing to evaluate");
   hidden_.resize((size_t)(n * hp.n_embd));
   model_.embed(tokens.data(), n, hidden_.data());
-  model_.forward(cache_, hidden_.data(), n, pool_);
-  // Only the last position's logits are needed to pick the next token.
+  // Only the last position's logits are needed to pick the next token, so the last
+  // block's feed-forward runs on that position alone.
+  model_.forward(cache_, hidden_.data(), n, pool_, 1);
   logits_.resize((size_t)hp.n_vocab);
   model_.head(hidden_.data() + (n - 1) * hp.n_embd, 1, logits_.data(), pool_);
   return logits_;

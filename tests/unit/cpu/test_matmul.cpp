@@ -85,12 +85,16 @@ void check_matmul(DType type, int64_t rows, int64_t cols, int64_t n_tok, ThreadP
   int bad = 0;
   for (int64_t t = 0; t < n_tok; t++) {
     for (int64_t r = 0; r < rows; r++) {
-      double ref = 0, S = 0, qbound = 0;
+      // ref_h: with x rounded to f16, as the AVX2 F16/BF16 GEMM (from 8 tokens)
+      // rounds it; either reference may be met.
+      double ref = 0, ref_h = 0, S = 0, qbound = 0;
       for (int64_t c = 0; c < cols; c++) {
         const double p = (double)w.deq[r * cols + c] * x[t * cols + c];
         ref += p;
+        ref_h += (double)w.deq[r * cols + c] * f16_to_f32(f32_to_f16(x[t * cols + c]));
         S += std::fabs(p);
       }
+      const bool half_acts = type == DType::F16 || type == DType::BF16;
       const bool int8_acts = type == DType::Q8_0 || type == DType::Q6_K;
       if (int8_acts) {
         for (int64_t b = 0; b < cols / 32; b++) {
@@ -103,7 +107,8 @@ void check_matmul(DType type, int64_t rows, int64_t cols, int64_t n_tok, ThreadP
         }
       }
       const double base = add ? y0[t * rows + r] : 0.0;
-      const double err = std::fabs((double)y[t * rows + r] - base - ref);
+      double err = std::fabs((double)y[t * rows + r] - base - ref);
+      if (half_acts) err = std::min(err, std::fabs((double)y[t * rows + r] - base - ref_h));
       const double tol = 1e-5 * S + 1e-6 + qbound + (add ? 1e-6 * std::fabs(base) : 0.0);
       if (err > tol || (int8_acts && err > 1e-2 * S + 1e-6) || !std::isfinite(y[t * rows + r])) {
         if (++bad <= 5)
@@ -143,6 +148,35 @@ TEST(Matmul, TokenCountsAroundGemmTiles) {
     for (DType type : kTypes)
       for (int64_t n_tok : {3, 4, 5, 8, 9, 15, 16, 17, 31, 32, 33, 47, 65})
         check_matmul(type, 23, 320, n_tok, pool, fam, false);
+  }
+}
+
+// Activations beyond f16's range must not become inf in the F16/BF16 GEMM, which
+// otherwise rounds them to f16: the product falls back to f32 and stays exact.
+TEST(Matmul, ActivationsBeyondHalfRangeStayFinite) {
+  ThreadPool pool(2);
+  FamilyGuard guard;
+  for (const std::string& fam : families()) {
+    ASSERT_TRUE(cpu::set_kernel_family(fam.c_str()));
+    for (DType type : {DType::F16, DType::BF16}) {
+      SCOPED_TRACE(fam + " " + type_str(type));
+      const int64_t rows = 9, cols = 40, n_tok = 16;
+      TestWeight w = make_weight(type, rows, cols, 5);
+      auto x = randn(n_tok * cols, 6);
+      x[3 * cols + 7] = 1.0e5f;  // token 3
+      std::vector<float> y(n_tok * rows);
+      cpu::matmul(w.view, x.data(), n_tok, y.data(), pool);
+      for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < rows; r++) {
+          double ref = 0, S = 0;
+          for (int64_t c = 0; c < cols; c++) {
+            ref += (double)w.deq[r * cols + c] * x[t * cols + c];
+            S += std::fabs((double)w.deq[r * cols + c] * x[t * cols + c]);
+          }
+          ASSERT_TRUE(std::isfinite(y[t * rows + r]));
+          EXPECT_NEAR(y[t * rows + r], ref, 1e-5 * S + 1e-6) << "t=" << t << " r=" << r;
+        }
+    }
   }
 }
 

@@ -112,6 +112,29 @@ TEST(LlamaOracle, LogitsMatchLlamaCpp) {
   }
 }
 
+// eval() wants the last position's logits only, so the last block's feed-forward
+// runs on that position alone (as llama.cpp's last layer does): its logits are
+// those of the whole batch's last row, and so llama.cpp's.
+TEST(LlamaOracle, LastPositionOnlyPrefillGivesTheSameLogits) {
+  if (!have_shared()) GTEST_SKIP() << "shared test data not found: " << kModel;
+  LoadedModel m = load_model(kModel, {}, false);
+  ThreadPool pool(2);
+  for (auto& oc : read_index()) {
+    LocalRunner all(*m.model, 512, pool), last(*m.model, 512, pool);
+    const std::vector<float> want = all.eval_all(oc.tokens);
+    const std::vector<float>& got = last.eval(oc.tokens);
+    const float* w = want.data() + (oc.tokens.size() - 1) * oc.n_vocab;
+    float max_diff = 0;
+    for (int64_t i = 0; i < oc.n_vocab; i++) max_diff = std::max(max_diff, std::fabs(got[i] - w[i]));
+    std::printf("%s: last row, FFN on it alone vs the whole batch: max |diff| = %.2e\n", oc.file.c_str(), max_diff);
+    EXPECT_LE(max_diff, 1e-4f) << oc.file;
+    // The cache holds every position either way: the next token agrees too.
+    const std::vector<float> next_all = all.eval({403});
+    const std::vector<float>& next_last = last.eval({403});
+    for (int64_t i = 0; i < oc.n_vocab; i++) ASSERT_NEAR(next_last[i], next_all[i], 1e-4f) << oc.file << " " << i;
+  }
+}
+
 // The scalar kernels reproduce the AVX2 ones bit for bit (same FMAs, same order), so
 // every CPU gives the same logits.
 TEST(LlamaOracle, ScalarKernelsGiveTheSameLogits) {
