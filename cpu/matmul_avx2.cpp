@@ -346,6 +346,9 @@ inline void dot_tile(const WeightView& w, int64_t r, const uint16_t* xh, int64_t
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
   int64_t k = 0;
+  // Two 8-column steps per iteration: a 64-token F16 prefill ran ~4% faster
+  // (medians of 20 alternating runs in one process; 4 steps gave the same).
+#pragma GCC unroll 2
   for (; k + 8 <= K; k += 8) {
     if constexpr (PF) {
       if ((k & 31) == 0)  // 32 columns are one 64-byte line of each F16/BF16 row
