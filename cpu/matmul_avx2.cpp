@@ -2,7 +2,9 @@
 // cpu_features().avx2. Same structure as matmul_avx512.cpp at half the width:
 // matrix-vector kernels stream each row once (≤ 4 tokens per pass); the GEMM
 // converts a panel of kMR = 6 rows to f32 and keeps a 6 rows × 16 tokens tile in
-// 12 ymm accumulators (2 token vectors + 1 broadcast: 15 of 16 registers).
+// 12 ymm accumulators (2 token vectors + 1 broadcast: 15 of 16 registers). F16
+// and BF16 weights take a dot-product GEMM instead (gemm_dot, below): rows as
+// stored against the tokens rounded to f16.
 #include <immintrin.h>
 
 #include <cmath>
@@ -493,6 +495,7 @@ void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
 }
 
 }  // namespace
+
 const Kernels kAvx2Kernels = {"avx2", gemv, gemm, kMR, 8, gemm_dot, to_f16, kDotRows, row_to_f32, axpy_rows, quantize_q8};
 
 }  // namespace engine::cpu::detail
