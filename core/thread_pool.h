@@ -46,6 +46,13 @@ class ThreadPool {
   // single chunk, a one-thread pool or a nested call runs fn(0, n) on the caller.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+  // Splits [0, n) into chunks of `chunk` items (the last may be shorter), each
+  // claimed by whichever thread is free, one at a time: for long compute-bound
+  // jobs, where parallel_for's few chunks a thread would leave the others waiting
+  // on one that lost its core for a while. A single chunk, a one-thread pool or a
+  // nested call runs fn(0, n) on the caller. n <= 0 calls nothing.
+  void parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t begin, int64_t end)>& fn);
+
  private:
   void worker_main();
   void work_parts();  // claim and run parts of the open job until none are left

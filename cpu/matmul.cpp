@@ -116,15 +116,10 @@ bool gemm_dot(const Kernels& ks, const WeightView& w, const float* x, int64_t n_
     if (!ks.to_f16(x + t0 * w.cols, (t1 - t0) * w.cols, xh + t0 * w.cols)) in_range.store(false);
   });
   if (!in_range.load()) return false;
-  // Jobs of kDotJobRows rows, claimed one at a time: finer than parallel_for's
-  // chunks, so a thread that loses its core for a while (another process) leaves
-  // little for the others to wait on.
-  const int64_t jobs = (w.rows + kDotJobRows - 1) / kDotJobRows;
-  std::atomic<int64_t> next{0};
-  pool.run([&](int, int) {
-    for (int64_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < jobs;)
-      ks.gemm_dot(w, j * kDotJobRows, std::min((j + 1) * kDotJobRows, w.rows), xh, n_tok, y, add);
-  });
+  // Jobs of kDotJobRows rows claimed one at a time: a thread that loses its core for
+  // a while (another process) leaves little for the others to wait on.
+  pool.parallel_chunks(w.rows, kDotJobRows,
+                       [&](int64_t r0, int64_t r1) { ks.gemm_dot(w, r0, r1, xh, n_tok, y, add); });
   return true;
 }
 

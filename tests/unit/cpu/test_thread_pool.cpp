@@ -33,6 +33,36 @@ void expect_each_once(ThreadPool& pool, int64_t n, int64_t grain) {
 }
 }  // namespace
 
+TEST(ThreadPool, ParallelChunksCoverEachIndexOnceInWholeChunks) {
+  for (int nth : {1, 2, 3, 5}) {
+    ThreadPool pool(nth);
+    for (int64_t n : {0, 1, 5, 64, 100, 1001})
+      for (int64_t chunk : {0, 1, 7, 64, 2000}) {
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<int> calls{0};
+        pool.parallel_chunks(n, chunk, [&](int64_t b, int64_t e) {
+          calls++;
+          EXPECT_LT(b, e);
+          EXPECT_LE(e, n);
+          // One chunk of `chunk` items at a boundary, the last shorter; or the whole range.
+          const int64_t c = std::max<int64_t>(chunk, 1);
+          if (!(b == 0 && e == n)) {
+            EXPECT_EQ(b % c, 0);
+            EXPECT_EQ(e, std::min(n, b + c));
+          }
+          for (int64_t i = b; i < e; i++) hits[i]++;
+        });
+        for (int64_t i = 0; i < n; i++) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " chunk=" << chunk;
+        const int64_t c = std::max<int64_t>(chunk, 1);
+        if (n == 0) {
+          EXPECT_EQ(calls.load(), 0);
+        } else if (nth > 1) {
+          EXPECT_EQ(calls.load(), (n + c - 1) / c);
+        }
+      }
+  }
+}
+
 TEST(ThreadPool, SizeAndDefault) {
   ThreadPool a(3);
   EXPECT_EQ(a.size(), 3);
