@@ -36,7 +36,9 @@ std::string load_error(const std::function<void(GGUFWriter&)>& meta, const std::
       w.add_tensor(t.name, t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
     }
   }
-  const std::string path = testing::TempDir() + "moe_bad.gguf";
+  // Named after the test: ctest runs each test in its own process, two at a time.
+  const std::string path =
+      testing::TempDir() + "moe_bad_" + testing::UnitTest::GetInstance()->current_test_info()->name() + ".gguf";
   w.write(path);
   try {
     LlamaModel::load(std::shared_ptr<const GGUFFile>(GGUFFile::open(path)));
